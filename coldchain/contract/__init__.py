@@ -1,0 +1,41 @@
+"""The telemetry contract: topics, payload models, per-sample checks, point encoding."""
+
+from coldchain.contract.checks import Limits, check_sample, ts_ms
+from coldchain.contract.points import PointEncoder
+from coldchain.contract.telemetry import (
+    CONTRACT_VERSION,
+    BatchMessage,
+    CompartmentState,
+    Position,
+    Power,
+    Sample,
+    SingleMessage,
+    parse_message,
+    telemetry_json_schema,
+)
+from coldchain.contract.topics import (
+    alert_topic,
+    device_id_from_topic,
+    device_topic,
+    shared_subscription,
+)
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "BatchMessage",
+    "CompartmentState",
+    "Limits",
+    "PointEncoder",
+    "Position",
+    "Power",
+    "Sample",
+    "SingleMessage",
+    "alert_topic",
+    "check_sample",
+    "device_id_from_topic",
+    "device_topic",
+    "parse_message",
+    "shared_subscription",
+    "telemetry_json_schema",
+    "ts_ms",
+]

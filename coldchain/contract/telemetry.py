@@ -1,0 +1,143 @@
+"""The v1 telemetry payload: typed, strict, bounded.
+
+A device publishes either one sample (the sample's fields at the top level) or a backlog batch
+(``samples``: a list of samples, oldest first, uploaded late after lost coverage). Validation is
+strict: no string-to-number coercion, no NaN or infinity, no unknown keys, every number inside a
+physically possible range, every string and collection bounded. ``docs/telemetry.md`` and the
+JSON Schema generated from these models are the published contract.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    TypeAdapter,
+)
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "MAX_BATCH_SAMPLES",
+    "BatchMessage",
+    "CompartmentState",
+    "Identifier",
+    "Position",
+    "Power",
+    "Sample",
+    "SingleMessage",
+    "TelemetryMessage",
+    "parse_message",
+    "telemetry_json_schema",
+]
+
+CONTRACT_VERSION = 1
+MAX_BATCH_SAMPLES = 5000
+
+Identifier = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", max_length=64)
+]
+# Probes used in cold chains span ultra-low freezers (-80 degC) to hot docks; beyond is a fault.
+ProbeTempC = Annotated[float, Field(ge=-100.0, le=100.0)]
+AirTempC = Annotated[float, Field(ge=-100.0, le=100.0)]
+
+_STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+class Position(BaseModel):
+    """A GNSS fix. ``fix`` is ``none`` when the receiver has no fix (lat/lon then omitted)."""
+
+    model_config = _STRICT
+
+    lat: float | None = Field(default=None, ge=-90.0, le=90.0)
+    lon: float | None = Field(default=None, ge=-180.0, le=180.0)
+    speed_kmh: float | None = Field(default=None, ge=0.0, le=250.0)
+    heading_deg: float | None = Field(default=None, ge=0.0, lt=360.0)
+    fix: Literal["none", "2d", "3d"] = "3d"
+    hdop: float | None = Field(default=None, ge=0.0, le=100.0)
+
+
+class CompartmentState(BaseModel):
+    """Door and reefer-unit state of one compartment (truck) or zone (store)."""
+
+    model_config = _STRICT
+
+    door_open: bool | None = None
+    setpoint_c: float | None = Field(default=None, ge=-70.0, le=40.0)
+    mode: Literal["cooling", "heating", "defrost", "null", "off"] | None = None
+    supply_air_c: AirTempC | None = None
+    return_air_c: AirTempC | None = None
+    alarm_code: int | None = Field(default=None, ge=0, le=65535)
+
+
+class Power(BaseModel):
+    model_config = _STRICT
+
+    source: Literal["mains", "vehicle", "battery"] | None = None
+    battery_pct: float | None = Field(default=None, ge=0.0, le=100.0)
+
+
+class Sample(BaseModel):
+    """One reading instant of a device: device time, sequence number and what it measured."""
+
+    model_config = _STRICT
+
+    ts: AwareDatetime
+    seq: int = Field(ge=0, le=2**53)
+    temps_c: dict[Identifier, ProbeTempC] = Field(default_factory=dict, max_length=32)
+    position: Position | None = None
+    compartments: dict[Identifier, CompartmentState] = Field(default_factory=dict, max_length=8)
+    power: Power | None = None
+    signal_dbm: int | None = Field(default=None, ge=-150, le=0)
+
+
+class SingleMessage(Sample):
+    v: Literal[1]
+    device_id: Identifier
+
+    def samples_list(self) -> list[Sample]:
+        return [self]
+
+
+class BatchMessage(BaseModel):
+    """A backlog upload: samples buffered on the device while it had no coverage."""
+
+    model_config = _STRICT
+
+    v: Literal[1]
+    device_id: Identifier
+    samples: list[Sample] = Field(min_length=1, max_length=MAX_BATCH_SAMPLES)
+
+    def samples_list(self) -> list[Sample]:
+        return self.samples
+
+
+def _form(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "samples" in value else "single"
+
+
+TelemetryMessage = Annotated[
+    Annotated[SingleMessage, Tag("single")] | Annotated[BatchMessage, Tag("batch")],
+    Discriminator(_form),
+]
+_ADAPTER: TypeAdapter[SingleMessage | BatchMessage] = TypeAdapter(TelemetryMessage)
+
+
+def parse_message(payload: bytes | str) -> SingleMessage | BatchMessage:
+    """Parse and validate one payload. Raises ``pydantic.ValidationError`` (mapped by callers)."""
+    return _ADAPTER.validate_json(payload)
+
+
+def telemetry_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a v1 telemetry payload, as published in docs/."""
+    schema = _ADAPTER.json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://coldchain.dev/schemas/telemetry-v1.json"
+    schema["title"] = "coldchain telemetry v1"
+    return schema

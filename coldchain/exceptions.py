@@ -1,0 +1,87 @@
+"""Every error coldchain raises on purpose.
+
+::
+
+    ColdchainError
+     ├── ConfigError          a setting or config file has a bad value (names option and value)
+     ├── RegistryError        the fleet file is inconsistent (duplicate ids, unknown profile)
+     ├── TelemetryRejected    a message or sample broke the contract; dead-lettered
+     └── StoreError           a store adapter failed (spool, InfluxDB), third-party errors mapped
+          └── WriteRejected   InfluxDB refused points for good (4xx): retrying will not help
+
+Adapters catch third-party exceptions (sqlite3, httpx, paho) and raise these, so callers never
+depend on a client library's hierarchy.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ColdchainError",
+    "ConfigError",
+    "RegistryError",
+    "StoreError",
+    "TelemetryRejected",
+    "WriteRejected",
+]
+
+
+class ColdchainError(Exception):
+    """Base of all coldchain errors."""
+
+
+class ConfigError(ColdchainError):
+    """A configuration option has a bad value."""
+
+    def __init__(self, option: str, value: object, reason: str) -> None:
+        self.option = option
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{option}={value!r}: {reason}")
+
+
+class RegistryError(ColdchainError):
+    """The device registry (fleet file) is inconsistent."""
+
+
+class TelemetryRejected(ColdchainError):
+    """A telemetry message or one of its samples broke the contract.
+
+    ``reason`` is a short stable code (for counting), ``field`` the JSON path of the offending
+    value, ``value`` a bounded repr of it, ``device_id`` the device it came from (from the topic
+    when the payload could not be read).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        detail: str,
+        *,
+        device_id: str | None,
+        field: str = "",
+        value: object = None,
+    ) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.device_id = device_id
+        self.field = field
+        self.value = _bounded_repr(value)
+        where = f" at {field}" if field else ""
+        super().__init__(f"{reason}{where} (device {device_id}): {detail}; value={self.value}")
+
+
+class StoreError(ColdchainError):
+    """A store adapter failed; usually transient (retry)."""
+
+
+class WriteRejected(StoreError):
+    """InfluxDB rejected the points for good (HTTP 4xx other than 429)."""
+
+    def __init__(self, status: int, body: str) -> None:
+        self.status = status
+        self.body = body
+        super().__init__(f"InfluxDB rejected the write with HTTP {status}: {body[:500]}")
+
+
+def _bounded_repr(value: object, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

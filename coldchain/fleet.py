@@ -1,0 +1,124 @@
+"""Device registry: device -> asset (vehicle or store) -> compartments/zones -> sensors.
+
+Loaded from a YAML fleet file (see ``fleet/demo.yaml`` and docs/telemetry.md). Lookups on the
+ingest hot path are plain dict reads built once at load time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from coldchain.contract.telemetry import Identifier
+from coldchain.exceptions import RegistryError
+
+__all__ = ["Asset", "Compartment", "Fleet", "SensorSpec", "load_fleet"]
+
+_CFG = ConfigDict(extra="forbid", frozen=True)
+
+
+class SensorSpec(BaseModel):
+    model_config = _CFG
+
+    id: Identifier
+    probe: Literal["air", "product"] = "air"
+
+
+class Compartment(BaseModel):
+    """A truck compartment or a store zone; ``profile`` names the product profile it holds."""
+
+    model_config = _CFG
+
+    id: Identifier
+    profile: str = Field(min_length=1, max_length=64)
+    sensors: tuple[SensorSpec, ...] = Field(min_length=1)
+
+
+class Asset(BaseModel):
+    model_config = _CFG
+
+    id: Identifier
+    kind: Literal["vehicle", "store"]
+    name: str = Field(default="", max_length=200)
+    devices: tuple[Identifier, ...] = Field(min_length=1)
+    compartments: tuple[Compartment, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Asset:
+        comp_ids = [c.id for c in self.compartments]
+        if len(set(comp_ids)) != len(comp_ids):
+            raise ValueError(f"asset {self.id}: duplicate compartment ids {comp_ids}")
+        sensor_ids = [s.id for c in self.compartments for s in c.sensors]
+        if len(set(sensor_ids)) != len(sensor_ids):
+            raise ValueError(f"asset {self.id}: sensor ids must be unique within the asset")
+        return self
+
+
+class _FleetFile(BaseModel):
+    model_config = _CFG
+
+    assets: tuple[Asset, ...]
+
+
+class Fleet:
+    """The registered fleet, indexed for O(1) lookups by device and sensor."""
+
+    def __init__(self, assets: tuple[Asset, ...] | list[Asset]) -> None:
+        self.assets: dict[str, Asset] = {}
+        self._device_asset: dict[str, Asset] = {}
+        # (asset_id, sensor_id) -> (compartment_id, probe)
+        self._sensor: dict[tuple[str, str], tuple[str, str]] = {}
+        for asset in assets:
+            if asset.id in self.assets:
+                raise RegistryError(f"duplicate asset id {asset.id!r}")
+            self.assets[asset.id] = asset
+            for device_id in asset.devices:
+                if device_id in self._device_asset:
+                    raise RegistryError(
+                        f"device {device_id!r} is registered to both "
+                        f"{self._device_asset[device_id].id!r} and {asset.id!r}"
+                    )
+                self._device_asset[device_id] = asset
+            for comp in asset.compartments:
+                for sensor in comp.sensors:
+                    self._sensor[(asset.id, sensor.id)] = (comp.id, sensor.probe)
+
+    def asset_of(self, device_id: str) -> Asset | None:
+        return self._device_asset.get(device_id)
+
+    def sensor(self, asset_id: str, sensor_id: str) -> tuple[str, str] | None:
+        """(compartment_id, probe) of a sensor on an asset, or None if not registered."""
+        return self._sensor.get((asset_id, sensor_id))
+
+    def has_compartment(self, asset_id: str, compartment_id: str) -> bool:
+        asset = self.assets.get(asset_id)
+        return asset is not None and any(c.id == compartment_id for c in asset.compartments)
+
+    @property
+    def device_ids(self) -> list[str]:
+        return sorted(self._device_asset)
+
+    def to_yaml(self) -> str:
+        data = {"assets": [a.model_dump(mode="json") for a in self.assets.values()]}
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def load_fleet(path: str | Path) -> Fleet:
+    """Load and check a fleet file; errors name the file and the offending entry."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RegistryError(f"fleet file {path}: {exc}") from exc
+    try:
+        parsed = _FleetFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise RegistryError(
+            f"fleet file {path}: {loc}: {first['msg']} (value {first.get('input')!r})"
+        ) from exc
+    return Fleet(parsed.assets)

@@ -1,0 +1,91 @@
+"""All settings, in one model validated at start-up.
+
+Environment variables ``COLDCHAIN_*`` set them; nested sections use ``__``, e.g.
+``COLDCHAIN_MQTT__PORT=1884`` or ``COLDCHAIN_INFLUX__URL=http://db:8086``. A bad value fails at
+start-up with the option's name and value (see ``load_settings``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from coldchain.exceptions import ConfigError
+
+__all__ = [
+    "InfluxSettings",
+    "MqttSettings",
+    "Settings",
+    "SpoolSettings",
+    "ValidationSettings",
+    "load_settings",
+]
+
+
+class MqttSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    client_id: str = Field(default="coldchain-ingest-1", min_length=1, max_length=64)
+    share_group: str = Field(default="coldchain-ingest", pattern=r"^[A-Za-z0-9_-]+$")
+    # Bound on unacknowledged messages the broker may have in flight to one ingest process.
+    max_inflight: int = Field(default=2000, ge=1, le=65535)
+    session_expiry_s: int = Field(default=7 * 86400, ge=0)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+
+
+class InfluxSettings(BaseModel):
+    url: str = "http://127.0.0.1:8086"
+    database: str = Field(default="coldchain", pattern=r"^[A-Za-z0-9_.-]+$")
+    username: str | None = None
+    password: str | None = None
+    # InfluxDB 2.x/3.x v1-compatibility: a token is sent as "Authorization: Token ...".
+    token: str | None = None
+    batch_max_points: int = Field(default=5000, ge=1, le=100_000)
+    gzip: bool = True
+    timeout_s: float = Field(default=10.0, gt=0)
+    retry_initial_s: float = Field(default=0.2, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+
+
+class SpoolSettings(BaseModel):
+    path: Path = Path("var/spool.sqlite3")
+    batch_max_messages: int = Field(default=2000, ge=1, le=100_000)
+    linger_ms: float = Field(default=5.0, ge=0, le=10_000)
+    # FULL survives power loss (fsync per group commit); NORMAL survives process crashes only.
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class ValidationSettings(BaseModel):
+    max_payload_bytes: int = Field(default=1_048_576, ge=256)
+    max_future_skew_s: float = Field(default=300.0, ge=0)
+    max_sample_age_s: float = Field(default=30 * 86400.0, gt=0)
+    dead_letter_payload_bytes: int = Field(default=65_536, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="COLDCHAIN_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    fleet_path: Path = Path("fleet/demo.yaml")
+    registry_url: str = "sqlite:///var/registry.sqlite3"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    spool: SpoolSettings = SpoolSettings()
+    validation: ValidationSettings = ValidationSettings()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (and overrides); raises ConfigError naming the option."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        option = "COLDCHAIN_" + "__".join(str(p) for p in first["loc"]).upper()
+        raise ConfigError(option, first.get("input"), first["msg"]) from exc

@@ -1,0 +1,123 @@
+"""The MQTT source: paho-mqtt 2.x, MQTT 5, persistent session, shared subscription, manual acks.
+
+Guarantees:
+- QoS 1 messages are acknowledged only by ``ack()``, which the pipeline calls after the spool
+  committed them; a crash before that makes the broker redeliver.
+- At most ``max_inflight`` unacknowledged messages are in flight (MQTT 5 Receive Maximum).
+- Acks are tagged with the connection they came from: after a reconnect the broker redelivers
+  everything unacknowledged, and packet ids may be reused, so acks for a previous connection
+  are dropped rather than sent (the redelivered copy is spooled again, which is idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from coldchain.contract import shared_subscription
+from coldchain.settings import MqttSettings
+
+__all__ = ["Delivery", "MqttSource"]
+
+log = logging.getLogger("coldchain.ingest.mqtt")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_ms: int
+    generation: int
+
+
+class MqttSource:
+    def __init__(self, settings: MqttSettings, deliver: Callable[[Delivery], None]) -> None:
+        self.settings = settings
+        self._deliver = deliver
+        self._generation = 0
+        self._lock = threading.Lock()
+        self.connected = threading.Event()
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if settings.username:
+            client.username_pw_set(settings.username, settings.password)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(0.2, 10)
+        self._client = client
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.session_expiry_s
+        props.ReceiveMaximum = self.settings.max_inflight
+        self._client.connect_async(
+            self.settings.host,
+            self.settings.port,
+            keepalive=self.settings.keepalive_s,
+            clean_start=False,
+            properties=props,
+        )
+        self._client.loop_start()
+
+    def wait_connected(self, timeout_s: float = 10.0) -> bool:
+        return self.connected.wait(timeout_s)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason: object,
+        properties: object,
+    ) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("MQTT connect refused: %s", reason)
+            return
+        with self._lock:
+            self._generation += 1
+        client.subscribe(shared_subscription(self.settings.share_group), qos=1)
+        self.connected.set()
+        log.info("connected to MQTT %s:%d", self.settings.host, self.settings.port)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason: object,
+        properties: object,
+    ) -> None:
+        self.connected.clear()
+        log.warning("MQTT disconnected: %s", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self._deliver(
+            Delivery(
+                msg.topic, msg.payload, msg.mid, msg.qos, int(time.time() * 1000), self._generation
+            )
+        )
+
+    def ack(self, delivery: Delivery) -> bool:
+        """Acknowledge a durable delivery; False if its connection is gone (broker redelivers)."""
+        if delivery.qos == 0 or delivery.generation != self._generation:
+            return False
+        self._client.ack(delivery.mid, delivery.qos)
+        return True
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()

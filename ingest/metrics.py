@@ -1,0 +1,81 @@
+"""Ingest counters, exposed as a dict (``stats()``) and in Prometheus text format over HTTP."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+__all__ = ["IngestMetrics", "MetricsServer"]
+
+
+class IngestMetrics:
+    """Each counter has a single writer thread, so plain increments are safe under the GIL."""
+
+    def __init__(self) -> None:
+        self.received_messages = 0
+        self.accepted_messages = 0
+        self.accepted_samples = 0
+        self.spooled_points = 0
+        self.acked_messages = 0
+        self.stale_acks_dropped = 0
+        self.written_messages = 0
+        self.written_points = 0
+        self.write_errors = 0
+        self.dead_letters: Counter[str] = Counter()
+        self.spool_depth_messages = 0
+        self.receive_lag_s = 0.0
+
+    def snapshot(self) -> dict[str, object]:
+        data = {k: v for k, v in vars(self).items() if k != "dead_letters"}
+        data["dead_letters"] = dict(self.dead_letters)
+        data["dead_letters_total"] = sum(self.dead_letters.values())
+        return data
+
+    def prometheus(self) -> str:
+        out = []
+        for key, value in self.snapshot().items():
+            if isinstance(value, dict):
+                for reason, n in sorted(value.items()):
+                    out.append(f'coldchain_ingest_{key}{{reason="{reason}"}} {n}')
+            else:
+                out.append(f"coldchain_ingest_{key} {value}")
+        return "\n".join(out) + "\n"
+
+
+class MetricsServer:
+    """``GET /metrics`` (Prometheus) and ``GET /healthz`` on a loopback port."""
+
+    def __init__(self, metrics: IngestMetrics, port: int, host: str = "127.0.0.1") -> None:
+        m = metrics
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    body, ctype = m.prometheus().encode(), "text/plain; version=0.0.4"
+                elif self.path == "/healthz":
+                    body, ctype = b"ok\n", "text/plain"
+                else:
+                    self.send_error(404, "try /metrics or /healthz")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name="metrics"
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

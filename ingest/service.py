@@ -1,0 +1,198 @@
+"""The ingest service: wires MQTT source -> decode -> validate -> spool -> ack, and the writer.
+
+Threads: paho's network loop (enqueues deliveries), the pipeline (group commit per batch, then
+acks) and the writer (drains the spool to InfluxDB). The bound on work in flight is MQTT's
+Receive Maximum: the broker sends no more until the pipeline acknowledges.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from coldchain.contract import Limits, PointEncoder
+from coldchain.exceptions import TelemetryRejected
+from coldchain.fleet import Fleet
+from coldchain.settings import Settings
+from ingest.consumer import Delivery, MqttSource
+from ingest.decode import decode
+from ingest.metrics import IngestMetrics, MetricsServer
+from ingest.spool import DeadLetter, Spool, SpooledMessage
+from ingest.validate import validate
+from ingest.write import InfluxWriter, SpoolDrainer
+
+__all__ = ["IngestService", "process_delivery"]
+
+log = logging.getLogger("coldchain.ingest")
+
+
+def _dead(d: Delivery, exc: TelemetryRejected, payload: bytes) -> DeadLetter:
+    return DeadLetter(
+        d.received_ms, d.topic, exc.device_id, exc.reason, exc.field, exc.value, exc.detail, payload
+    )
+
+
+def process_delivery(
+    d: Delivery, fleet: Fleet, encoder: PointEncoder, limits: Limits, max_payload_bytes: int
+) -> tuple[SpooledMessage | None, list[DeadLetter]]:
+    """Decode, validate and encode one delivery. Never raises on bad input."""
+    try:
+        validated = validate(
+            decode(d.topic, d.payload, max_payload_bytes), fleet, d.received_ms, limits
+        )
+    except TelemetryRejected as exc:
+        return None, [_dead(d, exc, d.payload)]
+    dead = [_dead(d, exc, s.model_dump_json().encode()) for exc, s in validated.rejected]
+    if not validated.samples:
+        return None, dead
+    lines = encoder.encode(validated.device_id, validated.asset, validated.samples, d.received_ms)
+    return SpooledMessage(d.received_ms, validated.device_id, lines), dead
+
+
+class IngestService:
+    def __init__(
+        self,
+        settings: Settings,
+        fleet: Fleet,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.settings = settings
+        self.fleet = fleet
+        self.metrics = IngestMetrics()
+        self._clock_ms = clock_ms
+        self._queue: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        self._encoder = PointEncoder(fleet)
+        v = settings.validation
+        self._limits = Limits(v.max_future_skew_s, v.max_sample_age_s)
+        self._source = MqttSource(settings.mqtt, self._queue.put)
+        self._writer = InfluxWriter(settings.influx)
+        self._drain_spool = Spool(
+            settings.spool.path, settings.spool.synchronous, v.dead_letter_payload_bytes
+        )
+        self._drainer = SpoolDrainer(
+            self._drain_spool, self._writer, settings.influx, self._on_written, self._on_write_error
+        )
+        self._threads: list[threading.Thread] = []
+        self._metrics_server: MetricsServer | None = None
+        depth, _ = self._drain_spool.depth()
+        self.metrics.spool_depth_messages = depth
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self, wait_connected_s: float = 10.0) -> None:
+        try:
+            self._writer.create_database()
+        except Exception as exc:  # InfluxDB may be down at start; the writer retries later.
+            log.warning("could not ensure database: %s", exc)
+        self._threads = [
+            threading.Thread(target=self._pipeline, name="ingest-pipeline", daemon=True),
+            threading.Thread(target=self._drainer.run, name="ingest-writer", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        if self.settings.metrics_port:
+            self._metrics_server = MetricsServer(self.metrics, self.settings.metrics_port)
+            self._metrics_server.start()
+        self._source.start()
+        if wait_connected_s and not self._source.wait_connected(wait_connected_s):
+            log.warning("MQTT not connected after %.0f s; paho keeps retrying", wait_connected_s)
+
+    def stop(self, drain_timeout_s: float = 0.0) -> None:
+        """Stop intake; spool what was received; optionally let the writer drain the spool."""
+        self._source.stop()
+        self._queue.put(None)
+        self._threads[0].join(30)
+        if drain_timeout_s:
+            self.wait_drained(drain_timeout_s)
+        self._drainer.stop()
+        self._threads[1].join(30)
+        if self._metrics_server:
+            self._metrics_server.stop()
+        self._writer.close()
+        self._drain_spool.close()
+
+    def wait_drained(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.metrics.spool_depth_messages == 0 and self._queue.empty():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stats(self) -> dict[str, object]:
+        return self.metrics.snapshot()
+
+    # -- threads ----------------------------------------------------------------------------
+    def _pipeline(self) -> None:
+        s = self.settings
+        spool = Spool(s.spool.path, s.spool.synchronous, s.validation.dead_letter_payload_bytes)
+        batch_max, linger_s = s.spool.batch_max_messages, s.spool.linger_ms / 1000.0
+        running = True
+        while running:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            if linger_s:
+                time.sleep(linger_s)
+            while len(batch) < batch_max:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    running = False
+                    break
+                batch.append(item)
+            self._commit(spool, batch)
+        spool.close()
+
+    def _commit(self, spool: Spool, batch: list[Delivery]) -> None:
+        m = self.metrics
+        messages: list[SpooledMessage] = []
+        dead: list[DeadLetter] = []
+        max_bytes = self.settings.validation.max_payload_bytes
+        for d in batch:
+            msg, rejected = process_delivery(d, self.fleet, self._encoder, self._limits, max_bytes)
+            if msg is not None:
+                messages.append(msg)
+            dead.extend(rejected)
+        while True:
+            try:
+                spool.append(messages, dead)
+                break
+            except Exception as exc:  # disk full or locked: hold the acks and retry
+                log.error("spool append failed, retrying: %s", exc)
+                time.sleep(1.0)
+        # Only now is everything durable: acknowledge.
+        m.received_messages += len(batch)
+        m.accepted_messages += len(messages)
+        m.spooled_points += sum(len(x.lines) for x in messages)
+        for dl in dead:
+            m.dead_letters[dl.reason] += 1
+        m.spool_depth_messages += len(messages)
+        for d in batch:
+            if self._source.ack(d):
+                m.acked_messages += 1
+            else:
+                m.stale_acks_dropped += d.qos > 0
+        if messages:
+            m.receive_lag_s = (self._clock_ms() - messages[-1].received_ms) / 1000.0
+            self._drainer.wake()
+
+    def _on_written(self, messages: int, points: int) -> None:
+        self.metrics.written_messages += messages
+        self.metrics.written_points += points
+        self.metrics.spool_depth_messages -= messages
+
+    def _on_write_error(self, exc: Exception) -> None:
+        self.metrics.write_errors += 1
+
+    def dead_letters(self, limit: int = 1000) -> list[dict[str, object]]:
+        spool = Spool(self.settings.spool.path)
+        try:
+            return spool.dead_letters(limit)
+        finally:
+            spool.close()

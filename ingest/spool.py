@@ -1,0 +1,180 @@
+"""Stage 3, spool: a durable queue on SQLite (WAL) between the broker and InfluxDB.
+
+Guarantees:
+- ``append`` returns only after its whole batch (points and dead letters) is committed in one
+  transaction (group commit); with ``synchronous=FULL`` it is fsynced. Only then does ingest
+  acknowledge the MQTT messages.
+- Row ids never repeat (AUTOINCREMENT), so ``delete_through(last_id)`` removes exactly what a
+  writer read and InfluxDB confirmed.
+- A message redelivered after a crash is spooled twice; that is safe because InfluxDB writes are
+  idempotent (same series and timestamp overwrite).
+
+One ``Spool`` per thread: sqlite3 connections are not shared across threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from coldchain.exceptions import StoreError
+
+__all__ = ["DeadLetter", "Spool", "SpoolBatch", "SpooledMessage"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ms INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    n_points INTEGER NOT NULL,
+    lines TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ms INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    device_id TEXT,
+    reason TEXT NOT NULL,
+    field TEXT NOT NULL,
+    value TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    payload_size INTEGER NOT NULL,
+    payload_sha256 TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledMessage:
+    received_ms: int
+    device_id: str
+    lines: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    received_ms: int
+    topic: str
+    device_id: str | None
+    reason: str
+    field: str
+    value: str
+    detail: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolBatch:
+    first_id: int
+    last_id: int
+    rows: list[tuple[int, int, str]]  # (id, n_points, lines)
+
+    @property
+    def n_points(self) -> int:
+        return sum(r[1] for r in self.rows)
+
+    def body(self) -> bytes:
+        return "\n".join(r[2] for r in self.rows).encode()
+
+
+class Spool:
+    def __init__(
+        self, path: Path, synchronous: str = "FULL", dead_letter_payload_bytes: int = 65536
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._keep = dead_letter_payload_bytes
+        try:
+            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open spool {path}: {exc}") from exc
+
+    def append(self, messages: Iterable[SpooledMessage], dead: Iterable[DeadLetter]) -> None:
+        """Commit a group of messages and dead letters atomically."""
+        rows = [(m.received_ms, m.device_id, len(m.lines), "\n".join(m.lines)) for m in messages]
+        dls = [self._dead_row(d) for d in dead]
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            if rows:
+                self._db.executemany(
+                    "INSERT INTO spool (received_ms, device_id, n_points, lines) VALUES (?,?,?,?)",
+                    rows,
+                )
+            if dls:
+                self._db.executemany(
+                    "INSERT INTO dead_letters (received_ms, topic, device_id, reason, field, value,"
+                    " detail, payload_size, payload_sha256, payload) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    dls,
+                )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StoreError(f"spool append failed: {exc}") from exc
+
+    def _dead_row(self, d: DeadLetter) -> tuple[object, ...]:
+        return (
+            d.received_ms,
+            d.topic,
+            d.device_id,
+            d.reason,
+            d.field,
+            d.value,
+            d.detail,
+            len(d.payload),
+            hashlib.sha256(d.payload).hexdigest(),
+            d.payload[: self._keep],
+        )
+
+    def peek(self, max_points: int, after_id: int = 0) -> SpoolBatch | None:
+        """The oldest rows holding about ``max_points`` points (at least one row)."""
+        cur = self._db.execute(
+            "SELECT id, n_points, lines FROM spool WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, max(1, max_points // 2)),
+        )
+        rows: list[tuple[int, int, str]] = []
+        total = 0
+        for row in cur:
+            if rows and total + row[1] > max_points:
+                break
+            rows.append(row)
+            total += row[1]
+        cur.close()
+        if not rows:
+            return None
+        return SpoolBatch(rows[0][0], rows[-1][0], rows)
+
+    def delete_through(self, first_id: int, last_id: int) -> None:
+        try:
+            self._db.execute("DELETE FROM spool WHERE id BETWEEN ? AND ?", (first_id, last_id))
+        except sqlite3.Error as exc:
+            raise StoreError(f"spool delete failed: {exc}") from exc
+
+    def depth(self) -> tuple[int, int]:
+        """(messages, points) waiting for InfluxDB."""
+        n, p = self._db.execute("SELECT COUNT(*), COALESCE(SUM(n_points), 0) FROM spool").fetchone()
+        return int(n), int(p)
+
+    def dead_letters(self, limit: int = 1000) -> list[dict[str, object]]:
+        cur = self._db.execute(
+            "SELECT id, received_ms, topic, device_id, reason, field, value, detail, payload_size"
+            " FROM dead_letters ORDER BY id LIMIT ?",
+            (limit,),
+        )
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur]
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        cur = self._db.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason")
+        return {str(r): int(n) for r, n in cur}
+
+    def close(self) -> None:
+        self._db.close()
