@@ -6,14 +6,15 @@ ingest hot path are plain dict reads built once at load time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from coldchain.contract.telemetry import Identifier
 from coldchain.exceptions import RegistryError
+from coldchain.identifiers import Identifier
 
 __all__ = ["Asset", "Compartment", "Fleet", "SensorSpec", "load_fleet"]
 
@@ -48,13 +49,29 @@ class Asset(BaseModel):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Asset:
-        comp_ids = [c.id for c in self.compartments]
-        if len(set(comp_ids)) != len(comp_ids):
-            raise ValueError(f"asset {self.id}: duplicate compartment ids {comp_ids}")
-        sensor_ids = [s.id for c in self.compartments for s in c.sensors]
-        if len(set(sensor_ids)) != len(sensor_ids):
-            raise ValueError(f"asset {self.id}: sensor ids must be unique within the asset")
+        comp_dups = _duplicates(c.id for c in self.compartments)
+        if comp_dups:
+            raise ValueError(f"asset {self.id}: duplicate compartment id(s) {comp_dups}")
+        sensor_dups = _duplicates(s.id for c in self.compartments for s in c.sensors)
+        if sensor_dups:
+            raise ValueError(
+                f"asset {self.id}: duplicate sensor id(s) {sensor_dups}"
+                " (sensor ids must be unique within the asset)"
+            )
+        device_dups = _duplicates(self.devices)
+        if device_dups:
+            raise ValueError(f"asset {self.id}: duplicate device id(s) {device_dups}")
         return self
+
+
+def _duplicates(ids: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    dups: list[str] = []
+    for i in ids:
+        if i in seen and i not in dups:
+            dups.append(i)
+        seen.add(i)
+    return dups
 
 
 class _FleetFile(BaseModel):
@@ -121,4 +138,7 @@ def load_fleet(path: str | Path) -> Fleet:
         raise RegistryError(
             f"fleet file {path}: {loc}: {first['msg']} (value {first.get('input')!r})"
         ) from exc
-    return Fleet(parsed.assets)
+    try:
+        return Fleet(parsed.assets)
+    except RegistryError as exc:
+        raise RegistryError(f"fleet file {path}: {exc}") from exc

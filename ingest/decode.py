@@ -25,7 +25,10 @@ _REASONS = {
     "finite_number": "not_finite",
     "literal_error": "invalid_value",
     "timezone_aware": "naive_timestamp",
+    "string_pattern_mismatch": "invalid_value",
 }
+# Path elements pydantic adds that are not keys of the payload: the union tag, the dict-key marker.
+_NOT_IN_PAYLOAD = frozenset({"single", "batch", "[key]"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +54,13 @@ def decode(topic: str, payload: bytes, max_payload_bytes: int) -> Decoded:
         message = parse_message(payload)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        # Drop the union tag ("single"/"batch") from the path: it is not in the payload.
-        loc = [str(p) for p in err["loc"] if p not in ("single", "batch")]
+        loc = [str(p) for p in err["loc"] if p not in _NOT_IN_PAYLOAD]
         kind = err["type"]
-        reason = _REASONS.get(kind, "wrong_type" if kind.endswith("_type") else "out_of_range")
-        if kind == "json_invalid" and "utf-8" in str(err.get("ctx", "")).lower() + err["msg"]:
+        if kind == "model_type" and loc:
+            reason = "wrong_type"  # e.g. "position": 5; only a non-object payload is malformed
+        else:
+            reason = _REASONS.get(kind, "wrong_type" if kind.endswith("_type") else "out_of_range")
+        if kind == "json_invalid" and not _is_utf8(payload):
             reason = "invalid_utf8"
         raise TelemetryRejected(
             reason, err["msg"], device_id=device_id, field=".".join(loc), value=err.get("input")
@@ -69,3 +74,12 @@ def decode(topic: str, payload: bytes, max_payload_bytes: int) -> Decoded:
             value=message.device_id,
         )
     return Decoded(device_id, message)
+
+
+def _is_utf8(payload: bytes) -> bool:
+    # Only on the error path: the parser's message does not say whether UTF-8 was the problem.
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

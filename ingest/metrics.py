@@ -10,9 +10,14 @@ __all__ = ["IngestMetrics", "MetricsServer"]
 
 
 class IngestMetrics:
-    """Each counter has a single writer thread, so plain increments are safe under the GIL."""
+    """Each counter has a single writer thread, so plain increments are safe under the GIL.
 
-    def __init__(self) -> None:
+    Spool depth is derived (backlog at start + spooled - written), not a counter, because two
+    threads move it: the pipeline adds and the writer removes.
+    """
+
+    def __init__(self, spool_backlog_messages: int = 0) -> None:
+        self.spool_backlog_messages = spool_backlog_messages
         self.received_messages = 0
         self.accepted_messages = 0
         self.accepted_samples = 0
@@ -23,11 +28,15 @@ class IngestMetrics:
         self.written_points = 0
         self.write_errors = 0
         self.dead_letters: Counter[str] = Counter()
-        self.spool_depth_messages = 0
         self.receive_lag_s = 0.0
+
+    @property
+    def spool_depth_messages(self) -> int:
+        return self.spool_backlog_messages + self.accepted_messages - self.written_messages
 
     def snapshot(self) -> dict[str, object]:
         data = {k: v for k, v in vars(self).items() if k != "dead_letters"}
+        data["spool_depth_messages"] = self.spool_depth_messages
         data["dead_letters"] = dict(self.dead_letters)
         data["dead_letters_total"] = sum(self.dead_letters.values())
         return data

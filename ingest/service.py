@@ -61,13 +61,13 @@ class IngestService:
     ) -> None:
         self.settings = settings
         self.fleet = fleet
-        self.metrics = IngestMetrics()
         self._clock_ms = clock_ms
         self._queue: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
         self._encoder = PointEncoder(fleet)
         v = settings.validation
         self._limits = Limits(v.max_future_skew_s, v.max_sample_age_s)
-        self._source = MqttSource(settings.mqtt, self._queue.put)
+        self._enqueued = 0  # written only by paho's thread
+        self._source = MqttSource(settings.mqtt, self._enqueue)
         self._writer = InfluxWriter(settings.influx)
         self._drain_spool = Spool(
             settings.spool.path, settings.spool.synchronous, v.dead_letter_payload_bytes
@@ -77,8 +77,7 @@ class IngestService:
         )
         self._threads: list[threading.Thread] = []
         self._metrics_server: MetricsServer | None = None
-        depth, _ = self._drain_spool.depth()
-        self.metrics.spool_depth_messages = depth
+        self.metrics = IngestMetrics(spool_backlog_messages=self._drain_spool.depth()[0])
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, wait_connected_s: float = 10.0) -> None:
@@ -113,10 +112,16 @@ class IngestService:
         self._writer.close()
         self._drain_spool.close()
 
+    def _enqueue(self, delivery: Delivery) -> None:
+        self._enqueued += 1
+        self._queue.put(delivery)
+
     def wait_drained(self, timeout_s: float) -> bool:
+        """True once every message received so far is in InfluxDB (or dead-lettered)."""
         deadline = time.monotonic() + timeout_s
+        m = self.metrics
         while time.monotonic() < deadline:
-            if self.metrics.spool_depth_messages == 0 and self._queue.empty():
+            if m.received_messages == self._enqueued and m.spool_depth_messages == 0:
                 return True
             time.sleep(0.05)
         return False
@@ -172,7 +177,6 @@ class IngestService:
         m.spooled_points += sum(len(x.lines) for x in messages)
         for dl in dead:
             m.dead_letters[dl.reason] += 1
-        m.spool_depth_messages += len(messages)
         for d in batch:
             if self._source.ack(d):
                 m.acked_messages += 1
@@ -185,7 +189,6 @@ class IngestService:
     def _on_written(self, messages: int, points: int) -> None:
         self.metrics.written_messages += messages
         self.metrics.written_points += points
-        self.metrics.spool_depth_messages -= messages
 
     def _on_write_error(self, exc: Exception) -> None:
         self.metrics.write_errors += 1

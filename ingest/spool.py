@@ -9,7 +9,9 @@ Guarantees:
 - A message redelivered after a crash is spooled twice; that is safe because InfluxDB writes are
   idempotent (same series and timestamp overwrite).
 
-One ``Spool`` per thread: sqlite3 connections are not shared across threads.
+A ``Spool`` is used by one thread at a time (it may be handed from the thread that opened it to
+the one that uses it); concurrent users open their own, and WAL lets a reader and a writer
+proceed together.
 """
 
 from __future__ import annotations
@@ -90,7 +92,9 @@ class Spool:
         self.path = path
         self._keep = dead_letter_payload_bytes
         try:
-            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            self._db = sqlite3.connect(
+                path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(_SCHEMA)
@@ -115,10 +119,14 @@ class Spool:
                     dls,
                 )
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except BaseException as exc:
+            # Any failure (also a non-sqlite one) must not leave the transaction open, or every
+            # later BEGIN fails with "cannot start a transaction within a transaction".
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-            raise StoreError(f"spool append failed: {exc}") from exc
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"spool append failed: {exc}") from exc
+            raise
 
     def _dead_row(self, d: DeadLetter) -> tuple[object, ...]:
         return (
@@ -138,7 +146,8 @@ class Spool:
         """The oldest rows holding about ``max_points`` points (at least one row)."""
         cur = self._db.execute(
             "SELECT id, n_points, lines FROM spool WHERE id > ? ORDER BY id LIMIT ?",
-            (after_id, max(1, max_points // 2)),
+            # Every row holds at least one point, so max_points rows always suffice.
+            (after_id, max(1, max_points)),
         )
         rows: list[tuple[int, int, str]] = []
         total = 0

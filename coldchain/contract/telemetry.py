@@ -17,10 +17,11 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    StringConstraints,
     Tag,
     TypeAdapter,
 )
+
+from coldchain.identifiers import Identifier
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -40,9 +41,6 @@ __all__ = [
 CONTRACT_VERSION = 1
 MAX_BATCH_SAMPLES = 5000
 
-Identifier = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", max_length=64)
-]
 # Probes used in cold chains span ultra-low freezers (-80 degC) to hot docks; beyond is a fault.
 ProbeTempC = Annotated[float, Field(ge=-100.0, le=100.0)]
 AirTempC = Annotated[float, Field(ge=-100.0, le=100.0)]
@@ -137,7 +135,21 @@ def parse_message(payload: bytes | str) -> SingleMessage | BatchMessage:
 def telemetry_json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a v1 telemetry payload, as published in docs/."""
     schema = _ADAPTER.json_schema(mode="validation")
+    _close_pattern_maps(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://coldchain.dev/schemas/telemetry-v1.json"
     schema["title"] = "coldchain telemetry v1"
     return schema
+
+
+def _close_pattern_maps(node: Any) -> None:
+    """Id-keyed maps (``temps_c``, ``compartments``) must reject keys that are not identifiers,
+    as the models do; pydantic emits ``patternProperties`` without closing the object."""
+    if isinstance(node, dict):
+        if "patternProperties" in node:
+            node.setdefault("additionalProperties", False)
+        for child in node.values():
+            _close_pattern_maps(child)
+    elif isinstance(node, list):
+        for child in node:
+            _close_pattern_maps(child)

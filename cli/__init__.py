@@ -1,0 +1,1 @@
+"""The ``coldchain`` command line: one entry point, one module per subcommand."""

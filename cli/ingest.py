@@ -1,0 +1,59 @@
+"""``coldchain ingest``: run one ingest process until SIGTERM/SIGINT.
+
+Settings come from ``COLDCHAIN_*`` environment variables (see README); several processes with
+distinct ``COLDCHAIN_MQTT__CLIENT_ID`` and spool paths share the load through the broker's
+shared subscription.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from coldchain.fleet import load_fleet
+from coldchain.settings import load_settings
+
+__all__ = ["register", "run"]
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "ingest", help="run the ingest service: MQTT -> validate -> spool -> InfluxDB"
+    )
+    p.add_argument("--fleet", type=Path, help="fleet file (default: COLDCHAIN_FLEET_PATH)")
+    p.add_argument(
+        "--drain-timeout-s",
+        type=float,
+        default=10.0,
+        help="on shutdown, wait this long for the spool to drain to InfluxDB (default 10)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ingest.service import IngestService  # adapters load only when the command runs
+
+    overrides = {"fleet_path": args.fleet} if args.fleet else {}
+    settings = load_settings(**overrides)
+    fleet = load_fleet(settings.fleet_path)
+    service = IngestService(settings, fleet)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    service.start()
+    print(
+        f"coldchain ingest: {len(fleet.device_ids)} devices registered, "
+        f"MQTT {settings.mqtt.host}:{settings.mqtt.port}, InfluxDB {settings.influx.url}",
+        file=sys.stderr,
+        flush=True,
+    )
+    while not stop.wait(1.0):
+        pass
+    service.stop(drain_timeout_s=args.drain_timeout_s)
+    print(json.dumps(service.stats(), sort_keys=True), flush=True)
+    return 0
