@@ -4,10 +4,13 @@
 
     ColdchainError
      ├── ConfigError          a setting or config file has a bad value (names option and value)
+     │    └── ProfileError    a product-profile file or preset has a bad value (names field, value)
      ├── RegistryError        the fleet file is inconsistent (duplicate ids, unknown profile)
      ├── TelemetryRejected    a message or sample broke the contract; dead-lettered
      └── StoreError           a store adapter failed (spool, InfluxDB), third-party errors mapped
-          └── WriteRejected   InfluxDB refused points for good (4xx): retrying will not help
+          ├── WriteRejected   InfluxDB refused points for good (4xx): retrying will not help
+          └── RecordRejected  the registry DB refused a record for good (unknown reference,
+                              contradictory duplicate, constraint): retrying will not help
 
 Adapters catch third-party exceptions (sqlite3, httpx, paho) and raise these, so callers never
 depend on a client library's hierarchy.
@@ -18,6 +21,8 @@ from __future__ import annotations
 __all__ = [
     "ColdchainError",
     "ConfigError",
+    "ProfileError",
+    "RecordRejected",
     "RegistryError",
     "StoreError",
     "TelemetryRejected",
@@ -37,6 +42,13 @@ class ConfigError(ColdchainError):
         self.value = value
         self.reason = reason
         super().__init__(f"{option}={value!r}: {reason}")
+
+
+class ProfileError(ConfigError):
+    """A product profile (YAML file, preset or assignment) has a bad value.
+
+    ``option`` is the dotted path of the field (e.g. ``profiles.frozen.rules.0.max_c``).
+    """
 
 
 class RegistryError(ColdchainError):
@@ -80,6 +92,12 @@ class WriteRejected(StoreError):
         self.status = status
         self.body = body
         super().__init__(f"InfluxDB rejected the write with HTTP {status}: {body[:500]}")
+
+
+class RecordRejected(StoreError):
+    """The registry database refused a record for good: an unknown shipment or excursion, a
+    duplicate that contradicts the stored record, a violated constraint. Retrying will not help.
+    """
 
 
 def _bounded_repr(value: object, limit: int = 120) -> str:

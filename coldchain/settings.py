@@ -7,11 +7,13 @@ start-up with the option's name and value (see ``load_settings``).
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from coldchain.exceptions import ConfigError
 
@@ -25,7 +27,13 @@ __all__ = [
 ]
 
 
+# A misspelt nested option (``COLDCHAIN_MQTT__PROT``) fails at start-up instead of being ignored.
+_SECTION = ConfigDict(extra="forbid")
+
+
 class MqttSettings(BaseModel):
+    model_config = _SECTION
+
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
@@ -39,6 +47,8 @@ class MqttSettings(BaseModel):
 
 
 class InfluxSettings(BaseModel):
+    model_config = _SECTION
+
     url: str = "http://127.0.0.1:8086"
     database: str = Field(default="coldchain", pattern=r"^[A-Za-z0-9_.-]+$")
     username: str | None = None
@@ -53,6 +63,8 @@ class InfluxSettings(BaseModel):
 
 
 class SpoolSettings(BaseModel):
+    model_config = _SECTION
+
     path: Path = Path("var/spool.sqlite3")
     batch_max_messages: int = Field(default=2000, ge=1, le=100_000)
     linger_ms: float = Field(default=5.0, ge=0, le=10_000)
@@ -61,6 +73,8 @@ class SpoolSettings(BaseModel):
 
 
 class ValidationSettings(BaseModel):
+    model_config = _SECTION
+
     max_payload_bytes: int = Field(default=1_048_576, ge=256)
     max_future_skew_s: float = Field(default=300.0, ge=0)
     max_sample_age_s: float = Field(default=30 * 86400.0, gt=0)
@@ -89,3 +103,8 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         option = "COLDCHAIN_" + "__".join(str(p) for p in first["loc"]).upper()
         raise ConfigError(option, first.get("input"), first["msg"]) from exc
+    except SettingsError as exc:
+        # A section given whole as unparsable JSON, e.g. COLDCHAIN_MQTT='{bad'.
+        match = re.search(r'field "([^"]+)"', str(exc))
+        option = "COLDCHAIN_" + (match.group(1).upper() if match else "*")
+        raise ConfigError(option, os.environ.get(option), str(exc)) from exc

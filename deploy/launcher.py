@@ -34,6 +34,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _find_binary(name: str) -> str:
     found = shutil.which(name) or next(
         (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
@@ -63,9 +73,16 @@ class _Service:
     def _ready(self) -> bool:
         raise NotImplementedError
 
+    def _ports(self) -> tuple[int, ...]:
+        return (self.port,)
+
     def start(self, timeout_s: float = 30.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
+        # Readiness is "the port answers": make sure nobody else answers it.
+        for port in self._ports():
+            if not _port_free(port):
+                raise ServiceError(f"{self.name}: port {port} on 127.0.0.1 is already in use")
         cmd = self._command()
         with open(self._log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -152,6 +169,9 @@ class Influxd(_Service):
     def __init__(self, data_dir: Path | None = None, port: int | None = None) -> None:
         super().__init__(data_dir, port)
         self.rpc_port = free_port()
+
+    def _ports(self) -> tuple[int, ...]:
+        return (self.port, self.rpc_port)
 
     @property
     def url(self) -> str:

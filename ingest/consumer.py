@@ -57,6 +57,7 @@ class MqttSource:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.reconnect_delay_set(0.2, 10)
         self._client = client
 
@@ -74,6 +75,7 @@ class MqttSource:
         self._client.loop_start()
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
+        """True once connected and subscribed."""
         return self.connected.wait(timeout_s)
 
     def _on_connect(
@@ -90,8 +92,21 @@ class MqttSource:
         with self._lock:
             self._generation += 1
         client.subscribe(shared_subscription(self.settings.share_group), qos=1)
-        self.connected.set()
         log.info("connected to MQTT %s:%d", self.settings.host, self.settings.port)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[object],
+        properties: object,
+    ) -> None:
+        if any(getattr(rc, "is_failure", False) for rc in reason_codes):
+            log.error("MQTT subscription refused: %s", reason_codes)
+            return
+        # Ready only once subscribed: what is published before then has nowhere to go.
+        self.connected.set()
 
     def _on_disconnect(
         self,

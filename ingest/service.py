@@ -1,8 +1,9 @@
 """The ingest service: wires MQTT source -> decode -> validate -> spool -> ack, and the writer.
 
 Threads: paho's network loop (enqueues deliveries), the pipeline (group commit per batch, then
-acks) and the writer (drains the spool to InfluxDB). The bound on work in flight is MQTT's
-Receive Maximum: the broker sends no more until the pipeline acknowledges.
+acks) and the writer (drains the spool to InfluxDB). Work in flight is bounded by the
+delivery queue (``mqtt.max_inflight``): when it is full paho's thread waits, and so does the
+broker, until the pipeline has made a batch durable and acknowledged it.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ class IngestService:
         self.settings = settings
         self.fleet = fleet
         self._clock_ms = clock_ms
-        self._queue: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        # The bound on messages in flight inside this process. MQTT 5 Receive Maximum asks the
+        # broker for the same bound, but mosquitto 2.0 honours it only for the first window, so
+        # a full queue blocks paho's network thread and TCP backpressure does the rest.
+        self._queue: queue.Queue[Delivery | None] = queue.Queue(settings.mqtt.max_inflight)
         self._encoder = PointEncoder(fleet)
         v = settings.validation
         self._limits = Limits(v.max_future_skew_s, v.max_sample_age_s)

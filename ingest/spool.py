@@ -146,7 +146,7 @@ class Spool:
         """The oldest rows holding about ``max_points`` points (at least one row)."""
         cur = self._db.execute(
             "SELECT id, n_points, lines FROM spool WHERE id > ? ORDER BY id LIMIT ?",
-            # Every row holds at least one point, so max_points rows always suffice.
+            # A message row holds at least one point (its device line): max_points rows suffice.
             (after_id, max(1, max_points)),
         )
         rows: list[tuple[int, int, str]] = []

@@ -1,0 +1,54 @@
+"""The registry database: what is not a time series.
+
+Shipments, custody events, excursions and their lifecycle, compartment profile assignments
+(with history), rules-engine checkpoints and an append-only hash-chained audit log, on
+SQLAlchemy 2 + Alembic; SQLite by default, PostgreSQL with the same code. See docs/registry.md.
+
+Typical use::
+
+    from registry import open_registry, upgrade
+    upgrade(settings.registry_url)            # coldchain init does this
+    reg = open_registry(settings.registry_url)
+    reg.upsert_excursions(excursions, checkpoints={"truck-1/c1": state})
+"""
+
+from registry.audit import GENESIS, canonical_json, entry_hash
+from registry.custody import derive_legs
+from registry.db import make_engine
+from registry.migrate import check_schema, current_revision, head_revision, upgrade
+from registry.records import (
+    AuditEntry,
+    ChainReport,
+    CustodyAction,
+    CustodyEvent,
+    CustodyLeg,
+    CustodySource,
+    ExcursionRecord,
+    ProfileAssignment,
+    Shipment,
+)
+from registry.repository import Registry, open_registry, wall_clock_ms
+
+__all__ = [
+    "GENESIS",
+    "AuditEntry",
+    "ChainReport",
+    "CustodyAction",
+    "CustodyEvent",
+    "CustodyLeg",
+    "CustodySource",
+    "ExcursionRecord",
+    "ProfileAssignment",
+    "Registry",
+    "Shipment",
+    "canonical_json",
+    "check_schema",
+    "current_revision",
+    "derive_legs",
+    "entry_hash",
+    "head_revision",
+    "make_engine",
+    "open_registry",
+    "upgrade",
+    "wall_clock_ms",
+]

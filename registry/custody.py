@@ -1,0 +1,129 @@
+"""Shipments, custody events and the derivation of custody legs.
+
+``derive_legs`` is pure (events in, legs out) so the API and the rules engine's custody-gap rule
+can use it on any list of events. Semantics (docs/registry.md, "Custody legs"):
+
+- events are taken in device-time order (``ts_ms``); at the same millisecond an ``unload`` comes
+  before a ``handover`` before a ``load`` (a transfer scanned at once), then by id;
+- ``load`` or ``handover`` naming (asset, compartment) puts the shipment there; naming no
+  compartment puts it on that asset's dock (unmonitored);
+- ``unload`` from an asset puts the shipment on that asset's dock (unmonitored) until the next
+  load; an unload that does not match where the shipment is still ends the current leg there
+  (the scan is the evidence we have);
+- a scan that does not change the location (a handover between people, a repeated load) does
+  not split the leg; zero-length legs are dropped; the last leg is open (``to_ms`` None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import cast
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.models import CustodyEventRow, ShipmentRow
+from registry.records import CustodyAction, CustodyEvent, CustodyLeg, CustodySource, Shipment
+
+__all__ = [
+    "derive_legs",
+    "event_to_record",
+    "events_for",
+    "shipment_to_record",
+    "shipments_on_asset",
+]
+
+_ACTION_ORDER = {"unload": 0, "handover": 1, "load": 2}
+
+
+def shipment_to_record(row: ShipmentRow) -> Shipment:
+    return Shipment(
+        row.id, row.profile, row.description, row.origin, row.destination, row.created_ms
+    )
+
+
+def event_to_record(row: CustodyEventRow) -> CustodyEvent:
+    return CustodyEvent(
+        id=row.id,
+        shipment_id=row.shipment_id,
+        action=cast(CustodyAction, row.action),
+        asset_id=row.asset_id,
+        compartment_id=row.compartment_id,
+        ts_ms=row.ts_ms,
+        actor=row.actor,
+        source=cast(CustodySource, row.source),
+        received_ms=row.received_ms,
+    )
+
+
+def events_for(session: Session, shipment_id: str) -> list[CustodyEvent]:
+    rows = session.execute(
+        select(CustodyEventRow)
+        .where(CustodyEventRow.shipment_id == shipment_id)
+        .order_by(CustodyEventRow.ts_ms, CustodyEventRow.id)
+    ).scalars()
+    return [event_to_record(r) for r in rows]
+
+
+def shipments_on_asset(
+    session: Session, asset_id: str, from_ms: int, to_ms: int
+) -> dict[str, list[CustodyLeg]]:
+    """Shipments with a leg on ``asset_id`` overlapping [from_ms, to_ms): id -> those legs.
+
+    Candidates are shipments with any event on the asset at or before ``to_ms``; their legs are
+    then derived from all their events (a leg can start long before the window).
+    """
+    candidates = session.execute(
+        select(CustodyEventRow.shipment_id)
+        .where(CustodyEventRow.asset_id == asset_id, CustodyEventRow.ts_ms < to_ms)
+        .distinct()
+    ).scalars()
+    found: dict[str, list[CustodyLeg]] = {}
+    for shipment_id in sorted(candidates):
+        legs = [
+            leg
+            for leg in derive_legs(events_for(session, shipment_id))
+            if leg.asset_id == asset_id
+            and leg.from_ms < to_ms
+            and (leg.to_ms is None or leg.to_ms > from_ms)
+        ]
+        if legs:
+            found[shipment_id] = legs
+    return found
+
+
+def derive_legs(events: Iterable[CustodyEvent]) -> list[CustodyLeg]:
+    """Custody legs from a shipment's events (any order); see the module docstring."""
+    ordered = sorted(events, key=lambda e: (e.ts_ms, _ACTION_ORDER[e.action], e.id))
+    legs: list[CustodyLeg] = []
+    # The open leg: (asset_id, compartment_id, from_ms), or None before the first event.
+    current: tuple[str, str | None, int] | None = None
+    for event in ordered:
+        if event.action == "unload":
+            target: tuple[str, str | None] = (event.asset_id, None)
+        else:
+            target = (event.asset_id, event.compartment_id)
+        if current is not None and (current[0], current[1]) == target:
+            continue  # same place: not a new leg
+        if current is not None and event.ts_ms > current[2]:
+            legs.append(CustodyLeg(current[0], current[1], current[2], event.ts_ms))
+        current = (target[0], target[1], event.ts_ms)
+    if current is not None:
+        legs.append(CustodyLeg(current[0], current[1], current[2], None))
+    return _merge_adjacent(legs)
+
+
+def _merge_adjacent(legs: list[CustodyLeg]) -> list[CustodyLeg]:
+    """Join consecutive legs at the same place (left when a zero-length leg was dropped)."""
+    merged: list[CustodyLeg] = []
+    for leg in legs:
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and (last.asset_id, last.compartment_id) == (leg.asset_id, leg.compartment_id)
+            and last.to_ms == leg.from_ms
+        ):
+            merged[-1] = CustodyLeg(last.asset_id, last.compartment_id, last.from_ms, leg.to_ms)
+        else:
+            merged.append(leg)
+    return merged

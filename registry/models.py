@@ -1,0 +1,189 @@
+"""Registry tables (SQLAlchemy 2 typed ORM). Portable: the same metadata runs on SQLite and
+PostgreSQL.
+
+Conventions (see docs/registry.md for the why):
+- every time is integer epoch milliseconds UTC (``BigInteger``), like device time everywhere else
+  in coldchain; no ``DateTime`` columns, so no time-zone conversion differs between backends;
+- ids are bounded strings; enumerations are short strings guarded by CHECK constraints;
+- JSON is stored as ``Text`` holding canonical JSON, so the audit hash does not depend on how a
+  backend normalises a ``JSON``/``JSONB`` value;
+- constraints and indexes are named by the naming convention below, so migrations can refer to
+  them by name on every backend (SQLite batch mode needs names).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "AuditHeadRow",
+    "AuditRow",
+    "Base",
+    "CheckpointRow",
+    "CustodyEventRow",
+    "ExcursionRow",
+    "ProfileAssignmentRow",
+    "ShipmentRow",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = 64  # coldchain identifiers (assets, compartments) are at most 64 characters
+SHIPMENT_ID = 128  # shipment ids come from outside (SSCC, GRAI, customer references)
+ACTOR = 200  # as coldchain.rules.profiles.ProfileAssignment.by
+HASH = 64  # sha256 hex
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ExcursionRow(Base):
+    """One excursion (coldchain.rules.Excursion) plus its acknowledgement."""
+
+    __tablename__ = "excursions"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'closed', 'recovered')", name="status"),
+        CheckConstraint("severity IN ('info', 'warning', 'critical')", name="severity"),
+        CheckConstraint("end_ms IS NULL OR end_ms >= start_ms", name="end_after_start"),
+        Index(None, "asset_id", "compartment_id", "start_ms"),
+        Index(None, "status", "start_ms"),
+        Index(None, "start_ms"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    asset_id: Mapped[str] = mapped_column(String(ID))
+    compartment_id: Mapped[str] = mapped_column(String(ID))
+    rule: Mapped[str] = mapped_column(String(ID))
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int | None] = mapped_column(BigInteger)
+    detected_ms: Mapped[int] = mapped_column(BigInteger)
+    detected_late: Mapped[bool] = mapped_column(Boolean)
+    peak_c: Mapped[float | None] = mapped_column(Float)
+    degree_minutes: Mapped[float] = mapped_column(Float)
+    profile: Mapped[str] = mapped_column(String(ID))
+    detail: Mapped[str] = mapped_column(Text)
+    # A recomputation showed it never happened as reported; kept for the audit trail.
+    superseded: Mapped[bool] = mapped_column(Boolean)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+    ack_by: Mapped[str | None] = mapped_column(String(ACTOR))
+    ack_ms: Mapped[int | None] = mapped_column(BigInteger)
+    ack_comment: Mapped[str | None] = mapped_column(Text)
+
+
+class ProfileAssignmentRow(Base):
+    """Which product profile a compartment holds from ``from_ms`` on. Insert-only history."""
+
+    __tablename__ = "profile_assignments"
+    __table_args__ = (Index(None, "asset_id", "compartment_id", "from_ms"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    asset_id: Mapped[str] = mapped_column(String(ID))
+    compartment_id: Mapped[str] = mapped_column(String(ID))
+    profile: Mapped[str] = mapped_column(String(ID))
+    from_ms: Mapped[int] = mapped_column(BigInteger)
+    assigned_by: Mapped[str] = mapped_column(String(ACTOR))
+    reason: Mapped[str] = mapped_column(Text)
+    recorded_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class CheckpointRow(Base):
+    """The streaming rules evaluator's state for one key, as JSON text."""
+
+    __tablename__ = "rule_checkpoints"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(Text)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ShipmentRow(Base):
+    __tablename__ = "shipments"
+
+    id: Mapped[str] = mapped_column(String(SHIPMENT_ID), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(ID))
+    description: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(String(200))
+    destination: Mapped[str] = mapped_column(String(200))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class CustodyEventRow(Base):
+    """A load / unload / handover scan. The unique key makes a redelivered scan a no-op."""
+
+    __tablename__ = "custody_events"
+    __table_args__ = (
+        UniqueConstraint("shipment_id", "action", "ts_ms", "asset_id"),
+        CheckConstraint("action IN ('load', 'unload', 'handover')", name="action"),
+        CheckConstraint("source IN ('api', 'mqtt')", name="source"),
+        Index(None, "asset_id", "ts_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    shipment_id: Mapped[str] = mapped_column(
+        String(SHIPMENT_ID), ForeignKey("shipments.id", ondelete="RESTRICT")
+    )
+    action: Mapped[str] = mapped_column(String(16))
+    asset_id: Mapped[str] = mapped_column(String(ID))
+    compartment_id: Mapped[str | None] = mapped_column(String(ID))
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(ACTOR))
+    source: Mapped[str] = mapped_column(String(8))
+    received_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class AuditRow(Base):
+    """Append-only, hash-chained log: ``hash = sha256(prev_hash + canonical JSON of the row)``."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index(None, "entity", "entity_id"),)
+
+    # Assigned by the writer as head.seq + 1 under the head row lock, never by the database:
+    # a gap in seq is a deleted row.
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(ACTOR))
+    action: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str] = mapped_column(String(SHIPMENT_ID + 32))
+    payload: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(HASH))
+    hash: Mapped[str] = mapped_column(String(HASH), unique=True)
+
+
+class AuditHeadRow(Base):
+    """Exactly one row (id 1): the last seq and hash of the audit chain.
+
+    Every mutating transaction updates it *first*, which serialises writers on every backend
+    (a row lock on PostgreSQL, the write lock on SQLite) so the chain never forks. It also lets
+    ``verify_audit_chain`` notice a truncated tail.
+    """
+
+    __tablename__ = "audit_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(HASH))

@@ -1,0 +1,88 @@
+"""``check_sample`` (registry and clock) and ``ts_ms`` exactness."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coldchain.contract import Limits, Sample, check_sample, ts_ms
+from tests.unit.support import NOW, NOW_MS, TRUCK, fleet
+
+LIMITS = Limits(max_future_skew_s=300.0, max_sample_age_s=3600.0)
+
+
+def make(offset_s: float = 0.0, **fields: object) -> Sample:
+    return Sample.model_validate({"ts": NOW + timedelta(seconds=offset_s), "seq": 1, **fields})
+
+
+def check(s: Sample, index: int = -1) -> str | None:
+    problem = check_sample(s, index, "dev-1", TRUCK, fleet(), NOW_MS, LIMITS)
+    return None if problem is None else problem.reason
+
+
+def test_registered_sensors_and_compartments_pass() -> None:
+    s = make(temps_c={"t-front-air": 3.0, "t-rear-air": -20.0}, compartments={"rear": {}})
+    assert check(s) is None
+
+
+def test_future_timestamp_beyond_skew() -> None:
+    assert check(make(300.0)) is None  # exactly at the limit is allowed
+    assert check(make(300.001)) == "future_timestamp"
+    problem = check_sample(make(3600.0), 4, "dev-1", TRUCK, fleet(), NOW_MS, LIMITS)
+    assert problem is not None
+    assert (problem.field, problem.device_id) == ("samples.4.ts", "dev-1")
+    assert "3600 s ahead" in problem.detail
+    assert "2026-11-23T19:00:00+00:00" in problem.value
+
+
+def test_stale_timestamp() -> None:
+    assert check(make(-3600.0)) is None
+    assert check(make(-3600.001)) == "stale_timestamp"
+    problem = check_sample(make(-7200.0), -1, "dev-1", TRUCK, fleet(), NOW_MS, LIMITS)
+    assert problem is not None and problem.field == "ts"
+
+
+def test_unknown_sensor_names_it() -> None:
+    # A sensor of another asset is unknown on this one.
+    problem = check_sample(
+        make(temps_c={"t-front-air": 3.0, "s-a": 5.0}), 2, "dev-1", TRUCK, fleet(), NOW_MS, LIMITS
+    )
+    assert problem is not None
+    assert (problem.reason, problem.field, problem.value) == (
+        "unknown_sensor",
+        "samples.2.temps_c.s-a",
+        "'s-a'",
+    )
+
+
+def test_unknown_compartment_names_it() -> None:
+    problem = check_sample(
+        make(compartments={"zone-a": {}}), -1, "dev-1", TRUCK, fleet(), NOW_MS, LIMITS
+    )
+    assert problem is not None
+    assert (problem.reason, problem.field) == ("unknown_compartment", "compartments.zone-a")
+
+
+def test_clock_checks_come_before_registry_checks() -> None:
+    assert check(make(10_000.0, temps_c={"nope": 1.0})) == "future_timestamp"
+
+
+def test_ts_ms_examples() -> None:
+    assert ts_ms(make()) == NOW_MS
+    assert ts_ms(make(0.0015)) == NOW_MS + 1  # sub-millisecond part is floored
+    epoch = Sample.model_validate({"ts": datetime(1970, 1, 1, tzinfo=UTC), "seq": 0})
+    assert ts_ms(epoch) == 0
+    before = Sample.model_validate(
+        {"ts": datetime(1969, 12, 31, 23, 59, 59, 999500, tzinfo=UTC), "seq": 0}
+    )
+    assert ts_ms(before) == -1  # floor, not truncation toward zero
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=253_402_300_799_999))  # up to 9999-12-31
+def test_ts_ms_is_exact_for_every_millisecond(ms: int) -> None:
+    """Integer arithmetic: a float epoch (ts.timestamp() * 1000) loses the millisecond."""
+    ts = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    assert ts_ms(Sample.model_validate({"ts": ts, "seq": 0})) == ms

@@ -1,0 +1,122 @@
+"""The Alembic migration builds exactly the ORM metadata; init is idempotent and checked."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from cli.main import main
+from coldchain.exceptions import StoreError
+from registry import GENESIS, head_revision, make_engine, open_registry, upgrade
+from registry.migrate import current_revision, downgrade
+from registry.models import Base
+
+TABLES = {
+    "audit_head",
+    "audit_log",
+    "custody_events",
+    "excursions",
+    "profile_assignments",
+    "rule_checkpoints",
+    "shipments",
+}
+
+
+def _diff(url: str) -> list[object]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            return list(compare_metadata(ctx, Base.metadata))
+    finally:
+        engine.dispose()
+
+
+def test_migration_produces_exactly_the_orm_metadata(registry_url: str) -> None:
+    upgrade(registry_url)
+    assert _diff(registry_url) == []
+
+
+def test_compare_does_notice_a_difference(registry_url: str) -> None:
+    # Guard for the test above: on an empty database the comparison must report every table.
+    diff = _diff(registry_url)
+    added = {d[1].name for d in diff if isinstance(d, tuple) and d[0] == "add_table"}
+    assert added == TABLES
+
+
+def test_upgrade_is_idempotent_and_reaches_head(registry_url: str) -> None:
+    assert upgrade(registry_url) == head_revision() == "0001"
+    assert upgrade(registry_url) == "0001"
+    engine = make_engine(registry_url)
+    try:
+        assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
+        assert current_revision(engine) == "0001"
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_to_base_then_upgrade_again(registry_url: str) -> None:
+    upgrade(registry_url)
+    assert downgrade(registry_url, "base") is None
+    engine = make_engine(registry_url)
+    try:
+        assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+    finally:
+        engine.dispose()
+    assert upgrade(registry_url) == "0001"
+    assert _diff(registry_url) == []
+
+
+def test_migration_seeds_the_audit_head(migrated_url: str) -> None:
+    with open_registry(migrated_url) as reg:
+        assert reg.audit_head() == (0, GENESIS)
+        report = reg.verify_audit_chain()
+    assert report.ok and report.checked == 0
+
+
+def test_open_refuses_an_uninitialised_database(registry_url: str) -> None:
+    with pytest.raises(StoreError, match=r"not initialised.*coldchain init"):
+        open_registry(registry_url)
+
+
+def test_sqlite_connections_get_wal_foreign_keys_and_busy_timeout(migrated_url: str) -> None:
+    engine = make_engine(migrated_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+    finally:
+        engine.dispose()
+
+
+def test_make_engine_does_not_connect(tmp_path: Path) -> None:
+    db = tmp_path / "nested" / "r.sqlite3"
+    engine = make_engine(f"sqlite:///{db}")
+    engine.dispose()
+    assert db.parent.is_dir()  # the directory is prepared ...
+    assert not db.exists()  # ... but no connection was made
+
+
+def test_cli_init_migrates_settings_url(
+    registry_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLDCHAIN_REGISTRY_URL", registry_url)
+    assert main(["init", "--verify-audit"]) == 0
+    assert main(["init"]) == 0  # repeatable
+    out = capsys.readouterr().out
+    assert "schema at revision 0001" in out
+    assert "audit chain intact" in out
+    db = registry_url.removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+
+
+def test_cli_init_reports_a_bad_url(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", "--registry-url", "not a url"]) == 2
+    assert "is not a database URL" in capsys.readouterr().err

@@ -1,0 +1,53 @@
+"""Ingest counters: snapshot and Prometheus text."""
+
+from __future__ import annotations
+
+from ingest.metrics import IngestMetrics
+
+
+def test_spool_depth_is_derived() -> None:
+    m = IngestMetrics(spool_backlog_messages=5)
+    assert m.spool_depth_messages == 5
+    m.accepted_messages += 10
+    m.written_messages += 12
+    assert m.spool_depth_messages == 3  # 5 + 10 - 12
+
+
+def test_snapshot() -> None:
+    m = IngestMetrics()
+    m.received_messages = 7
+    m.dead_letters["malformed_json"] += 2
+    m.dead_letters["unknown_device"] += 1
+    snap = m.snapshot()
+    assert snap["received_messages"] == 7
+    assert snap["dead_letters"] == {"malformed_json": 2, "unknown_device": 1}
+    assert snap["dead_letters_total"] == 3
+    assert snap["spool_depth_messages"] == 0
+    copied = snap["dead_letters"]
+    assert isinstance(copied, dict)
+    copied["x"] = 1
+    assert "x" not in m.dead_letters  # a copy, not the live counter
+
+
+def test_prometheus_text() -> None:
+    m = IngestMetrics(spool_backlog_messages=2)
+    m.accepted_messages = 3
+    m.receive_lag_s = 1.5
+    m.dead_letters["unknown_device"] = 4
+    m.dead_letters["bad_topic"] = 1
+    text = m.prometheus()
+    assert text.endswith("\n")
+    lines = text.splitlines()
+    assert "coldchain_ingest_accepted_messages 3" in lines
+    assert "coldchain_ingest_spool_depth_messages 5" in lines
+    assert "coldchain_ingest_receive_lag_s 1.5" in lines
+    assert "coldchain_ingest_dead_letters_total 5" in lines
+    labelled = [x for x in lines if x.startswith("coldchain_ingest_dead_letters{")]
+    assert labelled == [
+        'coldchain_ingest_dead_letters{reason="bad_topic"} 1',
+        'coldchain_ingest_dead_letters{reason="unknown_device"} 4',
+    ]
+    for line in lines:  # "name value", name in the Prometheus metric-name alphabet
+        name, value = line.rsplit(" ", 1)
+        float(value)
+        assert name.split("{")[0].replace("_", "").isalnum()

@@ -1,0 +1,126 @@
+"""The public surface: pinned ``__all__`` lists, and a domain library free of I/O clients."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+PINNED: dict[str, list[str]] = {
+    "coldchain": [
+        "ColdchainError",
+        "ConfigError",
+        "Fleet",
+        "RegistryError",
+        "Settings",
+        "StoreError",
+        "TelemetryRejected",
+        "WriteRejected",
+        "load_fleet",
+        "load_settings",
+    ],
+    "coldchain.contract": [
+        "BatchMessage",
+        "CONTRACT_VERSION",
+        "CompartmentState",
+        "Limits",
+        "PointEncoder",
+        "Position",
+        "Power",
+        "Sample",
+        "SingleMessage",
+        "alert_topic",
+        "check_sample",
+        "device_id_from_topic",
+        "device_topic",
+        "parse_message",
+        "shared_subscription",
+        "telemetry_json_schema",
+        "ts_ms",
+    ],
+    "coldchain.exceptions": [
+        "ColdchainError",
+        "ConfigError",
+        "ProfileError",
+        "RecordRejected",
+        "RegistryError",
+        "StoreError",
+        "TelemetryRejected",
+        "WriteRejected",
+    ],
+    "ingest": [
+        "DeadLetter",
+        "Decoded",
+        "Delivery",
+        "InfluxWriter",
+        "IngestMetrics",
+        "IngestService",
+        "MetricsServer",
+        "MqttSource",
+        "Spool",
+        "SpoolDrainer",
+        "SpooledMessage",
+        "Validated",
+        "decode",
+        "process_delivery",
+        "validate",
+    ],
+    "deploy": ["Influxd", "Mosquitto", "ServiceError", "Services", "free_port"],
+}
+
+IO_CLIENTS = {
+    "paho",
+    "httpx",
+    "sqlalchemy",
+    "sqlite3",
+    "fastapi",
+    "influxdb_client",
+    "requests",
+    "urllib3",
+}
+
+
+def test_pinned_lists_are_sorted_and_unique() -> None:
+    for name, pinned in PINNED.items():
+        assert pinned == sorted(set(pinned)), name
+
+
+@pytest.mark.parametrize("module_name", sorted(PINNED))
+def test_all_is_pinned(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    exported = list(module.__all__)
+    assert len(exported) == len(set(exported)), f"{module_name}.__all__ has duplicates"
+    assert sorted(exported) == PINNED[module_name], (
+        f"{module_name}.__all__ changed: update the pin only if the API change is intended"
+    )
+
+
+@pytest.mark.parametrize("module_name", sorted(PINNED))
+def test_every_exported_name_exists(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    missing = [n for n in module.__all__ if not hasattr(module, n)]
+    assert missing == []
+
+
+def test_errors_share_one_base() -> None:
+    import coldchain.exceptions as exc
+
+    for name in exc.__all__:
+        assert issubclass(getattr(exc, name), exc.ColdchainError), name
+
+
+def test_domain_library_imports_no_io_client() -> None:
+    code = (
+        "import coldchain, coldchain.contract, coldchain.rules, json, sys; "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    modules = json.loads(out)
+    assert "coldchain.contract" in modules and "pydantic" in modules  # the probe really ran
+    leaked = sorted(m for m in modules if m.split(".")[0] in IO_CLIENTS)
+    assert leaked == [], f"the domain library pulled in I/O clients: {leaked}"

@@ -1,0 +1,81 @@
+"""Settings from ``COLDCHAIN_*`` environment variables; bad values name the variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from coldchain.exceptions import ConfigError
+from coldchain.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("COLDCHAIN_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults() -> None:
+    s = load_settings()
+    assert (s.mqtt.host, s.mqtt.port) == ("127.0.0.1", 1883)
+    assert s.influx.database == "coldchain"
+    assert s.spool.synchronous == "FULL"
+    assert s.validation.max_future_skew_s == 300.0
+
+
+def test_nested_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLDCHAIN_MQTT__PORT", "1884")
+    monkeypatch.setenv("COLDCHAIN_INFLUX__URL", "http://db:8086")
+    monkeypatch.setenv("COLDCHAIN_INFLUX__GZIP", "false")
+    monkeypatch.setenv("COLDCHAIN_SPOOL__PATH", "/tmp/x/spool.db")
+    monkeypatch.setenv("COLDCHAIN_FLEET_PATH", "fleet/other.yaml")
+    s = load_settings()
+    assert s.mqtt.port == 1884
+    assert s.influx.url == "http://db:8086" and s.influx.gzip is False
+    assert s.spool.path == Path("/tmp/x/spool.db")
+    assert s.fleet_path == Path("fleet/other.yaml")
+
+
+def test_overrides_win() -> None:
+    assert load_settings(mqtt={"port": 2000}).mqtt.port == 2000
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "reason"),
+    [
+        ("COLDCHAIN_MQTT__PORT", "not-a-port", "valid integer"),
+        ("COLDCHAIN_MQTT__PORT", "70000", "less than or equal to 65535"),
+        ("COLDCHAIN_MQTT__PORT", "0", "greater than or equal to 1"),
+        ("COLDCHAIN_SPOOL__SYNCHRONOUS", "OFF", "'FULL' or 'NORMAL'"),
+        ("COLDCHAIN_INFLUX__DATABASE", "bad name", "pattern"),
+        ("COLDCHAIN_METRICS_PORT", "-1", "greater than or equal to 0"),
+    ],
+)
+def test_bad_value_names_the_variable_and_value(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, reason: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    exc = info.value
+    assert (exc.option, exc.value) == (var, value)
+    assert var in str(exc) and repr(value) in str(exc)
+    assert reason in exc.reason
+
+
+def test_misspelt_nested_option_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typo must not silently fall back to the default."""
+    monkeypatch.setenv("COLDCHAIN_MQTT__PROT", "1884")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.option == "COLDCHAIN_MQTT__PROT" and info.value.value == "1884"
+
+
+def test_unparsable_section_json_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLDCHAIN_MQTT", "{not json")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.option == "COLDCHAIN_MQTT" and info.value.value == "{not json"
