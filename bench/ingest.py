@@ -1,0 +1,304 @@
+"""Ingest benchmark: end-to-end throughput and latency beside same-run baselines.
+
+Prints one JSON object. Everything runs on this machine against a real mosquitto and influxd
+started by the launcher, loopback only, and stops by itself.
+
+- ``baseline.counting_subscriber_msgs_per_s``: a paho subscriber (QoS 1, auto-ack) that only
+  counts, draining a backlog the broker holds for its persistent session: the ceiling that
+  paho's receive path sets on any Python consumer.
+- ``baseline.influx_raw_points_per_s``: the same points, pre-encoded, written straight to
+  ``/write`` in 5,000-point gzip batches: InfluxDB's own rate here.
+- ``ingest.msgs_per_s``: one ingest process draining the same backlog through decode, validate,
+  durable spool (fsync per group commit), acks and InfluxDB writes, until the last point is
+  confirmed by InfluxDB. Draining a pre-queued backlog keeps the load generator's CPU out of
+  the measurement for both the baseline and the project.
+- ``latency``: publish -> confirmed in InfluxDB at a steady rate (default 2,000 msg/s); the
+  device time in each payload is its publish time, read back from the confirmed write body.
+- ``memory``: resident set size of this process sampled through the steady-rate phase.
+
+Usage: ``uv run python bench/ingest.py [--messages 100000] [--rate 2000] [--steady-s 30]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from coldchain.contract import PointEncoder, parse_message, shared_subscription
+from coldchain.settings import (
+    InfluxSettings,
+    MqttSettings,
+    Settings,
+    SpoolSettings,
+)
+from deploy.launcher import Services
+from ingest.service import IngestService
+from ingest.write import InfluxWriter
+from simulators.loadgen import LoadMessage, LoadPublisher, SeededLoad, make_fleet
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _prequeue(services: Services, messages: list[LoadMessage]) -> float:
+    pub = LoadPublisher("127.0.0.1", services.mosquitto.port, "bench-pub", max_inflight=2000)
+    t0 = time.perf_counter()
+    for m in messages:
+        pub.publish(m.topic, m.payload)
+    assert pub.flush(300), "broker did not acknowledge the backlog"
+    rate = len(messages) / (time.perf_counter() - t0)
+    pub.close()
+    return rate
+
+
+def _discard_session(port: int, client_id: str) -> None:
+    """Drop a persistent session so the broker stops queueing copies for it."""
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    client.connect("127.0.0.1", port, clean_start=True, properties=props)
+    client.loop_start()
+    time.sleep(0.2)
+    client.disconnect()
+    client.loop_stop()
+
+
+class _Counter:
+    """The baseline consumer: paho, MQTT 5, persistent session, QoS 1 auto-ack, counts only."""
+
+    def __init__(self, port: int, group: str, expected: int) -> None:
+        self.n = 0
+        self.expected = expected
+        self.done = threading.Event()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"count-{group}", protocol=mqtt.MQTTv5
+        )
+        self.client.on_connect = lambda c, *_: c.subscribe(shared_subscription(group), qos=1)
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.on_message = self._on_message
+        self.port = port
+
+    def _on_message(self, *_: object) -> None:
+        self.n += 1
+        if self.n >= self.expected:
+            self.done.set()
+
+    def connect(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", self.port, clean_start=False, properties=props)
+        self.client.loop_start()
+        assert self.subscribed.wait(10)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def bench_counting_subscriber(services: Services, messages: list[LoadMessage]) -> float:
+    counter = _Counter(services.mosquitto.port, "bench-count", len(messages))
+    counter.connect()
+    counter.stop()
+    counter.subscribed.clear()
+    _prequeue(services, messages)
+    t0 = time.perf_counter()
+    counter.connect()
+    assert counter.done.wait(300), f"counted only {counter.n} of {len(messages)}"
+    elapsed = time.perf_counter() - t0
+    counter.stop()
+    _discard_session(services.mosquitto.port, "count-bench-count")
+    return len(messages) / elapsed
+
+
+def bench_influx_raw(
+    services: Services, messages: list[LoadMessage], fleet_enc: PointEncoder, fleet: object
+) -> tuple[float, int]:
+    lines: list[str] = []
+    for m in messages:
+        msg = parse_message(m.payload)
+        asset = fleet.asset_of(msg.device_id)  # type: ignore[attr-defined]
+        lines.extend(fleet_enc.encode(msg.device_id, asset, msg.samples_list(), 0))
+    writer = InfluxWriter(InfluxSettings(url=services.influxd.url, database="bench_raw"))
+    writer.create_database()
+    batch = 5000
+    bodies = ["\n".join(lines[i : i + batch]).encode() for i in range(0, len(lines), batch)]
+    t0 = time.perf_counter()
+    for body in bodies:
+        writer.write(body)
+    elapsed = time.perf_counter() - t0
+    writer.close()
+    return len(lines) / elapsed, len(lines)
+
+
+class _TimedWriter(InfluxWriter):
+    """Records publish -> confirmed latency from each confirmed body's ``device`` lines."""
+
+    latencies_ms: list[float]
+
+    def write(self, body: bytes) -> None:
+        super().write(body)
+        now_ms = time.time() * 1000.0
+        for line in body.split(b"\n"):
+            if line.startswith(b"device,"):
+                self.latencies_ms.append(now_ms - int(line.rsplit(b" ", 1)[1]))
+
+
+def _settings(services: Services, root: Path, name: str) -> Settings:
+    return Settings(
+        fleet_path=root / "fleet.yaml",
+        mqtt=MqttSettings(port=services.mosquitto.port, client_id=name, share_group=name),
+        influx=InfluxSettings(url=services.influxd.url, database=name),
+        spool=SpoolSettings(path=root / f"{name}.sqlite3"),
+    )
+
+
+def bench_ingest(
+    services: Services, root: Path, fleet: object, messages: list[LoadMessage]
+) -> dict[str, float]:
+    settings = _settings(services, root, "bench_ingest")
+    service = IngestService(settings, fleet)  # type: ignore[arg-type]
+    service.start()  # creates the persistent session and its subscription
+    service.stop()
+    _prequeue(services, messages)
+    service = IngestService(settings, fleet)  # type: ignore[arg-type]
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    service.start()
+    deadline = time.monotonic() + 600
+    m = service.metrics
+    while m.written_messages + sum(m.dead_letters.values()) < len(messages):
+        assert time.monotonic() < deadline, f"ingest stalled: {service.stats()}"
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    stats = service.stats()
+    service.stop()
+    _discard_session(services.mosquitto.port, settings.mqtt.client_id)
+    assert stats["dead_letters_total"] == 0, stats
+    return {
+        "msgs_per_s": len(messages) / elapsed,
+        "points_per_s": float(stats["written_points"]) / elapsed,  # type: ignore[arg-type]
+        "cpu_s_per_1k_msgs": 1000.0 * cpu / len(messages),
+        "elapsed_s": elapsed,
+    }
+
+
+def bench_latency(
+    services: Services, root: Path, fleet: object, rate: float, duration_s: float
+) -> dict[str, object]:
+    settings = _settings(services, root, "bench_latency")
+    service = IngestService(settings, fleet)  # type: ignore[arg-type]
+    timed = _TimedWriter(settings.influx)
+    timed.latencies_ms = []
+    service._writer = timed  # the drainer holds the writer; swap both before start
+    service._drainer._writer = timed
+    service.start()
+    pub = LoadPublisher("127.0.0.1", services.mosquitto.port, "bench-live", max_inflight=2000)
+    load = SeededLoad(fleet, seed=99, interval_ms=1)  # type: ignore[arg-type]
+    n = int(rate * duration_s)
+    rss: list[tuple[float, float]] = []
+    t0 = time.monotonic()
+    sent = 0
+    # Regenerate per message so device time is the publish time.
+    for sent in range(n):
+        due = t0 + sent / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        now_ms = int(time.time() * 1000)
+        msg = next(load.messages(1, now_ms - 1))
+        pub.publish(msg.topic, msg.payload)
+        if sent % int(rate) == 0:
+            rss.append((round(time.monotonic() - t0, 1), round(_rss_mb(), 1)))
+    achieved = n / (time.monotonic() - t0)
+    assert pub.flush(60)
+    service.wait_drained(60)
+    service.stop()
+    pub.close()
+    lat = sorted(timed.latencies_ms)
+    q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [float("nan")] * 99
+    steady = [r for _, r in rss[len(rss) // 5 :]] or [float("nan")]
+    return {
+        "target_msgs_per_s": rate,
+        "achieved_msgs_per_s": round(achieved, 1),
+        "samples": len(lat),
+        "p50_ms": round(q[49], 1),
+        "p99_ms": round(q[98], 1),
+        "max_ms": round(lat[-1], 1) if lat else None,
+        "rss_mb_first_last": [steady[0], steady[-1]],
+        "rss_mb_growth_after_warmup": round(steady[-1] - steady[0], 1),
+        "rss_samples": rss,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--devices", type=int, default=500)
+    ap.add_argument("--rate", type=float, default=2000.0)
+    ap.add_argument("--steady-s", type=float, default=30.0)
+    args = ap.parse_args()
+
+    fleet = make_fleet(args.devices)
+    load = SeededLoad(fleet, seed=1, interval_ms=1000)
+    per_device = max(1, args.messages // args.devices)
+    start_ms = int(time.time() * 1000) - per_device * 1000 - 60_000
+    messages = list(load.messages(per_device, start_ms))
+    payload_bytes = statistics.mean(len(m.payload) for m in messages)
+
+    with (
+        tempfile.TemporaryDirectory(prefix="coldchain-bench-") as tmp,
+        Services(Path(tmp) / "services") as services,
+    ):
+        root = Path(tmp)
+        (root / "fleet.yaml").write_text(fleet.to_yaml())
+        publish_rate = _prequeue(services, messages[: min(len(messages), 20_000)])
+        counting = bench_counting_subscriber(services, messages)
+        raw_points, n_points = bench_influx_raw(services, messages, PointEncoder(fleet), fleet)
+        ingest = bench_ingest(services, root, fleet, messages)
+        latency = bench_latency(services, root, fleet, args.rate, args.steady_s)
+
+    points_per_msg = n_points / len(messages)
+    result = {
+        "benchmark": "ingest",
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "messages": len(messages),
+        "devices": args.devices,
+        "payload_bytes_mean": round(payload_bytes, 1),
+        "points_per_message": round(points_per_msg, 2),
+        "baseline": {
+            "counting_subscriber_msgs_per_s": round(counting, 1),
+            "influx_raw_points_per_s": round(raw_points, 1),
+            "influx_raw_as_msgs_per_s": round(raw_points / points_per_msg, 1),
+            "loadgen_publish_msgs_per_s": round(publish_rate, 1),
+        },
+        "ingest": {k: round(v, 3) for k, v in ingest.items()},
+        "ratio_ingest_to_counting_subscriber": round(ingest["msgs_per_s"] / counting, 3),
+        "latency": latency,
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
