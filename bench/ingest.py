@@ -46,8 +46,8 @@ from coldchain.settings import (
 )
 from deploy.launcher import Services
 from ingest.service import IngestService
-from ingest.write import InfluxWriter
 from simulators.loadgen import LoadMessage, LoadPublisher, SeededLoad, make_fleet
+from timeseries.client import InfluxClient
 
 
 def _rss_mb() -> float:
@@ -139,7 +139,7 @@ def bench_influx_raw(
         msg = parse_message(m.payload)
         asset = fleet.asset_of(msg.device_id)  # type: ignore[attr-defined]
         lines.extend(fleet_enc.encode(msg.device_id, asset, msg.samples_list(), 0))
-    writer = InfluxWriter(InfluxSettings(url=services.influxd.url, database="bench_raw"))
+    writer = InfluxClient(InfluxSettings(url=services.influxd.url, database="bench_raw"))
     writer.create_database()
     batch = 5000
     bodies = ["\n".join(lines[i : i + batch]).encode() for i in range(0, len(lines), batch)]
@@ -151,7 +151,7 @@ def bench_influx_raw(
     return len(lines) / elapsed, len(lines)
 
 
-class _TimedWriter(InfluxWriter):
+class _TimedWriter(InfluxClient):
     """Records publish -> confirmed latency from each confirmed body's ``device`` lines."""
 
     latencies_ms: list[float]

@@ -10,13 +10,12 @@ from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.service import IngestService, process_delivery
 from ingest.spool import DeadLetter, Spool, SpooledMessage
 from ingest.validate import Validated, validate
-from ingest.write import InfluxWriter, SpoolDrainer
+from ingest.write import SpoolDrainer
 
 __all__ = [
     "DeadLetter",
     "Decoded",
     "Delivery",
-    "InfluxWriter",
     "IngestMetrics",
     "IngestService",
     "MetricsServer",

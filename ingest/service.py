@@ -23,7 +23,8 @@ from ingest.decode import decode
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.spool import DeadLetter, Spool, SpooledMessage
 from ingest.validate import validate
-from ingest.write import InfluxWriter, SpoolDrainer
+from ingest.write import SpoolDrainer
+from timeseries.client import InfluxClient
 
 __all__ = ["IngestService", "process_delivery"]
 
@@ -72,7 +73,7 @@ class IngestService:
         self._limits = Limits(v.max_future_skew_s, v.max_sample_age_s)
         self._enqueued = 0  # written only by paho's thread
         self._source = MqttSource(settings.mqtt, self._enqueue)
-        self._writer = InfluxWriter(settings.influx)
+        self._writer = InfluxClient(settings.influx)
         self._drain_spool = Spool(
             settings.spool.path, settings.spool.synchronous, v.dead_letter_payload_bytes
         )

@@ -11,65 +11,19 @@ Guarantees:
 
 from __future__ import annotations
 
-import gzip
 import logging
 import threading
 import time
 from collections.abc import Callable
 
-import httpx
-
 from coldchain.exceptions import StoreError, WriteRejected
 from coldchain.settings import InfluxSettings
 from ingest.spool import DeadLetter, Spool, SpoolBatch
+from timeseries.client import InfluxClient
 
-__all__ = ["InfluxWriter", "SpoolDrainer"]
+__all__ = ["SpoolDrainer"]
 
 log = logging.getLogger("coldchain.ingest.write")
-
-
-class InfluxWriter:
-    """InfluxDB v1 HTTP API client (also InfluxDB 2.x/3.x v1 compatibility with a token)."""
-
-    def __init__(self, settings: InfluxSettings) -> None:
-        self.settings = settings
-        headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if settings.token:
-            headers["Authorization"] = f"Token {settings.token}"
-        if settings.gzip:
-            headers["Content-Encoding"] = "gzip"
-        self._params = {"db": settings.database, "precision": "ms"}
-        if settings.username:
-            self._params |= {"u": settings.username, "p": settings.password or ""}
-        self._http = httpx.Client(
-            base_url=settings.url, headers=headers, timeout=settings.timeout_s
-        )
-
-    def write(self, body: bytes) -> None:
-        """Raises WriteRejected (permanent) or StoreError (transient)."""
-        data = gzip.compress(body, compresslevel=1) if self.settings.gzip else body
-        try:
-            resp = self._http.post("/write", params=self._params, content=data)
-        except httpx.HTTPError as exc:
-            raise StoreError(f"InfluxDB at {self.settings.url} unreachable: {exc}") from exc
-        if resp.status_code == 204:
-            return
-        if resp.status_code in (400, 413, 422):
-            raise WriteRejected(resp.status_code, resp.text)
-        if resp.status_code == 404 and "database not found" in resp.text:
-            self.create_database()
-        raise StoreError(f"InfluxDB answered {resp.status_code}: {resp.text[:300]}")
-
-    def create_database(self) -> None:
-        try:
-            q = f'CREATE DATABASE "{self.settings.database}"'
-            params = {k: v for k, v in self._params.items() if k in ("u", "p")} | {"q": q}
-            self._http.post("/query", params=params)
-        except httpx.HTTPError as exc:
-            raise StoreError(f"cannot create database: {exc}") from exc
-
-    def close(self) -> None:
-        self._http.close()
 
 
 class SpoolDrainer:
@@ -78,7 +32,7 @@ class SpoolDrainer:
     def __init__(
         self,
         spool: Spool,
-        writer: InfluxWriter,
+        writer: InfluxClient,
         settings: InfluxSettings,
         on_written: Callable[[int, int], None] = lambda messages, points: None,
         on_error: Callable[[Exception], None] = lambda exc: None,

@@ -55,7 +55,6 @@ PINNED: dict[str, list[str]] = {
         "DeadLetter",
         "Decoded",
         "Delivery",
-        "InfluxWriter",
         "IngestMetrics",
         "IngestService",
         "MetricsServer",
@@ -69,6 +68,7 @@ PINNED: dict[str, list[str]] = {
         "validate",
     ],
     "deploy": ["Influxd", "Mosquitto", "ServiceError", "Services", "free_port"],
+    "timeseries": ["InfluxClient", "Series"],
 }
 
 IO_CLIENTS = {

@@ -10,7 +10,8 @@ from coldchain.exceptions import StoreError, WriteRejected
 from coldchain.settings import InfluxSettings
 from deploy.launcher import Services, free_port
 from ingest.spool import Spool, SpooledMessage
-from ingest.write import InfluxWriter, SpoolDrainer
+from ingest.write import SpoolDrainer
+from timeseries.client import InfluxClient
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ def _count(services: Services, db: str) -> int:
 def test_write_creates_database_and_points_are_idempotent(
     services: Services, unique_name: str, gzip: bool
 ) -> None:
-    writer = InfluxWriter(InfluxSettings(url=services.influxd.url, database=unique_name, gzip=gzip))
+    writer = InfluxClient(InfluxSettings(url=services.influxd.url, database=unique_name, gzip=gzip))
     body = "\n".join(
         f"temperature,asset=a1,sensor=s{i % 3} temp_c={i / 10} {T0 + i * 1000}" for i in range(300)
     ).encode()
@@ -39,7 +40,7 @@ def test_write_creates_database_and_points_are_idempotent(
 
 
 def test_bad_line_is_rejected_for_good(services: Services, unique_name: str) -> None:
-    writer = InfluxWriter(InfluxSettings(url=services.influxd.url, database=unique_name))
+    writer = InfluxClient(InfluxSettings(url=services.influxd.url, database=unique_name))
     writer.create_database()
     with pytest.raises(WriteRejected) as info:
         writer.write(b"temperature,asset=a1 temp_c= 1")
@@ -48,7 +49,7 @@ def test_bad_line_is_rejected_for_good(services: Services, unique_name: str) -> 
 
 
 def test_unreachable_influx_is_a_transient_store_error() -> None:
-    writer = InfluxWriter(
+    writer = InfluxClient(
         InfluxSettings(url=f"http://127.0.0.1:{free_port()}", database="x", timeout_s=1.0)
     )
     with pytest.raises(StoreError) as info:
@@ -71,7 +72,7 @@ def test_drainer_bisects_to_the_bad_row_and_writes_the_rest(
     # A field-type conflict InfluxDB refuses (temp_c was a float; now a string).
     rows[17] = SpooledMessage(T0, "d1", [f'temperature,asset=a1,sensor=s1 temp_c="x" {T0 + 1}'])
     spool.append(rows, [])
-    writer = InfluxWriter(settings)
+    writer = InfluxClient(settings)
     writer.create_database()
     written: list[tuple[int, int]] = []
     drainer = SpoolDrainer(spool, writer, settings, lambda m, p: written.append((m, p)))
@@ -85,3 +86,20 @@ def test_drainer_bisects_to_the_bad_row_and_writes_the_rest(
     assert sum(m for m, _ in written) == 40
     writer.close()
     spool.close()
+
+
+def test_query_returns_series_with_tags_and_ms_times(services: Services, unique_name: str) -> None:
+    client = InfluxClient(InfluxSettings(url=services.influxd.url, database=unique_name))
+    client.create_database()
+    client.write(
+        b"temperature,asset=a1,sensor=s1 temp_c=-18.5 1790000000000\n"
+        b"temperature,asset=a2,sensor=s1 temp_c=3.25 1790000001000"
+    )
+    series = client.query('SELECT "temp_c" FROM "temperature" GROUP BY "asset"')
+    assert [(s.tags["asset"], s.records()) for s in series] == [
+        ("a1", [{"time": 1790000000000, "temp_c": -18.5}]),
+        ("a2", [{"time": 1790000001000, "temp_c": 3.25}]),
+    ]
+    with pytest.raises(StoreError, match="error parsing query"):
+        client.query("SELECT FROM WHERE")
+    client.close()
