@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     )
 
     fleet_path: Path = Path("fleet/demo.yaml")
+    # Product profiles merged over the packaged presets (coldchain/rules/presets.yaml).
+    profiles_path: Path | None = None
     registry_url: str = "sqlite:///var/registry.sqlite3"
     metrics_port: int = Field(default=0, ge=0, le=65535)
     mqtt: MqttSettings = MqttSettings()
