@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from coldchain.contract import shared_subscription
 from coldchain.settings import MqttSettings
@@ -40,8 +41,14 @@ class Delivery:
 
 
 class MqttSource:
-    def __init__(self, settings: MqttSettings, deliver: Callable[[Delivery], None]) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        deliver: Callable[[Delivery], None],
+        kinds: tuple[str, ...] = ("telemetry",),
+    ) -> None:
         self.settings = settings
+        self.kinds = kinds
         self._deliver = deliver
         self._generation = 0
         self._lock = threading.Lock()
@@ -91,7 +98,10 @@ class MqttSource:
             return
         with self._lock:
             self._generation += 1
-        client.subscribe(shared_subscription(self.settings.share_group), qos=1)
+        group = self.settings.share_group
+        client.subscribe(
+            [(shared_subscription(group, kind), SubscribeOptions(qos=1)) for kind in self.kinds]
+        )
         log.info("connected to MQTT %s:%d", self.settings.host, self.settings.port)
 
     def _on_subscribe(
@@ -132,6 +142,10 @@ class MqttSource:
             return False
         self._client.ack(delivery.mid, delivery.qos)
         return True
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """QoS 1 publish on this connection (alerts); paho queues it while disconnected."""
+        self._client.publish(topic, payload, qos=1)
 
     def stop(self) -> None:
         self._client.disconnect()

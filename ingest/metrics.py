@@ -20,6 +20,7 @@ class IngestMetrics:
         self.spool_backlog_messages = spool_backlog_messages
         self.received_messages = 0
         self.accepted_messages = 0
+        self.annotation_messages = 0  # spool rows of excursion points, from the rules thread
         self.accepted_samples = 0
         self.spooled_points = 0
         self.acked_messages = 0
@@ -32,7 +33,12 @@ class IngestMetrics:
 
     @property
     def spool_depth_messages(self) -> int:
-        return self.spool_backlog_messages + self.accepted_messages - self.written_messages
+        return (
+            self.spool_backlog_messages
+            + self.accepted_messages
+            + self.annotation_messages
+            - self.written_messages
+        )
 
     def snapshot(self) -> dict[str, object]:
         data = {k: v for k, v in vars(self).items() if k != "dead_letters"}

@@ -1,9 +1,11 @@
-"""The ingest service: wires MQTT source -> decode -> validate -> spool -> ack, and the writer.
+"""The ingest service: wires MQTT source -> decode -> validate -> spool -> ack, the writer and
+the rules engine. This module is the bootstrap: it builds every stage from ``Settings``.
 
 Threads: paho's network loop (enqueues deliveries), the pipeline (group commit per batch, then
-acks) and the writer (drains the spool to InfluxDB). Work in flight is bounded by the
-delivery queue (``mqtt.max_inflight``): when it is full paho's thread waits, and so does the
-broker, until the pipeline has made a batch durable and acknowledged it.
+acks), the writer (drains the spool to InfluxDB) and the evaluator (rules over what was
+acknowledged). Work in flight is bounded by the delivery queue (``mqtt.max_inflight``): when it
+is full paho's thread waits, and so does the broker, until the pipeline has made a batch durable
+and acknowledged it.
 """
 
 from __future__ import annotations
@@ -12,23 +14,38 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import NamedTuple
 
-from coldchain.contract import Limits, PointEncoder
+from coldchain.contract import Limits, PointEncoder, Sample
 from coldchain.exceptions import TelemetryRejected
 from coldchain.fleet import Fleet
+from coldchain.rules import ProfileAssignment, RulesEngine, load_presets, load_profiles
 from coldchain.settings import Settings
 from ingest.consumer import Delivery, MqttSource
 from ingest.decode import decode
+from ingest.evaluate import Accepted, CustodyChange, EvaluateStage
+from ingest.events import process_event
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.spool import DeadLetter, Spool, SpooledMessage
 from ingest.validate import validate
 from ingest.write import SpoolDrainer
+from registry import Registry, open_registry
 from timeseries.client import InfluxClient
 
-__all__ = ["IngestService", "process_delivery"]
+__all__ = ["IngestService", "Processed", "process_delivery"]
 
 log = logging.getLogger("coldchain.ingest")
+
+
+class Processed(NamedTuple):
+    """What one delivery became: points to spool, dead letters, samples for the rules."""
+
+    spooled: SpooledMessage | None
+    dead: list[DeadLetter]
+    asset_id: str | None = None
+    samples: Sequence[Sample] = ()
 
 
 def _dead(d: Delivery, exc: TelemetryRejected, payload: bytes) -> DeadLetter:
@@ -39,19 +56,37 @@ def _dead(d: Delivery, exc: TelemetryRejected, payload: bytes) -> DeadLetter:
 
 def process_delivery(
     d: Delivery, fleet: Fleet, encoder: PointEncoder, limits: Limits, max_payload_bytes: int
-) -> tuple[SpooledMessage | None, list[DeadLetter]]:
-    """Decode, validate and encode one delivery. Never raises on bad input."""
+) -> Processed:
+    """Decode, validate and encode one telemetry delivery. Never raises on bad input."""
     try:
         validated = validate(
             decode(d.topic, d.payload, max_payload_bytes), fleet, d.received_ms, limits
         )
     except TelemetryRejected as exc:
-        return None, [_dead(d, exc, d.payload)]
+        return Processed(None, [_dead(d, exc, d.payload)])
     dead = [_dead(d, exc, s.model_dump_json().encode()) for exc, s in validated.rejected]
     if not validated.samples:
-        return None, dead
+        return Processed(None, dead)
     lines = encoder.encode(validated.device_id, validated.asset, validated.samples, d.received_ms)
-    return SpooledMessage(d.received_ms, validated.device_id, lines), dead
+    return Processed(
+        SpooledMessage(d.received_ms, validated.device_id, lines),
+        dead,
+        validated.asset.id,
+        validated.samples,
+    )
+
+
+def build_engine(settings: Settings, fleet: Fleet, registry: Registry) -> RulesEngine:
+    profiles = load_presets()
+    if settings.profiles_path is not None:
+        profiles = profiles.merged(load_profiles(settings.profiles_path))
+    assignments = [
+        ProfileAssignment(
+            a.asset_id, a.compartment_id, a.profile, a.from_ms, a.assigned_by, a.reason
+        )
+        for a in registry.profile_history()
+    ]
+    return RulesEngine(fleet, profiles, assignments)
 
 
 class IngestService:
@@ -60,6 +95,8 @@ class IngestService:
         settings: Settings,
         fleet: Fleet,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        *,
+        rules: bool = True,
     ) -> None:
         self.settings = settings
         self.fleet = fleet
@@ -72,17 +109,34 @@ class IngestService:
         v = settings.validation
         self._limits = Limits(v.max_future_skew_s, v.max_sample_age_s)
         self._enqueued = 0  # written only by paho's thread
-        self._source = MqttSource(settings.mqtt, self._enqueue)
+        kinds = ("telemetry", "events") if rules else ("telemetry",)
+        self._source = MqttSource(settings.mqtt, self._enqueue, kinds)
         self._writer = InfluxClient(settings.influx)
-        self._drain_spool = Spool(
-            settings.spool.path, settings.spool.synchronous, v.dead_letter_payload_bytes
-        )
+        spool_args = (settings.spool.path, settings.spool.synchronous, v.dead_letter_payload_bytes)
+        self._drain_spool = Spool(*spool_args)
         self._drainer = SpoolDrainer(
             self._drain_spool, self._writer, settings.influx, self._on_written, self._on_write_error
         )
         self._threads: list[threading.Thread] = []
         self._metrics_server: MetricsServer | None = None
-        self.metrics = IngestMetrics(spool_backlog_messages=self._drain_spool.depth()[0])
+        backlog_rows, _ = self._drain_spool.depth()
+        self.metrics = IngestMetrics(spool_backlog_messages=backlog_rows)
+        self.registry: Registry | None = None
+        self.evaluate: EvaluateStage | None = None
+        if rules:
+            self.registry = open_registry(settings.registry_url)
+            self._annotation_spool = Spool(*spool_args)  # used by the evaluator thread only
+            self.evaluate = EvaluateStage(
+                build_engine(settings, fleet, self.registry),
+                fleet,
+                self.registry,
+                self._writer,
+                publish=self._source.publish,
+                annotate=self._annotate,
+                written_through=lambda: self._drainer.written_through,
+                clock_ms=clock_ms,
+            )
+            self.evaluate.resume(self._drain_spool.last_id())
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, wait_connected_s: float = 10.0) -> None:
@@ -94,6 +148,10 @@ class IngestService:
             threading.Thread(target=self._pipeline, name="ingest-pipeline", daemon=True),
             threading.Thread(target=self._drainer.run, name="ingest-writer", daemon=True),
         ]
+        if self.evaluate is not None:
+            self._threads.append(
+                threading.Thread(target=self.evaluate.run, name="ingest-rules", daemon=True)
+            )
         for t in self._threads:
             t.start()
         if self.settings.metrics_port:
@@ -110,29 +168,40 @@ class IngestService:
         self._threads[0].join(30)
         if drain_timeout_s:
             self.wait_drained(drain_timeout_s)
+        if self.evaluate is not None:
+            self.evaluate.stop()
+            self._threads[2].join(60)
         self._drainer.stop()
         self._threads[1].join(30)
         if self._metrics_server:
             self._metrics_server.stop()
         self._writer.close()
         self._drain_spool.close()
+        if self.registry is not None:
+            self._annotation_spool.close()
+            self.registry.close()
 
     def _enqueue(self, delivery: Delivery) -> None:
         self._enqueued += 1
         self._queue.put(delivery)
 
     def wait_drained(self, timeout_s: float) -> bool:
-        """True once every message received so far is in InfluxDB (or dead-lettered)."""
+        """True once every message received so far is in InfluxDB (or dead-lettered) and the
+        rules engine has evaluated it."""
         deadline = time.monotonic() + timeout_s
         m = self.metrics
         while time.monotonic() < deadline:
-            if m.received_messages == self._enqueued and m.spool_depth_messages == 0:
+            idle = self.evaluate is None or self.evaluate.idle()
+            if m.received_messages == self._enqueued and m.spool_depth_messages == 0 and idle:
                 return True
             time.sleep(0.05)
         return False
 
     def stats(self) -> dict[str, object]:
-        return self.metrics.snapshot()
+        data = self.metrics.snapshot()
+        if self.evaluate is not None:
+            data |= self.evaluate.stats()
+        return data
 
     # -- threads ----------------------------------------------------------------------------
     def _pipeline(self) -> None:
@@ -159,19 +228,37 @@ class IngestService:
             self._commit(spool, batch)
         spool.close()
 
+    def _process(self, d: Delivery) -> tuple[Processed, CustodyChange | None]:
+        max_bytes = self.settings.validation.max_payload_bytes
+        if not d.topic.endswith("/events"):
+            return process_delivery(d, self.fleet, self._encoder, self._limits, max_bytes), None
+        try:
+            out = process_event(
+                d.topic, d.payload, self.fleet, self.registry, max_bytes, d.received_ms
+            )
+        except TelemetryRejected as exc:
+            return Processed(None, [_dead(d, exc, d.payload)]), None
+        device = d.topic.split("/")[-2]
+        custody = CustodyChange(*out.custody) if out.custody else None
+        return Processed(SpooledMessage(d.received_ms, device, out.lines), []), custody
+
     def _commit(self, spool: Spool, batch: list[Delivery]) -> None:
         m = self.metrics
         messages: list[SpooledMessage] = []
         dead: list[DeadLetter] = []
-        max_bytes = self.settings.validation.max_payload_bytes
+        to_rules: list[Accepted | CustodyChange] = []
         for d in batch:
-            msg, rejected = process_delivery(d, self.fleet, self._encoder, self._limits, max_bytes)
-            if msg is not None:
-                messages.append(msg)
-            dead.extend(rejected)
+            processed, custody = self._process(d)
+            if processed.spooled is not None:
+                messages.append(processed.spooled)
+            if processed.asset_id is not None:
+                to_rules.append(Accepted(processed.asset_id, processed.samples, 0))
+            if custody is not None:
+                to_rules.append(custody)
+            dead.extend(processed.dead)
         while True:
             try:
-                spool.append(messages, dead)
+                last_row = spool.append(messages, dead)
                 break
             except Exception as exc:  # disk full or locked: hold the acks and retry
                 log.error("spool append failed, retrying: %s", exc)
@@ -179,6 +266,7 @@ class IngestService:
         # Only now is everything durable: acknowledge.
         m.received_messages += len(batch)
         m.accepted_messages += len(messages)
+        m.accepted_samples += sum(len(x.samples) for x in to_rules if isinstance(x, Accepted))
         m.spooled_points += sum(len(x.lines) for x in messages)
         for dl in dead:
             m.dead_letters[dl.reason] += 1
@@ -190,6 +278,15 @@ class IngestService:
         if messages:
             m.receive_lag_s = (self._clock_ms() - messages[-1].received_ms) / 1000.0
             self._drainer.wake()
+        if self.evaluate is not None:
+            for item in to_rules:
+                # The group's points are in InfluxDB once the writer passes its last row.
+                self.evaluate.submit(replace(item, row_id=last_row))
+
+    def _annotate(self, lines: list[str]) -> None:
+        self._annotation_spool.append([SpooledMessage(self._clock_ms(), "rules", lines)], [])
+        self.metrics.annotation_messages += 1
+        self._drainer.wake()
 
     def _on_written(self, messages: int, points: int) -> None:
         self.metrics.written_messages += messages

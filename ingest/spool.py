@@ -101,17 +101,23 @@ class Spool:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open spool {path}: {exc}") from exc
 
-    def append(self, messages: Iterable[SpooledMessage], dead: Iterable[DeadLetter]) -> None:
-        """Commit a group of messages and dead letters atomically."""
+    def append(self, messages: Iterable[SpooledMessage], dead: Iterable[DeadLetter]) -> int:
+        """Commit a group of messages and dead letters atomically.
+
+        Returns the id of the last spool row written (0 when the group had no points): once the
+        writer has deleted through that id, every point of the group is in InfluxDB.
+        """
         rows = [(m.received_ms, m.device_id, len(m.lines), "\n".join(m.lines)) for m in messages]
         dls = [self._dead_row(d) for d in dead]
         try:
             self._db.execute("BEGIN IMMEDIATE")
+            last_id = 0
             if rows:
                 self._db.executemany(
                     "INSERT INTO spool (received_ms, device_id, n_points, lines) VALUES (?,?,?,?)",
                     rows,
                 )
+                last_id = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
             if dls:
                 self._db.executemany(
                     "INSERT INTO dead_letters (received_ms, topic, device_id, reason, field, value,"
@@ -119,6 +125,7 @@ class Spool:
                     dls,
                 )
             self._db.execute("COMMIT")
+            return last_id
         except BaseException as exc:
             # Any failure (also a non-sqlite one) must not leave the transaction open, or every
             # later BEGIN fails with "cannot start a transaction within a transaction".
@@ -166,6 +173,10 @@ class Spool:
             self._db.execute("DELETE FROM spool WHERE id BETWEEN ? AND ?", (first_id, last_id))
         except sqlite3.Error as exc:
             raise StoreError(f"spool delete failed: {exc}") from exc
+
+    def last_id(self) -> int:
+        """The newest row's id (0 when empty): what a restart must see written first."""
+        return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM spool").fetchone()[0])
 
     def depth(self) -> tuple[int, int]:
         """(messages, points) waiting for InfluxDB."""

@@ -44,6 +44,7 @@ class SpoolDrainer:
         self._on_error = on_error
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self.written_through = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -88,6 +89,9 @@ class SpoolDrainer:
                     self._write_batch(SpoolBatch(part[0][0], part[-1][0], part))
                 return
         self._spool.delete_through(batch.first_id, batch.last_id)
+        # Batches are taken oldest first, so this is a high-water mark: every row up to it is in
+        # InfluxDB (or quarantined). The rules engine waits on it before reading data back.
+        self.written_through = max(self.written_through, batch.last_id)
         self._on_written(len(batch.rows), batch.n_points)
 
     def _quarantine(self, batch: SpoolBatch, exc: WriteRejected) -> None:

@@ -14,12 +14,14 @@ from coldchain.settings import (
     SpoolSettings,
 )
 from deploy.launcher import Services
+from registry import upgrade
 from simulators.loadgen import LoadMessage
 
 
 def spine_settings(services: Services, name: str, root: Path, **spool: object) -> Settings:
-    """Settings for one ingest process on the test services, isolated by ``name``."""
-    return Settings(
+    """Settings for one ingest process on the test services, isolated by ``name``; its
+    registry database is created."""
+    settings = Settings(
         fleet_path=root / "fleet.yaml",
         registry_url=f"sqlite:///{root / 'registry.sqlite3'}",
         mqtt=MqttSettings(
@@ -28,6 +30,8 @@ def spine_settings(services: Services, name: str, root: Path, **spool: object) -
         influx=InfluxSettings(url=services.influxd.url, database=name, retry_max_s=1.0),
         spool=SpoolSettings(path=root / "spool.sqlite3", **spool),  # type: ignore[arg-type]
     )
+    upgrade(settings.registry_url)
+    return settings
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -1,5 +1,78 @@
-"""The rules engine: pure evaluation of broken-chain rules over telemetry (no I/O)."""
+"""The rules engine: pure evaluation of broken-chain rules over telemetry (no I/O).
 
+See docs/rules.md for the exact semantics. Entry points:
+
+* ``RulesEngine`` - the fleet-level streaming engine ingest uses (feed, tick, checkpoint,
+  recompute after late data);
+* ``evaluate`` - batch evaluation of one compartment's series (same code as streaming);
+* ``merge`` - pure late-data merge of reported vs recomputed excursions;
+* ``load_presets`` / ``load_profiles`` - product profiles from YAML.
+"""
+
+from coldchain.rules.engine import FeedResult, RulesEngine
+from coldchain.rules.evaluator import (
+    BatchResult,
+    Change,
+    ChangeKind,
+    CompartmentEvaluator,
+    RecomputeNeeded,
+    evaluate,
+    fold,
+)
 from coldchain.rules.excursion import Excursion, ExcursionStatus, RuleKind, Severity, excursion_id
+from coldchain.rules.late import merge
+from coldchain.rules.mkt import MktAccumulator, mean_kinetic_temperature
+from coldchain.rules.profiles import (
+    Profile,
+    ProfileAssignment,
+    ProfileSet,
+    load_presets,
+    load_profiles,
+    parse_profiles,
+    profile_at,
+)
+from coldchain.rules.readings import (
+    CompartmentSpec,
+    Observation,
+    make_observation,
+    observations_from_sample,
+    prepare,
+    specs_for,
+)
+from coldchain.rules.state import CHECKPOINT_VERSION, dump_checkpoint, load_checkpoint
 
-__all__ = ["Excursion", "ExcursionStatus", "RuleKind", "Severity", "excursion_id"]
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "BatchResult",
+    "Change",
+    "ChangeKind",
+    "CompartmentEvaluator",
+    "CompartmentSpec",
+    "Excursion",
+    "ExcursionStatus",
+    "FeedResult",
+    "MktAccumulator",
+    "Observation",
+    "Profile",
+    "ProfileAssignment",
+    "ProfileSet",
+    "RecomputeNeeded",
+    "RuleKind",
+    "RulesEngine",
+    "Severity",
+    "dump_checkpoint",
+    "evaluate",
+    "excursion_id",
+    "fold",
+    "load_checkpoint",
+    "load_presets",
+    "load_profiles",
+    "make_observation",
+    "mean_kinetic_temperature",
+    "merge",
+    "observations_from_sample",
+    "parse_profiles",
+    "prepare",
+    "profile_at",
+    "specs_for",
+]

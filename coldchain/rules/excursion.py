@@ -60,6 +60,9 @@ class Excursion:
     profile: str = ""
     detail: str = ""
     id: str = field(default="")
+    # True when a recomputation after late data showed this excursion never happened as reported
+    # (e.g. its start moved): kept for the audit trail, status "closed", hidden by consumers.
+    superseded: bool = False
 
     def __post_init__(self) -> None:
         if not self.id:

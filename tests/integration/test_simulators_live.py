@@ -45,7 +45,7 @@ class Subscriber:
             if msg.retain and not keep_retained:
                 return
             with self._lock:
-                self.messages.append((msg.topic, msg.payload, msg.retain, time.time()))
+                self.messages.append((msg.topic, bytes(msg.payload), msg.retain, time.time()))
 
         self.client.on_connect = on_connect
         self.client.on_subscribe = on_subscribe

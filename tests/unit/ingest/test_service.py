@@ -21,7 +21,7 @@ def deliver(payload: bytes, topic: str = TOPIC, max_bytes: int = 1 << 20) -> Any
 
 
 def test_good_message_is_encoded() -> None:
-    msg, dead = deliver(dumps(single(temps_c={"t-front-air": 4.0})))
+    msg, dead, *_ = deliver(dumps(single(temps_c={"t-front-air": 4.0})))
     assert dead == []
     assert msg is not None and (msg.received_ms, msg.device_id) == (NOW_MS, "dev-1")
     assert msg.lines[0].startswith("temperature,asset=truck-1,compartment=front,")
@@ -30,7 +30,7 @@ def test_good_message_is_encoded() -> None:
 
 def test_rejected_message_is_one_dead_letter_with_the_raw_payload() -> None:
     payload = b'{"v": 1, "device_id": "dev-1", "ts": "x"'
-    msg, dead = deliver(payload)
+    msg, dead, *_ = deliver(payload)
     assert msg is None
     [dl] = dead
     assert (dl.topic, dl.device_id, dl.reason, dl.payload) == (
@@ -43,15 +43,17 @@ def test_rejected_message_is_one_dead_letter_with_the_raw_payload() -> None:
 
 
 def test_unknown_device_and_bad_topic() -> None:
-    msg, dead = deliver(dumps(single(device_id="ghost")), "coldchain/v1/devices/ghost/telemetry")
+    msg, dead, *_ = deliver(
+        dumps(single(device_id="ghost")), "coldchain/v1/devices/ghost/telemetry"
+    )
     assert msg is None and [d.reason for d in dead] == ["unknown_device"]
-    msg, dead = deliver(dumps(single()), "somewhere/else")
+    msg, dead, *_ = deliver(dumps(single()), "somewhere/else")
     assert msg is None and [(d.reason, d.device_id) for d in dead] == [("bad_topic", None)]
 
 
 def test_batch_with_one_bad_sample() -> None:
     raw = batch([sample(-2, 1, temps_c={"t-front-air": 3.0}), sample(900, 2), sample(-1, 3)])
-    msg, dead = deliver(dumps(raw))
+    msg, dead, *_ = deliver(dumps(raw))
     assert msg is not None
     assert sum(line.startswith("temperature,") for line in msg.lines) == 1
     assert "samples=2i" in msg.lines[-1] and "seq=3i" in msg.lines[-1]
@@ -62,12 +64,12 @@ def test_batch_with_one_bad_sample() -> None:
 
 
 def test_single_sample_failing_registry_check_is_not_spooled() -> None:
-    msg, dead = deliver(dumps(single(temps_c={"unknown": 1.0})))
+    msg, dead, *_ = deliver(dumps(single(temps_c={"unknown": 1.0})))
     assert msg is None and [d.reason for d in dead] == ["unknown_sensor"]
 
 
 def test_oversize_payload_never_raises() -> None:
     payload = b"x" * (10 * 1024 * 1024)
-    msg, dead = deliver(payload)
+    msg, dead, *_ = deliver(payload)
     assert msg is None and dead[0].reason == "payload_too_large"
     assert hashlib.sha256(dead[0].payload).hexdigest() == hashlib.sha256(payload).hexdigest()

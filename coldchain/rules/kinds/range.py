@@ -1,0 +1,229 @@
+"""Range rule (delay, clear delay, hysteresis, escalation, defrost/door) and hard limit.
+
+A hard limit is a range rule with no delay, severity critical and no escalation; the WHO
+"single event" indicators are one-sided range rules with ``inclusive: true``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from coldchain.rules.excursion import RuleKind, Severity
+from coldchain.rules.kinds.base import Rule, Track
+from coldchain.rules.profiles import HardLimitRule, RangeRule
+from coldchain.rules.readings import Observation
+
+if TYPE_CHECKING:
+    from coldchain.rules.evaluator import CompartmentEvaluator
+
+__all__ = ["RangeKind"]
+
+_UNKNOWN, _IN, _BAND, _OUT = 0, 1, 2, 3
+_INF = math.inf
+_MIN = 60_000.0
+
+
+class RangeKind(Rule):
+    __slots__ = (
+        "clear",
+        "clr_ms",
+        "clr_start",
+        "cond",
+        "delay",
+        "door_extra",
+        "esc_after",
+        "esc_dm",
+        "esc_peak",
+        "hi",
+        "hi_incl",
+        "hyst",
+        "lo",
+        "lo_incl",
+        "over",
+        "run_dm",
+        "run_door",
+        "run_ms",
+        "run_over",
+        "run_peak",
+        "run_start",
+        "supp",
+        "val",
+    )
+
+    def __init__(self, spec: RangeRule | HardLimitRule) -> None:
+        kind: RuleKind = "range" if spec.kind == "range" else "hard_limit"
+        severity: Severity = spec.severity
+        super().__init__(spec.name, kind, severity)
+        self.lo = -_INF if spec.min_c is None else spec.min_c
+        self.hi = _INF if spec.max_c is None else spec.max_c
+        self.lo_incl = spec.inclusive and spec.min_c is not None
+        self.hi_incl = spec.inclusive and spec.max_c is not None
+        self.clear = round(spec.clear_delay_min * _MIN)
+        if isinstance(spec, RangeRule):
+            self.delay = round(spec.delay_min * _MIN)
+            self.hyst = spec.hysteresis_c
+            esc = spec.escalate
+            self.esc_after = (
+                -1 if esc is None or esc.after_min is None else round(esc.after_min * _MIN)
+            )
+            self.esc_dm = _INF if esc is None or esc.degree_minutes is None else esc.degree_minutes
+            self.esc_peak = _INF if esc is None or esc.peak_beyond_c is None else esc.peak_beyond_c
+            self.supp = round(spec.defrost_suppress_min * _MIN)
+            self.door_extra = round(spec.door_extra_delay_min * _MIN)
+        else:
+            self.delay = 0
+            self.hyst = 0.0
+            self.esc_after = -1
+            self.esc_dm = _INF
+            self.esc_peak = _INF
+            self.supp = 0
+            self.door_extra = 0
+        self.cond = _UNKNOWN
+        self.over = 0.0
+        self.val = 0.0
+        self.run_start = -1
+        self.run_ms = 0
+        self.run_dm = 0.0
+        self.run_peak = 0.0
+        self.run_over = 0.0
+        self.run_door = False
+        self.clr_start = -1
+        self.clr_ms = 0
+
+    def _check_escalation(self, c: CompartmentEvaluator, tr: Track, at: int) -> None:
+        if tr.severity != "critical" and (
+            (self.esc_after >= 0 and at - tr.start >= self.esc_after)
+            or tr.dm >= self.esc_dm
+            or tr.over >= self.esc_peak
+        ):
+            self._escalate(c, tr)
+
+    def _open_run(self, c: CompartmentEvaluator, at: int) -> None:
+        tr = Track(self.run_start, self.severity, c.now, self.run_peak, self.run_over, self.run_dm)
+        self.run_start = -1
+        self._open(c, tr)
+        self.clr_start = -1
+        self.clr_ms = 0
+        self._check_escalation(c, tr, at)
+
+    def step(self, c: CompartmentEvaluator, obs: Observation, held: int, held_any: int) -> None:
+        # 1. advance over [c.ts, c.ts + held) with the held condition
+        cond = self.cond
+        if held > 0 and cond != _UNKNOWN:
+            t0 = c.ts
+            if self.supp and c.defrost_since >= 0:
+                sup = c.defrost_since + self.supp - t0
+                if sup > 0:
+                    if sup >= held:
+                        held = 0
+                    else:
+                        held -= sup
+                        t0 += sup
+            if held > 0:
+                tr = self.tr
+                if cond == _OUT:
+                    dm = self.over * held / _MIN
+                    if tr is not None:
+                        tr.dm += dm
+                        self._check_escalation(c, tr, t0 + held)
+                    else:
+                        self.run_ms += held
+                        self.run_dm += dm
+                        delay = self.delay + self.door_extra if self.run_door else self.delay
+                        if self.run_ms >= delay:
+                            self._open_run(c, t0 + held)
+                elif cond == _IN and tr is not None:
+                    self.clr_ms += held
+                    if self.clr_ms >= self.clear:
+                        self._close(c, self.clr_start)
+        # 2. observe the new value
+        h = obs.hi
+        if h is None:
+            return
+        lo_v = obs.lo
+        assert lo_v is not None
+        if h > self.hi or (self.hi_incl and h == self.hi):
+            cond = _OUT
+            self.over = h - self.hi
+            self.val = h
+        elif lo_v < self.lo or (self.lo_incl and lo_v == self.lo):
+            cond = _OUT
+            self.over = self.lo - lo_v
+            self.val = lo_v
+        elif h > self.hi - self.hyst or lo_v < self.lo + self.hyst:
+            cond = _BAND
+        else:
+            cond = _IN
+        self.cond = cond
+        tr = self.tr
+        if cond == _OUT:
+            if tr is not None:
+                self.clr_start = -1
+                self.clr_ms = 0
+                if self.over > tr.over:
+                    tr.over = self.over
+                    tr.peak = self.val
+                    self._check_escalation(c, tr, obs.ts)
+                return
+            if self.run_start < 0:
+                self.run_start = obs.ts
+                self.run_ms = 0
+                self.run_dm = 0.0
+                self.run_peak = self.val
+                self.run_over = self.over
+                self.run_door = False
+            elif self.over > self.run_over:
+                self.run_over = self.over
+                self.run_peak = self.val
+            if self.door_extra and (obs.door if obs.door is not None else c.door):
+                stop = obs.stationary if obs.stationary is not None else c.stationary
+                if stop:  # a door opened at a (loading) stop, not a door ajar while driving
+                    self.run_door = True
+            if self.run_ms >= (self.delay + self.door_extra if self.run_door else self.delay):
+                self._open_run(c, obs.ts)
+        elif tr is not None:
+            if cond == _IN:
+                if self.clr_start < 0:
+                    self.clr_start = obs.ts
+                    self.clr_ms = 0
+                if self.clr_ms >= self.clear:
+                    self._close(c, self.clr_start)
+            else:
+                self.clr_start = -1
+                self.clr_ms = 0
+        else:
+            self.run_start = -1
+
+    def dump(self) -> dict[str, Any]:
+        d = super().dump()
+        d["s"] = [
+            self.cond,
+            self.over,
+            self.val,
+            self.run_start,
+            self.run_ms,
+            self.run_dm,
+            self.run_peak,
+            self.run_over,
+            self.run_door,
+            self.clr_start,
+            self.clr_ms,
+        ]
+        return d
+
+    def load(self, d: dict[str, Any]) -> None:
+        super().load(d)
+        (
+            self.cond,
+            self.over,
+            self.val,
+            self.run_start,
+            self.run_ms,
+            self.run_dm,
+            self.run_peak,
+            self.run_over,
+            self.run_door,
+            self.clr_start,
+            self.clr_ms,
+        ) = d["s"]

@@ -1,0 +1,332 @@
+"""Stage 5, evaluate: the rules engine over accepted samples, in its own thread.
+
+Guarantees:
+- Runs on device time. Samples reach it only after their group is durable and acknowledged, so
+  rules add CPU but no latency to acknowledgement.
+- Every lifecycle change (opened, escalated, closed, recovered, ...) is upserted in the registry
+  by its deterministic id together with the engine's checkpoint (one transaction), then
+  published once as an MQTT alert and written as an ``excursion`` point; never once per reading.
+- Late data: a sample older than what its compartment already evaluated makes the engine ask
+  for a recompute. The stage waits until the writer has put everything fed so far into InfluxDB,
+  reads the window back (batch mode, same evaluator) and merges: a data gap the backlog filled
+  becomes ``recovered``, an excursion found inside it is ``detected_late``.
+- A restart resumes from the last checkpoint, then recomputes every checkpointed compartment
+  from its checkpoint time once the spool backlog is in InfluxDB, so samples acknowledged after
+  the checkpoint are not missed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from coldchain.contract import Sample, alert_topic
+from coldchain.exceptions import ColdchainError, RecordRejected
+from coldchain.fleet import Fleet
+from coldchain.lineprotocol import format_fields, series_key
+from coldchain.rules import Change, RecomputeNeeded, RulesEngine, observations_from_sample
+from registry import Registry
+from timeseries.client import InfluxClient
+from timeseries.reads import read_samples
+
+__all__ = ["Accepted", "CustodyChange", "EvaluateStage", "alert_payload", "excursion_line"]
+
+log = logging.getLogger("coldchain.ingest.evaluate")
+
+CHECKPOINT_KEY = "rules-engine"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Validated samples of one message, and the spool row that holds their points."""
+
+    asset_id: str
+    samples: Sequence[Sample]
+    row_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CustodyChange:
+    """A load/unload/handover scan: cumulative budgets of the compartment restart."""
+
+    asset_id: str
+    compartment_id: str
+    ts_ms: int
+    row_id: int = 0
+
+
+@dataclass
+class _Pending:
+    from_ms: int
+    need_row: int
+    asked_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+
+
+def alert_payload(change: Change) -> bytes:
+    e = change.excursion
+    return json.dumps(
+        {
+            "v": 1,
+            "change": change.kind,
+            "id": e.id,
+            "asset_id": e.asset_id,
+            "compartment_id": e.compartment_id,
+            "rule": e.rule,
+            "kind": e.kind,
+            "severity": e.severity,
+            "status": e.status,
+            "start_ms": e.start_ms,
+            "end_ms": e.end_ms,
+            "detected_ms": e.detected_ms,
+            "detected_late": e.detected_late,
+            "peak_c": e.peak_c,
+            "degree_minutes": e.degree_minutes,
+            "profile": e.profile,
+            "detail": e.detail,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def excursion_line(change: Change) -> str:
+    """An ``excursion`` point at the excursion's start: Grafana annotations read these."""
+    e = change.excursion
+    key = series_key(
+        "excursion", {"asset": e.asset_id, "compartment": e.compartment_id, "rule": e.rule}
+    )
+    fields = format_fields(
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "severity": e.severity,
+            "status": e.status,
+            "change": change.kind,
+            "end_ms": e.end_ms,
+            "duration_s": e.duration_s,
+            "peak_c": e.peak_c,
+            "degree_minutes": e.degree_minutes,
+            "detected_late": e.detected_late,
+            "detail": e.detail[:500],
+        }
+    )
+    return f"{key} {fields} {e.start_ms}"
+
+
+class EvaluateStage:
+    """Run ``run()`` in its own thread; ``submit()`` from the pipeline after acks."""
+
+    def __init__(
+        self,
+        engine: RulesEngine,
+        fleet: Fleet,
+        registry: Registry,
+        influx: InfluxClient,
+        *,
+        publish: Callable[[str, bytes], None],
+        annotate: Callable[[list[str]], None],
+        written_through: Callable[[], int],
+        clock_ms: Callable[[], int],
+        max_queue: int = 10_000,
+        tick_s: float = 5.0,
+        checkpoint_s: float = 10.0,
+    ) -> None:
+        self.engine = engine
+        self._fleet = fleet
+        self._registry = registry
+        self._influx = influx
+        self._publish = publish
+        self._annotate = annotate
+        self._written_through = written_through
+        self._clock_ms = clock_ms
+        self._queue: queue.Queue[Accepted | CustodyChange | None] = queue.Queue(max_queue)
+        self._tick_s = tick_s
+        self._checkpoint_s = checkpoint_s
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._unapplied: list[Change] = []
+        self._last_row = 0
+        self._dirty = False
+        self._submitted = 0  # written by the pipeline thread only
+        self._done = 0  # written by this stage's thread only
+        self.changes_total = 0
+        self.recomputes_total = 0
+        self.errors_total = 0
+        self.rejected_total = 0
+
+    # -- start-up ------------------------------------------------------------------------------
+    def resume(self, backlog_row: int) -> None:
+        """Restore the checkpoint; recompute every compartment from its checkpoint time once
+        the spool backlog (rows up to ``backlog_row``) is in InfluxDB."""
+        saved = self._registry.load_checkpoint(CHECKPOINT_KEY)
+        if not saved:
+            return
+        self.engine.restore(saved)
+        for a, c, from_ms in saved.get("pending_recomputes", []):
+            if a in self._fleet.assets:
+                self._pending[(a, c)] = _Pending(int(from_ms), backlog_row)
+        for entry in saved.get("compartments", []):
+            key = (entry["asset"], entry["compartment"])
+            if key[0] not in self._fleet.assets:
+                continue
+            ts = self.engine.evaluator(*key).ts
+            if ts >= 0:
+                old = self._pending.get(key)
+                self._pending[key] = _Pending(min(ts, old.from_ms) if old else ts, backlog_row)
+        self._last_row = max(self._last_row, backlog_row)
+
+    # -- intake --------------------------------------------------------------------------------
+    def submit(self, item: Accepted | CustodyChange) -> None:
+        self._submitted += 1
+        self._queue.put(item)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def idle(self) -> bool:
+        """Nothing queued, being evaluated or waiting for a recompute."""
+        return self._done == self._submitted and not self._pending
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "rules_queue_depth": self._queue.qsize(),
+            "rules_changes": self.changes_total,
+            "rules_recomputes": self.recomputes_total,
+            "rules_recomputes_pending": len(self._pending),
+            "rules_errors": self.errors_total,
+            "rules_changes_rejected": self.rejected_total,
+        }
+
+    # -- the thread ----------------------------------------------------------------------------
+    def run(self) -> None:
+        next_tick = next_checkpoint = time.monotonic()
+        retry_at = 0.0
+        while True:
+            items = self._take()
+            stop = items and items[-1] is None
+            work = [i for i in items if i is not None]
+            changes: list[Change] = []
+            try:
+                for item in work:
+                    changes.extend(self._feed(item))
+                now = time.monotonic()
+                if now >= next_tick:
+                    changes.extend(self.engine.tick(self._clock_ms()))
+                    next_tick = now + self._tick_s
+                self._apply(changes)
+                if now >= retry_at:
+                    self._run_pending()
+                if now >= next_checkpoint and self._dirty:
+                    self._registry.save_checkpoint(CHECKPOINT_KEY, self._state())
+                    self._dirty = False
+                    next_checkpoint = now + self._checkpoint_s
+            except ColdchainError as exc:
+                # A store failed (registry or InfluxDB). Streaming state is intact; the changes
+                # of this round are re-derived by the recompute that start-up or late data runs.
+                self.errors_total += 1
+                retry_at = time.monotonic() + 5.0
+                log.error("rules evaluation failed (retrying in 5 s): %s", exc)
+            finally:
+                self._done += len(work)
+            if stop:
+                break
+        self._registry.save_checkpoint(CHECKPOINT_KEY, self._state())
+
+    def _take(self, max_items: int = 500) -> list[Accepted | CustodyChange | None]:
+        """What is queued now (up to ``max_items``), waiting briefly for the first: one
+        registry transaction per round, not per message."""
+        try:
+            items = [self._queue.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        while len(items) < max_items and items[-1] is not None:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _state(self) -> dict[str, object]:
+        pending = [[a, c, p.from_ms] for (a, c), p in sorted(self._pending.items())]
+        return self.engine.checkpoint() | {"pending_recomputes": pending}
+
+    def _feed(self, item: Accepted | CustodyChange) -> list[Change]:
+        now = self._clock_ms()
+        if isinstance(item, CustodyChange):
+            res = self.engine.custody_change(item.asset_id, item.compartment_id, item.ts_ms, now)
+        else:
+            res = self.engine.feed(item.asset_id, item.samples, now)
+        self._last_row = max(self._last_row, item.row_id)
+        self._dirty = True
+        for rc in res.recompute:
+            self._ask_recompute(rc)
+        return res.changes
+
+    def _ask_recompute(self, rc: RecomputeNeeded) -> None:
+        key = (rc.asset_id, rc.compartment_id)
+        old = self._pending.get(key)
+        from_ms = rc.from_ms if old is None else min(old.from_ms, rc.from_ms)
+        self._pending[key] = _Pending(from_ms, self._last_row)
+
+    def _run_pending(self) -> None:
+        if not self._pending:
+            return
+        written = self._written_through()
+        # Wait until InfluxDB holds everything fed so far: the recompute replaces the
+        # compartment's streaming state with what it reads back.
+        if written < self._last_row:
+            return
+        for key, p in list(self._pending.items()):
+            if written < p.need_row:
+                continue
+            self._recompute(key[0], key[1], p.from_ms)
+            del self._pending[key]  # only once it succeeded
+
+    def _recompute(self, asset_id: str, comp_id: str, from_ms: int) -> None:
+        now = self._clock_ms()
+        lookback = self.engine.lookback_ms(asset_id, comp_id)
+        samples = read_samples(self._influx, asset_id, from_ms - lookback, now + 300_000)
+        asset = self._fleet.assets[asset_id]
+        observations = [
+            obs
+            for sample in samples
+            if (obs := observations_from_sample(asset, sample).get(comp_id)) is not None
+        ]
+        previous = [
+            r.excursion
+            for r in self._registry.find_excursions(
+                asset_id=asset_id, compartment_id=comp_id, from_ms=from_ms - lookback
+            )
+        ]
+        changes = self.engine.recompute(
+            asset_id, comp_id, observations, previous, from_ms=from_ms, now_ms=now
+        )
+        self.recomputes_total += 1
+        self._dirty = True
+        self._apply(changes)
+
+    def _apply(self, changes: list[Change]) -> None:
+        # Changes the registry did not take yet stay queued: a failed round is retried whole.
+        self._unapplied.extend(changes)
+        if not self._unapplied:
+            return
+        changes, self._unapplied = self._unapplied, []
+        try:
+            self._registry.upsert_excursions(
+                [c.excursion for c in changes], checkpoints={CHECKPOINT_KEY: self._state()}
+            )
+        except RecordRejected as exc:
+            # Refused for good (a constraint): retrying would block every later change.
+            self.rejected_total += len(changes)
+            log.error("registry refused %d excursion changes: %s", len(changes), exc)
+            return
+        except ColdchainError:
+            self._unapplied = changes + self._unapplied
+            raise
+        self._dirty = False
+        self._annotate([excursion_line(c) for c in changes])
+        for c in changes:
+            self._publish(alert_topic(c.excursion.asset_id), alert_payload(c))
+        self.changes_total += len(changes)
