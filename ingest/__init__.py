@@ -1,30 +1,39 @@
-"""Ingest: MQTT -> decode -> validate -> durable spool -> ack -> InfluxDB.
+"""Ingest: MQTT -> decode -> validate -> durable spool -> ack -> InfluxDB, and the rules.
 
-Stages, one module each: ``decode``, ``validate``, ``spool``, ``write``; ``consumer`` is the MQTT
-adapter, ``service`` wires them, ``metrics`` exposes counters.
+Stages, one module each: ``decode``, ``validate``, ``spool``, ``write``, ``evaluate`` (rules)
+and ``events`` (custody scans); ``consumer`` is the MQTT adapter, ``service`` wires them,
+``metrics`` exposes counters.
 """
 
 from ingest.consumer import Delivery, MqttSource
 from ingest.decode import Decoded, decode
+from ingest.evaluate import Accepted, CustodyChange, EvaluateStage
+from ingest.events import EventOutcome, process_event
 from ingest.metrics import IngestMetrics, MetricsServer
-from ingest.service import IngestService, process_delivery
+from ingest.service import IngestService, Processed, process_delivery
 from ingest.spool import DeadLetter, Spool, SpooledMessage
 from ingest.validate import Validated, validate
 from ingest.write import SpoolDrainer
 
 __all__ = [
+    "Accepted",
+    "CustodyChange",
     "DeadLetter",
     "Decoded",
     "Delivery",
+    "EvaluateStage",
+    "EventOutcome",
     "IngestMetrics",
     "IngestService",
     "MetricsServer",
     "MqttSource",
+    "Processed",
     "Spool",
     "SpoolDrainer",
     "SpooledMessage",
     "Validated",
     "decode",
     "process_delivery",
+    "process_event",
     "validate",
 ]

@@ -1,6 +1,13 @@
 """The telemetry contract: topics, payload models, per-sample checks, point encoding."""
 
 from coldchain.contract.checks import Limits, check_sample, ts_ms
+from coldchain.contract.events import (
+    AlarmEvent,
+    CustodyEvent,
+    DoorEvent,
+    event_json_schema,
+    parse_event,
+)
 from coldchain.contract.points import PointEncoder
 from coldchain.contract.telemetry import (
     CONTRACT_VERSION,
@@ -22,8 +29,11 @@ from coldchain.contract.topics import (
 
 __all__ = [
     "CONTRACT_VERSION",
+    "AlarmEvent",
     "BatchMessage",
     "CompartmentState",
+    "CustodyEvent",
+    "DoorEvent",
     "Limits",
     "PointEncoder",
     "Position",
@@ -34,6 +44,8 @@ __all__ = [
     "check_sample",
     "device_id_from_topic",
     "device_topic",
+    "event_json_schema",
+    "parse_event",
     "parse_message",
     "shared_subscription",
     "telemetry_json_schema",
