@@ -14,7 +14,7 @@ from coldchain.exceptions import ColdchainError
 __all__ = ["main"]
 
 # Subcommand modules, in the order ``coldchain --help`` lists them.
-SUBCOMMANDS = ["cli.ingest", "cli.init", "cli.schema", "cli.simulate"]
+SUBCOMMANDS = ["cli.demo", "cli.ingest", "cli.init", "cli.schema", "cli.simulate"]
 
 
 def build_parser() -> argparse.ArgumentParser:

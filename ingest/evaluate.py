@@ -28,7 +28,13 @@ from coldchain.contract import Sample, alert_topic
 from coldchain.exceptions import ColdchainError, RecordRejected
 from coldchain.fleet import Fleet
 from coldchain.lineprotocol import format_fields, series_key
-from coldchain.rules import Change, RecomputeNeeded, RulesEngine, observations_from_sample
+from coldchain.rules import (
+    Change,
+    RecomputeNeeded,
+    RulesEngine,
+    make_observation,
+    observations_from_sample,
+)
 from registry import Registry
 from timeseries.client import InfluxClient
 from timeseries.reads import read_samples
@@ -131,7 +137,7 @@ class EvaluateStage:
         written_through: Callable[[], int],
         clock_ms: Callable[[], int],
         max_queue: int = 10_000,
-        tick_s: float = 5.0,
+        tick_s: float = 1.0,
         checkpoint_s: float = 10.0,
     ) -> None:
         self.engine = engine
@@ -146,6 +152,8 @@ class EvaluateStage:
         self._tick_s = tick_s
         self._checkpoint_s = checkpoint_s
         self._pending: dict[tuple[str, str], _Pending] = {}
+        # asset -> ingest wall clock when it last reported: the data-gap clock.
+        self._heard_ms: dict[str, int] = {}
         self._unapplied: list[Change] = []
         self._last_row = 0
         self._dirty = False
@@ -172,6 +180,7 @@ class EvaluateStage:
             if key[0] not in self._fleet.assets:
                 continue
             ts = self.engine.evaluator(*key).ts
+            self._heard_ms[key[0]] = self._clock_ms()  # silence counts from this start
             if ts >= 0:
                 old = self._pending.get(key)
                 self._pending[key] = _Pending(min(ts, old.from_ms) if old else ts, backlog_row)
@@ -213,7 +222,7 @@ class EvaluateStage:
                     changes.extend(self._feed(item))
                 now = time.monotonic()
                 if now >= next_tick:
-                    changes.extend(self.engine.tick(self._clock_ms()))
+                    changes.extend(self._tick())
                     next_tick = now + self._tick_s
                 self._apply(changes)
                 if now >= retry_at:
@@ -258,11 +267,30 @@ class EvaluateStage:
             res = self.engine.custody_change(item.asset_id, item.compartment_id, item.ts_ms, now)
         else:
             res = self.engine.feed(item.asset_id, item.samples, now)
+            self._heard_ms[item.asset_id] = now
         self._last_row = max(self._last_row, item.row_id)
         self._dirty = True
         for rc in res.recompute:
             self._ask_recompute(rc)
         return res.changes
+
+    def _tick(self) -> list[Change]:
+        """Open data gaps of compartments whose device has gone quiet.
+
+        Silence is measured on the wire, not by comparing device time with the wall clock: a
+        device that reports an hour-old backlog is not silent, one that stopped reporting is.
+        Each compartment's device time is advanced by the wall time since its asset last
+        reported, and the gap rule judges that.
+        """
+        wall = self._clock_ms()
+        out: list[Change] = []
+        for asset_id, heard in self._heard_ms.items():
+            quiet = wall - heard
+            for comp in self._fleet.assets[asset_id].compartments:
+                ev = self.engine.evaluator(asset_id, comp.id)
+                if ev.ts >= 0 and quiet > 0:
+                    out.extend(ev.tick(ev.ts + quiet))
+        return out
 
     def _ask_recompute(self, rc: RecomputeNeeded) -> None:
         key = (rc.asset_id, rc.compartment_id)
@@ -294,6 +322,14 @@ class EvaluateStage:
             for sample in samples
             if (obs := observations_from_sample(asset, sample).get(comp_id)) is not None
         ]
+        # Custody changes restart cumulative budgets: replay them from the registry too.
+        spec = self.engine.spec(asset_id, comp_id)
+        for legs in self._registry.shipments_on_asset(asset_id, from_ms - lookback, now).values():
+            for leg in legs:
+                if leg.asset_id == asset_id and leg.compartment_id == comp_id:
+                    for t in (leg.from_ms, leg.to_ms):
+                        if t is not None:
+                            observations.append(make_observation(spec, t, {}, custody=True))
         previous = [
             r.excursion
             for r in self._registry.find_excursions(

@@ -4,14 +4,16 @@
 can use it on any list of events. Semantics (docs/registry.md, "Custody legs"):
 
 - events are taken in device-time order (``ts_ms``); at the same millisecond an ``unload`` comes
-  before a ``handover`` before a ``load`` (a transfer scanned at once), then by id;
+  before a ``handover`` before a ``load`` before a ``deliver`` (a transfer scanned at once), then by id;
 - ``load`` or ``handover`` naming (asset, compartment) puts the shipment there; naming no
   compartment puts it on that asset's dock (unmonitored);
 - ``unload`` from an asset puts the shipment on that asset's dock (unmonitored) until the next
   load; an unload that does not match where the shipment is still ends the current leg there
   (the scan is the evidence we have);
+- ``deliver`` hands the shipment to its consignee: the open leg ends and no new one starts;
 - a scan that does not change the location (a handover between people, a repeated load) does
-  not split the leg; zero-length legs are dropped; the last leg is open (``to_ms`` None).
+  not split the leg; zero-length legs are dropped; the last leg is open (``to_ms`` None)
+  unless the shipment was delivered.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ __all__ = [
     "shipments_on_asset",
 ]
 
-_ACTION_ORDER = {"unload": 0, "handover": 1, "load": 2}
+_ACTION_ORDER = {"unload": 0, "handover": 1, "load": 2, "deliver": 3}
 
 
 def shipment_to_record(row: ShipmentRow) -> Shipment:
@@ -99,6 +101,12 @@ def derive_legs(events: Iterable[CustodyEvent]) -> list[CustodyLeg]:
     # The open leg: (asset_id, compartment_id, from_ms), or None before the first event.
     current: tuple[str, str | None, int] | None = None
     for event in ordered:
+        if event.action == "deliver":
+            # Custody ends with the consignee: close the open leg, start none.
+            if current is not None and event.ts_ms > current[2]:
+                legs.append(CustodyLeg(current[0], current[1], current[2], event.ts_ms))
+            current = None
+            continue
         if event.action == "unload":
             target: tuple[str, str | None] = (event.asset_id, None)
         else:

@@ -136,7 +136,7 @@ class CustodyEventRow(Base):
     __tablename__ = "custody_events"
     __table_args__ = (
         UniqueConstraint("shipment_id", "action", "ts_ms", "asset_id"),
-        CheckConstraint("action IN ('load', 'unload', 'handover')", name="action"),
+        CheckConstraint("action IN ('load', 'unload', 'handover', 'deliver')", name="action"),
         CheckConstraint("source IN ('api', 'mqtt')", name="source"),
         Index(None, "asset_id", "ts_ms"),
     )

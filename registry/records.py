@@ -19,7 +19,7 @@ __all__ = [
     "Shipment",
 ]
 
-CustodyAction = Literal["load", "unload", "handover"]
+CustodyAction = Literal["load", "unload", "handover", "deliver"]
 CustodySource = Literal["api", "mqtt"]
 
 

@@ -47,7 +47,7 @@ from registry.records import (
 
 __all__ = ["Registry", "open_registry", "wall_clock_ms"]
 
-_ACTIONS = ("load", "unload", "handover")
+_ACTIONS = ("load", "unload", "handover", "deliver")
 _SOURCES = ("api", "mqtt")
 
 

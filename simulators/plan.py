@@ -127,6 +127,10 @@ class Planner:
                                          store.staff)  # fmt: skip
                             self.door(store.id, tr.zone, t_in - _ZONE_DOOR_S / 2,
                                       t_in + _ZONE_DOOR_S / 2, "custody")  # fmt: skip
+                        else:
+                            # No store named: the consignee signs for it at this stop.
+                            self.custody(t + 30.0, truck.id, "deliver", tr.shipment, truck.id,
+                                         None, f"consignee-{stop.city}")  # fmt: skip
                     else:
                         if store is not None and tr.zone is not None:
                             t_out = t - max(60.0, tr.dock_dwell_s)

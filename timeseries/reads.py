@@ -14,7 +14,7 @@ from typing import Any
 from coldchain.contract import CompartmentState, Position, Sample
 from timeseries.client import InfluxClient
 
-__all__ = ["quote_ident", "quote_str", "read_samples"]
+__all__ = ["quote_ident", "quote_str", "read_control_series", "read_samples"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -83,3 +83,23 @@ def read_samples(client: InfluxClient, asset_id: str, from_ms: int, to_ms: int) 
             )
         )
     return out
+
+
+def read_control_series(
+    client: InfluxClient, asset_id: str, compartment_id: str, from_ms: int, to_ms: int
+) -> list[tuple[int, float]]:
+    """The compartment's product temperature over time, ``(ts_ms, temp_c)`` in order: the mean
+    of its product probes at each instant, or of its air probes where it has no product probe
+    (the same "control probe" choice the rules make)."""
+    q = (
+        f'SELECT "temp_c" FROM "temperature" {_window(asset_id, from_ms, to_ms)}'
+        f" AND {quote_ident('compartment')} = {quote_str(compartment_id)}"
+        ' GROUP BY "probe"'
+    )
+    by_probe: dict[str, dict[int, list[float]]] = {}
+    for series in client.query(q):
+        per_ts = by_probe.setdefault(series.tags.get("probe", ""), defaultdict(list))
+        for t, temp in series.values:
+            per_ts[int(t)].append(float(temp))
+    chosen = by_probe.get("product") or by_probe.get("air") or {}
+    return [(t, sum(v) / len(v)) for t, v in sorted(chosen.items())]

@@ -5,7 +5,8 @@ Three event types, told apart by ``type``:
 - ``custody``: a handheld or dock scan moving a shipment. ``load`` puts the shipment into
   ``asset_id``/``compartment_id``; ``unload`` takes it out of that compartment onto a dock;
   ``handover`` passes custody to ``actor`` where the shipment stands (``compartment_id`` None:
-  on the asset's dock, unmonitored).
+  on the asset's dock, unmonitored); ``deliver`` hands it to the consignee: coldchain's custody,
+  and its monitoring duty, end there.
 - ``door``: a compartment or zone door opened or closed (exact time, between telemetry samples).
 - ``alarm``: the reefer unit raised or cleared an alarm code.
 
@@ -33,7 +34,7 @@ __all__ = [
 
 _STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
 
-CustodyAction = Literal["load", "unload", "handover"]
+CustodyAction = Literal["load", "unload", "handover", "deliver"]
 
 
 class _EventBase(BaseModel):

@@ -215,6 +215,7 @@ class RulesEngine:
             "stationary",
             "last_obs",
             "last_key",
+            "late_until",
         ):
             setattr(new, name, getattr(old, name))
         self._evs[key] = new
@@ -302,5 +303,7 @@ class RulesEngine:
                     tr.late = m.detected_late
                     tr.severity = m.severity
                     tr.dm = max(tr.dm, m.degree_minutes)
+            if old is not None:  # what was reported missing stays late data
+                ev.late_until = max(ev.late_until, old.late_until)
             self._evs[(asset_id, compartment_id)] = ev
         return changes

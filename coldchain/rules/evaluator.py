@@ -65,6 +65,8 @@ class CompartmentEvaluator:
         "last_key",
         "last_obs",
         "last_temp_ts",
+        "late",
+        "late_until",
         "lo",
         "now",
         "profile",
@@ -96,6 +98,12 @@ class CompartmentEvaluator:
         self.changes: list[tuple[ChangeKind, Excursion]] = []
         self.last_obs: Observation | None = None
         self.last_key: tuple[Any, ...] | None = None
+        # Device time up to which the engine has already reported the recording missing (a data
+        # gap opened by ``tick``): data for that time is late, and an excursion it proves is
+        # reported ``detected_late`` (docs/rules.md, section 7). ``late``: the observation being
+        # stepped is such data.
+        self.late_until = -1
+        self.late = False
 
     # -- reporting (called by rules) ---------------------------------------------------------
     def excursion(
@@ -171,6 +179,7 @@ class CompartmentEvaluator:
         else:
             held = held_any = 0
         self.now = ts if now_ms is None else now_ms
+        self.late = ts <= self.late_until
         for rule_step in self.steps:
             rule_step(self, obs, held, held_any)
         if obs.hi is not None:
@@ -195,6 +204,7 @@ class CompartmentEvaluator:
 
     def tick(self, now_ms: int) -> list[Change]:
         """Wall-clock progress: opens (or escalates) a data gap that is still going on."""
+        self.late = False
         for rule in self.tick_rules:
             rule.tick(self, now_ms)
         return self._take_changes() if self.changes else []
@@ -232,6 +242,7 @@ class CompartmentEvaluator:
             "defrost_since": self.defrost_since,
             "stationary": self.stationary,
             "last_key": None if key is None else _key_to_json(key),
+            "late_until": self.late_until,
             "rules": {r.name: r.dump() for r in self.rules},
         }
 
@@ -247,6 +258,7 @@ class CompartmentEvaluator:
         lk = d["last_key"]
         self.last_key = None if lk is None else _key_from_json(lk)
         self.last_obs = None
+        self.late_until = int(d.get("late_until", -1))
         saved = d["rules"]
         for rule in self.rules:
             if rule.name in saved:

@@ -94,6 +94,8 @@ class Rule:
 
     # -- lifecycle helpers ----------------------------------------------------------------
     def _open(self, c: CompartmentEvaluator, tr: Track) -> None:
+        if c.late:  # proved by data for a time already reported as a data gap
+            tr.late = True
         self.tr = tr
         c.emit("opened", self, tr, "open", None)
 

@@ -72,3 +72,6 @@ class GapKind(Rule):
             self._open(c, tr)
         if self.esc >= 0 and now_ms - tr.start >= self.esc:
             self._escalate(c, tr)
+        # Reported missing up to now: data for this time that still arrives is late.
+        if now_ms > c.late_until:
+            c.late_until = now_ms

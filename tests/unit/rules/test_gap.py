@@ -73,3 +73,28 @@ def test_default_cap_without_a_gap_rule() -> None:
     rng = {"name": "range", "kind": "range", "max_c": 8.0, "delay_min": 12}
     # no data_gap rule: the hold is still capped at 10 min in transport
     assert only(run(sp, profile(rng), [obs(sp, 0, 9), obs(sp, 20, 9), obs(sp, 21, 5)])) == []
+
+
+def test_excursion_proved_by_data_for_a_reported_gap_is_detected_late() -> None:
+    """A backlog that arrives in order after tick reported the gap: what it proves inside the
+    reported time is late (detected_late), what later data proves is not; it survives a
+    checkpoint (docs/rules.md, sections 3 and 7)."""
+    sp = spec()
+    rng = {"name": "range", "kind": "range", "max_c": 8, "delay_min": 5}
+    prof = profile(GAP, rng)
+    ev = CompartmentEvaluator(sp, prof)
+    ev.feed(obs(sp, 0, 5))
+    [opened] = ev.tick(at(30))  # the gap is reported at minute 30
+    assert opened.excursion.rule == "gap"
+    restored = CompartmentEvaluator(sp, prof)
+    restored.load(ev.dump())
+    found = []
+    for minute in range(1, 41):  # backlog 1..30 (9 degC from 10 to 16), then live 31..40
+        temp = 9.0 if 10 <= minute <= 16 or minute >= 33 else 5.0
+        changes = restored.feed(obs(sp, minute, temp), now_ms=at(max(minute, 31)))
+        assert isinstance(changes, list)
+        found += [c.excursion for c in changes if c.excursion.rule == "range"]
+    late = [e for e in found if e.start_ms == at(10)]
+    live = [e for e in found if e.start_ms == at(33)]
+    assert late and all(e.detected_late and e.detected_ms == at(31) for e in late)
+    assert live and not any(e.detected_late for e in live)

@@ -1,0 +1,190 @@
+"""Shipment traceability, the pure part: per custody leg statistics, custody gaps, a verdict.
+
+"What happened to shipment X, where, and who held it": the registry supplies the custody legs
+and excursions, InfluxDB the temperatures; this module only computes (no I/O), so the API, the
+demo report and tests share one definition.
+
+Semantics (docs/rules.md): a reading holds until the next one, for at most ``cap_ms`` (the
+data-gap limit); time beyond the cap is unmonitored. Statistics are time-weighted over the leg.
+A leg without a compartment (dock, handover) is unmonitored by definition; one longer than the
+allowed dwell is a ``custody_gap`` excursion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from coldchain.rules.excursion import Excursion
+from coldchain.rules.mkt import MktAccumulator
+
+__all__ = [
+    "DEFAULT_DOCK_LIMIT_MS",
+    "Leg",
+    "LegReport",
+    "ShipmentTrace",
+    "Verdict",
+    "custody_gaps",
+    "leg_report",
+    "verdict",
+]
+
+Verdict = Literal["compliant", "excursion", "incomplete"]
+
+# Product left unmonitored on a dock or in a handover for longer than this breaks the chain.
+DEFAULT_DOCK_LIMIT_MS = 30 * 60_000
+
+# Excursion kinds that say the product was too warm or too cold (as opposed to evidence gaps).
+_TEMPERATURE_KINDS = frozenset({"range", "hard_limit", "cumulative", "mkt"})
+_EVIDENCE_KINDS = frozenset({"data_gap", "custody_gap"})
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    asset_id: str
+    compartment_id: str | None
+    from_ms: int
+    to_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LegReport:
+    leg: Leg
+    readings: int = 0
+    min_c: float | None = None
+    max_c: float | None = None
+    mean_c: float | None = None
+    mkt_c: float | None = None
+    monitored_s: float = 0.0
+    unmonitored_s: float = 0.0
+    out_of_range_s: float = 0.0
+    excursion_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentTrace:
+    shipment_id: str
+    profile: str
+    legs: list[LegReport]
+    excursions: list[Excursion]
+    verdict: Verdict
+    reasons: list[str] = field(default_factory=list)
+
+
+def leg_report(
+    leg: Leg,
+    series: Sequence[tuple[int, float]],
+    *,
+    end_ms: int,
+    cap_ms: int,
+    low_c: float | None,
+    high_c: float | None,
+    excursions: Iterable[Excursion] = (),
+) -> LegReport:
+    """Statistics of one leg from its compartment's series ``(ts_ms, temp_c)`` in time order.
+
+    ``end_ms`` closes a leg that is still open (``leg.to_ms`` None). Readings before the leg
+    count only for the time they hold into it (the last reading before the load is what the
+    compartment held when the product went in).
+    """
+    start, stop = leg.from_ms, leg.to_ms if leg.to_ms is not None else end_ms
+    span_s = max(0, stop - start) / 1000.0
+    ids = tuple(
+        e.id for e in excursions if e.start_ms < stop and (e.end_ms is None or e.end_ms >= start)
+    )
+    if leg.compartment_id is None:
+        return LegReport(leg, unmonitored_s=span_s, excursion_ids=ids)
+    mkt = MktAccumulator()
+    n = 0
+    lo_seen = hi_seen = None
+    weighted = monitored = out = 0.0
+    for i, (t, temp) in enumerate(series):
+        nxt = series[i + 1][0] if i + 1 < len(series) else stop
+        held_from, held_to = max(t, start), min(nxt, t + cap_ms, stop)
+        if start <= t < stop:
+            n += 1
+            lo_seen = temp if lo_seen is None else min(lo_seen, temp)
+            hi_seen = temp if hi_seen is None else max(hi_seen, temp)
+        if held_to <= held_from:
+            continue
+        w = (held_to - held_from) / 1000.0
+        monitored += w
+        weighted += temp * w
+        mkt.add(temp, w)
+        if (low_c is not None and temp < low_c) or (high_c is not None and temp > high_c):
+            out += w
+    return LegReport(
+        leg,
+        readings=n,
+        min_c=lo_seen,
+        max_c=hi_seen,
+        mean_c=weighted / monitored if monitored else None,
+        mkt_c=mkt.value,
+        monitored_s=monitored,
+        unmonitored_s=max(0.0, span_s - monitored),
+        out_of_range_s=out,
+        excursion_ids=ids,
+    )
+
+
+def custody_gaps(
+    shipment_id: str,
+    legs: Iterable[Leg],
+    *,
+    now_ms: int,
+    limit_ms: int = DEFAULT_DOCK_LIMIT_MS,
+    profile: str = "",
+) -> list[Excursion]:
+    """A ``custody_gap`` excursion for every unmonitored leg longer than ``limit_ms``.
+
+    Ids are deterministic (asset, ``dock:<shipment>``, rule, start), so computing them again
+    gives the same excursions.
+    """
+    out = []
+    for leg in legs:
+        if leg.compartment_id is not None:
+            continue
+        end = leg.to_ms if leg.to_ms is not None else now_ms
+        if end - leg.from_ms <= limit_ms:
+            continue
+        out.append(
+            Excursion(
+                asset_id=leg.asset_id,
+                compartment_id=f"dock:{shipment_id}",
+                rule="custody_gap",
+                kind="custody_gap",
+                severity="critical" if end - leg.from_ms > 2 * limit_ms else "warning",
+                status="open" if leg.to_ms is None else "closed",
+                start_ms=leg.from_ms + limit_ms,
+                end_ms=leg.to_ms,
+                detected_ms=now_ms,
+                profile=profile,
+                detail=(
+                    f"shipment {shipment_id} unmonitored at {leg.asset_id} for "
+                    f"{(end - leg.from_ms) / 60_000:.0f} min (allowed {limit_ms / 60_000:.0f})"
+                ),
+            )
+        )
+    return out
+
+
+def verdict(
+    legs: Sequence[LegReport], excursions: Iterable[Excursion]
+) -> tuple[Verdict, list[str]]:
+    """``excursion`` if the product was out of its limits, else ``incomplete`` if the evidence
+    has holes (data or custody gaps, a monitored leg without readings), else ``compliant``."""
+    reasons: list[str] = []
+    exc = [e for e in excursions if not e.superseded and e.status != "recovered"]
+    temp = [e for e in exc if e.kind in _TEMPERATURE_KINDS and e.severity != "info"]
+    for e in temp:
+        reasons.append(f"{e.kind} {e.rule} on {e.asset_id}/{e.compartment_id} ({e.severity})")
+    if temp:
+        return "excursion", reasons
+    for e in exc:
+        if e.kind in _EVIDENCE_KINDS:
+            reasons.append(f"{e.kind} on {e.asset_id}/{e.compartment_id}: {e.detail}")
+    for r in legs:
+        if r.leg.compartment_id is not None and r.readings == 0:
+            reasons.append(f"no readings on {r.leg.asset_id}/{r.leg.compartment_id}")
+    return ("incomplete", reasons) if reasons else ("compliant", reasons)
