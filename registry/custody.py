@@ -4,7 +4,8 @@
 can use it on any list of events. Semantics (docs/registry.md, "Custody legs"):
 
 - events are taken in device-time order (``ts_ms``); at the same millisecond an ``unload`` comes
-  before a ``handover`` before a ``load`` before a ``deliver`` (a transfer scanned at once), then by id;
+  before a ``handover`` before a ``load`` before a ``deliver`` (a transfer scanned at once),
+  then by id;
 - ``load`` or ``handover`` naming (asset, compartment) puts the shipment there; naming no
   compartment puts it on that asset's dock (unmonitored);
 - ``unload`` from an asset puts the shipment on that asset's dock (unmonitored) until the next

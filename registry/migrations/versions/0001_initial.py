@@ -152,7 +152,8 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=8), nullable=False),
         sa.Column("received_ms", sa.BigInteger(), nullable=False),
         sa.CheckConstraint(
-            "action IN ('load', 'unload', 'handover', 'deliver')", name=op.f("ck_custody_events_action")
+            "action IN ('load', 'unload', 'handover', 'deliver')",
+            name=op.f("ck_custody_events_action"),
         ),
         sa.CheckConstraint("source IN ('api', 'mqtt')", name=op.f("ck_custody_events_source")),
         sa.ForeignKeyConstraint(
