@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace, root: Path) -> int:
     from deploy.launcher import Services
     from ingest.service import IngestService
     from registry import open_registry, upgrade
-    from simulators.publish import live_start, run_live
+    from simulators.publish import ReplayClock, live_start, run_live
 
     quiet = args.json
     t_wall = time.monotonic()
@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         start = live_start(scenario.duration_s)
         with open_registry(settings.registry_url) as reg:
             _register_shipments(reg, scenario, start)
-        clock = _ReplayClock(start, args.speedup)
+        clock = ReplayClock(start, args.speedup)
         # The rules judge silence (data gaps) and detection times on the replay's clock.
         service = IngestService(settings, fleet, clock_ms=clock)
         service.start()
@@ -132,28 +132,6 @@ def _register_shipments(reg: Any, scenario: Any, start: datetime) -> None:
             reg.record_custody_event(
                 sh.id, "load", store, zone, ts_ms=t0, actor="dispatcher", source="api"
             )
-
-
-class _ReplayClock:
-    """Epoch ms on the replay's accelerated clock: the simulated time being published now.
-
-    Before ``begin`` it reads the window's start; it never runs ahead of the wall clock, so
-    once the replay has caught up it is the wall clock.
-    """
-
-    def __init__(self, start: datetime, speedup: float) -> None:
-        self._start_ms = start.timestamp() * 1000.0
-        self._speedup = speedup
-        self._wall0: float | None = None
-
-    def begin(self) -> None:
-        self._wall0 = time.time()
-
-    def __call__(self) -> int:
-        wall = time.time()
-        if self._wall0 is None:
-            return int(self._start_ms)
-        return int(min(self._start_ms + (wall - self._wall0) * 1000.0 * self._speedup, wall * 1e3))
 
 
 class _PublishedReadings:

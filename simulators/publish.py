@@ -45,6 +45,7 @@ __all__ = [
     "ClientPool",
     "PublishError",
     "PublishStats",
+    "ReplayClock",
     "SimClock",
     "live_start",
     "publish_stream",
@@ -333,6 +334,29 @@ def _primed(messages: Iterator[SimMessage]) -> Iterator[SimMessage]:
     """Pull the first message now (which builds every asset), then hand back the whole stream."""
     first = next(messages, None)
     return messages if first is None else itertools.chain([first], messages)
+
+
+class ReplayClock:
+    """Epoch ms on a replay's accelerated clock: the simulated time being published now. Give
+    it to ingest (``IngestService(clock_ms=...)``) so the rules judge silence on that clock.
+
+    Before ``begin`` it reads the window's start; it never runs ahead of the wall clock, so
+    once the replay has caught up it is the wall clock.
+    """
+
+    def __init__(self, start: datetime, speedup: float) -> None:
+        self._start_ms = start.timestamp() * 1000.0
+        self._speedup = speedup
+        self._wall0: float | None = None
+
+    def begin(self) -> None:
+        self._wall0 = time.time()
+
+    def __call__(self) -> int:
+        wall = time.time()
+        if self._wall0 is None:
+            return int(self._start_ms)
+        return int(min(self._start_ms + (wall - self._wall0) * 1000.0 * self._speedup, wall * 1e3))
 
 
 def run_live(
