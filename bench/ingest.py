@@ -10,7 +10,9 @@ started by the launcher, loopback only, and stops by itself.
   ``/write`` in 5,000-point gzip batches: InfluxDB's own rate here.
 - ``ingest.msgs_per_s``: one ingest process draining the same backlog through decode, validate,
   durable spool (fsync per group commit), acks and InfluxDB writes, until the last point is
-  confirmed by InfluxDB. Draining a pre-queued backlog keeps the load generator's CPU out of
+  confirmed by InfluxDB, with the rules engine on (``evaluated_msgs_per_s``: until the rules
+  have evaluated the last sample too); ``ingest_without_rules``: the same with rules off.
+  Draining a pre-queued backlog keeps the load generator's CPU out of
   the measurement for both the baseline and the project.
 - ``latency``: publish -> confirmed in InfluxDB at a steady rate (default 2,000 msg/s); the
   device time in each payload is its publish time, read back from the confirmed write body.
@@ -46,6 +48,7 @@ from coldchain.settings import (
 )
 from deploy.launcher import Services
 from ingest.service import IngestService
+from registry import upgrade
 from simulators.loadgen import LoadMessage, LoadPublisher, SeededLoad, make_fleet
 from timeseries.client import InfluxClient
 
@@ -165,23 +168,26 @@ class _TimedWriter(InfluxClient):
 
 
 def _settings(services: Services, root: Path, name: str) -> Settings:
-    return Settings(
+    settings = Settings(
         fleet_path=root / "fleet.yaml",
+        registry_url=f"sqlite:///{root / name}-registry.sqlite3",
         mqtt=MqttSettings(port=services.mosquitto.port, client_id=name, share_group=name),
         influx=InfluxSettings(url=services.influxd.url, database=name),
         spool=SpoolSettings(path=root / f"{name}.sqlite3"),
     )
+    upgrade(settings.registry_url)
+    return settings
 
 
 def bench_ingest(
-    services: Services, root: Path, fleet: object, messages: list[LoadMessage]
+    services: Services, root: Path, fleet: object, messages: list[LoadMessage], rules: bool
 ) -> dict[str, float]:
-    settings = _settings(services, root, "bench_ingest")
-    service = IngestService(settings, fleet)  # type: ignore[arg-type]
+    settings = _settings(services, root, "bench_rules" if rules else "bench_spine")
+    service = IngestService(settings, fleet, rules=rules)  # type: ignore[arg-type]
     service.start()  # creates the persistent session and its subscription
     service.stop()
     _prequeue(services, messages)
-    service = IngestService(settings, fleet)  # type: ignore[arg-type]
+    service = IngestService(settings, fleet, rules=rules)  # type: ignore[arg-type]
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     service.start()
@@ -191,6 +197,11 @@ def bench_ingest(
         assert time.monotonic() < deadline, f"ingest stalled: {service.stats()}"
         time.sleep(0.01)
     elapsed = time.perf_counter() - t0
+    # With rules: also until the rules engine has evaluated everything (it runs behind acks).
+    while service.evaluate is not None and not service.evaluate.idle():
+        assert time.monotonic() < deadline, f"rules stalled: {service.stats()}"
+        time.sleep(0.01)
+    evaluated = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     stats = service.stats()
     service.stop()
@@ -201,6 +212,7 @@ def bench_ingest(
         "points_per_s": float(stats["written_points"]) / elapsed,  # type: ignore[arg-type]
         "cpu_s_per_1k_msgs": 1000.0 * cpu / len(messages),
         "elapsed_s": elapsed,
+        "evaluated_msgs_per_s": len(messages) / evaluated,
     }
 
 
@@ -237,7 +249,11 @@ def bench_latency(
     service.stop()
     pub.close()
     lat = sorted(timed.latencies_ms)
-    q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [float("nan")] * 99
+    q = (
+        statistics.quantiles(lat, n=100, method="inclusive")
+        if len(lat) > 1
+        else [float("nan")] * 99
+    )
     steady = [r for _, r in rss[len(rss) // 5 :]] or [float("nan")]
     return {
         "target_msgs_per_s": rate,
@@ -276,7 +292,8 @@ def main() -> None:
         publish_rate = _prequeue(services, messages[: min(len(messages), 20_000)])
         counting = bench_counting_subscriber(services, messages)
         raw_points, n_points = bench_influx_raw(services, messages, PointEncoder(fleet), fleet)
-        ingest = bench_ingest(services, root, fleet, messages)
+        spine = bench_ingest(services, root, fleet, messages, rules=False)
+        ingest = bench_ingest(services, root, fleet, messages, rules=True)
         latency = bench_latency(services, root, fleet, args.rate, args.steady_s)
 
     points_per_msg = n_points / len(messages)
@@ -294,6 +311,7 @@ def main() -> None:
             "loadgen_publish_msgs_per_s": round(publish_rate, 1),
         },
         "ingest": {k: round(v, 3) for k, v in ingest.items()},
+        "ingest_without_rules": {k: round(v, 3) for k, v in spine.items()},
         "ratio_ingest_to_counting_subscriber": round(ingest["msgs_per_s"] / counting, 3),
         "latency": latency,
     }

@@ -21,6 +21,8 @@ from coldchain.fleet import Asset, Compartment, Fleet, SensorSpec
 
 __all__ = ["LoadMessage", "LoadPublisher", "SeededLoad", "make_fleet"]
 
+_SETPOINT_C = {"frozen": -20.0, "chilled": 2.0, "pharma_2_8": 5.0, "controlled_room": 20.0}
+
 
 def make_fleet(n_assets: int, *, compartments: int = 2, prefix: str = "load") -> Fleet:
     """``n_assets`` trucks, one device each, each compartment with an air and a product probe."""
@@ -66,16 +68,27 @@ class SeededLoad:
     interval_ms: int = 10_000
     sensors_per_message: int = 2
     _rng: random.Random = field(init=False, repr=False)
+    _setpoint: dict[tuple[str, str], float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        self._setpoint = {
+            (a.id, s.id): _SETPOINT_C.get(c.profile, 5.0)
+            for a in self.fleet.assets.values()
+            for c in a.compartments
+            for s in c.sensors
+        }
 
     def _sample(
         self, asset: Asset, seq: int, ts_ms: int
     ) -> tuple[dict[str, object], list[tuple[str, int, float]]]:
         rng = self._rng
         sensors = [s.id for c in asset.compartments for s in c.sensors][: self.sensors_per_message]
-        temps = {s: round(rng.uniform(-22.0, 6.0), 2) for s in sensors}
+        # Around each compartment's setpoint, mostly inside its profile's range, as a working
+        # reefer reads: the rules engine then does its normal work, not an alarm storm.
+        temps = {
+            s: round(self._setpoint[(asset.id, s)] + rng.uniform(-1.5, 1.5), 2) for s in sensors
+        }
         body: dict[str, object] = {
             "ts": _iso(ts_ms),
             "seq": seq,
