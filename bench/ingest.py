@@ -62,7 +62,7 @@ def _rss_mb() -> float:
 
 
 def _prequeue(services: Services, messages: list[LoadMessage]) -> float:
-    pub = LoadPublisher("127.0.0.1", services.mosquitto.port, "bench-pub", max_inflight=2000)
+    pub = LoadPublisher("127.0.0.1", services.mosquitto.port, "bench-pub")
     t0 = time.perf_counter()
     for m in messages:
         pub.publish(m.topic, m.payload)
@@ -226,7 +226,7 @@ def bench_latency(
     service._writer = timed  # the drainer holds the writer; swap both before start
     service._drainer._writer = timed
     service.start()
-    pub = LoadPublisher("127.0.0.1", services.mosquitto.port, "bench-live", max_inflight=2000)
+    pub = LoadPublisher("127.0.0.1", services.mosquitto.port, "bench-live")
     load = SeededLoad(fleet, seed=99, interval_ms=1)  # type: ignore[arg-type]
     n = int(rate * duration_s)
     rss: list[tuple[float, float]] = []

@@ -6,8 +6,9 @@ demo report and tests share one definition.
 
 Semantics (docs/rules.md): a reading holds until the next one, for at most ``cap_ms`` (the
 data-gap limit); time beyond the cap is unmonitored. Statistics are time-weighted over the leg.
-A leg without a compartment (dock, handover) is unmonitored by definition; one longer than the
-allowed dwell is a ``custody_gap`` excursion.
+A leg without a compartment (dock, handover) is unmonitored by definition; unmonitored time
+longer than the allowed dwell (consecutive dock legs, e.g. across a handover, add up) is a
+``custody_gap`` excursion.
 """
 
 from __future__ import annotations
@@ -136,37 +137,58 @@ def custody_gaps(
     limit_ms: int = DEFAULT_DOCK_LIMIT_MS,
     profile: str = "",
 ) -> list[Excursion]:
-    """A ``custody_gap`` excursion for every unmonitored leg longer than ``limit_ms``.
+    """A ``custody_gap`` excursion for every unmonitored stretch longer than ``limit_ms``
+    (``legs`` in time order, as ``registry.derive_legs`` gives them).
 
-    Ids are deterministic (asset, ``dock:<shipment>``, rule, start), so computing them again
-    gives the same excursions.
+    A stretch is a run of consecutive unmonitored legs (a truck's dock, then the store's dock
+    after the handover, ...): the product is just as unmonitored across a handover, so the time
+    adds up. The excursion starts when the limit is exceeded and belongs to the asset that held
+    the shipment at that moment. Ids are deterministic (asset, ``dock:<shipment>``, rule,
+    start), so computing them again gives the same excursions.
     """
     out = []
-    for leg in legs:
-        if leg.compartment_id is not None:
+    for run in _unmonitored_runs(legs):
+        first, last = run[0], run[-1]
+        end = last.to_ms if last.to_ms is not None else now_ms
+        if end - first.from_ms <= limit_ms:
             continue
-        end = leg.to_ms if leg.to_ms is not None else now_ms
-        if end - leg.from_ms <= limit_ms:
-            continue
+        start = first.from_ms + limit_ms
+        # Who held the shipment when the allowed time ran out.
+        holder = next(leg for leg in reversed(run) if leg.from_ms <= start)
+        where = " then ".join(dict.fromkeys(leg.asset_id for leg in run))
         out.append(
             Excursion(
-                asset_id=leg.asset_id,
+                asset_id=holder.asset_id,
                 compartment_id=f"dock:{shipment_id}",
                 rule="custody_gap",
                 kind="custody_gap",
-                severity="critical" if end - leg.from_ms > 2 * limit_ms else "warning",
-                status="open" if leg.to_ms is None else "closed",
-                start_ms=leg.from_ms + limit_ms,
-                end_ms=leg.to_ms,
+                severity="critical" if end - first.from_ms > 2 * limit_ms else "warning",
+                status="open" if last.to_ms is None else "closed",
+                start_ms=start,
+                end_ms=last.to_ms,
                 detected_ms=now_ms,
                 profile=profile,
                 detail=(
-                    f"shipment {shipment_id} unmonitored at {leg.asset_id} for "
-                    f"{(end - leg.from_ms) / 60_000:.0f} min (allowed {limit_ms / 60_000:.0f})"
+                    f"shipment {shipment_id} unmonitored at {where} for "
+                    f"{(end - first.from_ms) / 60_000:.0f} min (allowed {limit_ms / 60_000:.0f})"
                 ),
             )
         )
     return out
+
+
+def _unmonitored_runs(legs: Iterable[Leg]) -> list[list[Leg]]:
+    """Consecutive unmonitored legs (each starting where the previous one ended), grouped."""
+    runs: list[list[Leg]] = []
+    prev: Leg | None = None
+    for leg in legs:
+        if leg.compartment_id is None:
+            if prev is not None and prev.compartment_id is None and prev.to_ms == leg.from_ms:
+                runs[-1].append(leg)
+            else:
+                runs.append([leg])
+        prev = leg
+    return runs
 
 
 def verdict(

@@ -147,11 +147,12 @@ class LoadPublisher:
     ``publish`` returns once the message is queued; ``flush`` waits for every PUBACK.
     """
 
-    def __init__(self, host: str, port: int, client_id: str, max_inflight: int = 1000) -> None:
+    def __init__(self, host: str, port: int, client_id: str, max_inflight: int = 100) -> None:
         self._client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
         )
         self._client.max_inflight_messages_set(max_inflight)
+        self._max_outstanding = max_inflight
         self._client.max_queued_messages_set(0)
         self._acked = 0
         self._sent = 0
@@ -168,6 +169,12 @@ class LoadPublisher:
             self._cv.notify_all()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        # Keep what is unacknowledged to the in-flight window: packet ids are 16-bit (beyond
+        # 65,535 outstanding they repeat and acks match the wrong message), and paho scans every
+        # queued message on each PUBACK, so a long queue makes publishing quadratic.
+        if self._sent - self._acked >= self._max_outstanding:
+            with self._cv:
+                self._cv.wait_for(lambda: self._sent - self._acked < self._max_outstanding, 60)
         self._client.publish(topic, payload, qos=qos)
         self._sent += 1
 
