@@ -68,7 +68,7 @@ def load_prefix(session: Session, prefix: str) -> dict[str, dict[str, Any]]:
     if prefix:
         # startswith() escapes % and _ in the prefix; portable LIKE with an ESCAPE clause.
         query = query.where(CheckpointRow.key.startswith(prefix, autoescape=True))
-    return {key: _loads(text) for key, text in session.execute(query).tuples()}
+    return {key: _loads(text) for key, text in session.execute(query).all()}
 
 
 def _loads(text: str) -> dict[str, Any]:
