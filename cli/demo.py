@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -201,21 +202,7 @@ def _summarize(
         "dead_letters": dict(dead_by_reason),
         "faults": truth["faults"],
         "excursions": [
-            {
-                "asset": e.asset_id,
-                "compartment": e.compartment_id,
-                "rule": e.rule,
-                "kind": e.kind,
-                "severity": e.severity,
-                "status": e.status,
-                "start_ms": e.start_ms,
-                "end_ms": e.end_ms,
-                "peak_c": e.peak_c,
-                "degree_minutes": round(e.degree_minutes, 1),
-                "detected_late": e.detected_late,
-                "detail": e.detail,
-            }
-            for e in excursions
+            {"asset": e.asset_id, "compartment": e.compartment_id, **asdict(e)} for e in excursions
         ],
         "shipments": traces,
         "audit": {"entries": chain.checked, "intact": chain.ok, "head": chain.head_hash},

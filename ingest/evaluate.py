@@ -22,7 +22,7 @@ import logging
 import queue
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from coldchain.contract import Sample, alert_topic
 from coldchain.exceptions import ColdchainError, RecordRejected
@@ -73,29 +73,9 @@ class _Pending:
 
 
 def alert_payload(change: Change) -> bytes:
-    e = change.excursion
-    return json.dumps(
-        {
-            "v": 1,
-            "change": change.kind,
-            "id": e.id,
-            "asset_id": e.asset_id,
-            "compartment_id": e.compartment_id,
-            "rule": e.rule,
-            "kind": e.kind,
-            "severity": e.severity,
-            "status": e.status,
-            "start_ms": e.start_ms,
-            "end_ms": e.end_ms,
-            "detected_ms": e.detected_ms,
-            "detected_late": e.detected_late,
-            "peak_c": e.peak_c,
-            "degree_minutes": e.degree_minutes,
-            "profile": e.profile,
-            "detail": e.detail,
-        },
-        separators=(",", ":"),
-    ).encode()
+    """The alert: which change, and the excursion as the registry now holds it."""
+    body = {"v": 1, "change": change.kind, **asdict(change.excursion)}
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def excursion_line(change: Change) -> str:
