@@ -20,11 +20,12 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from coldchain.contract import Sample, alert_topic
+from coldchain.contract import Sample, alert_topic, ts_ms
 from coldchain.exceptions import ColdchainError, RecordRejected
 from coldchain.fleet import Fleet
 from coldchain.lineprotocol import format_fields, series_key
@@ -119,6 +120,7 @@ class EvaluateStage:
         max_queue: int = 10_000,
         tick_s: float = 1.0,
         checkpoint_s: float = 10.0,
+        recompute_interval_s: float = 2.0,
     ) -> None:
         self.engine = engine
         self._fleet = fleet
@@ -131,14 +133,19 @@ class EvaluateStage:
         self._queue: queue.Queue[Accepted | CustodyChange | None] = queue.Queue(max_queue)
         self._tick_s = tick_s
         self._checkpoint_s = checkpoint_s
+        self._recompute_interval_s = recompute_interval_s
         self._pending: dict[tuple[str, str], _Pending] = {}
         # asset -> ingest wall clock when it last reported: the data-gap clock.
         self._heard_ms: dict[str, int] = {}
         self._unapplied: list[Change] = []
-        self._last_row = 0
         self._dirty = False
         self._submitted = 0  # written by the pipeline thread only
+        self._spilled_total = 0  # written by the pipeline thread only
         self._done = 0  # written by this stage's thread only
+        self._spill_lock = threading.Lock()
+        self._spilled: dict[tuple[str, str], tuple[int, int]] = {}
+        self._asset_row: dict[str, int] = {}
+        self._recomputed_at: dict[tuple[str, str], float] = {}
         self.changes_total = 0
         self.recomputes_total = 0
         self.errors_total = 0
@@ -164,19 +171,44 @@ class EvaluateStage:
             if ts >= 0:
                 old = self._pending.get(key)
                 self._pending[key] = _Pending(min(ts, old.from_ms) if old else ts, backlog_row)
-        self._last_row = max(self._last_row, backlog_row)
 
     # -- intake --------------------------------------------------------------------------------
     def submit(self, item: Accepted | CustodyChange) -> None:
+        """Never blocks: when the rules fall behind, ingest must not. An item that does not fit
+        in the queue is evaluated later from InfluxDB, by a recompute of its compartments."""
         self._submitted += 1
-        self._queue.put(item)
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self._spill(item)
+            self._spilled_total += 1
+
+    def _spill(self, item: Accepted | CustodyChange) -> None:
+        if isinstance(item, CustodyChange):
+            keys, from_ms = [(item.asset_id, item.compartment_id)], item.ts_ms
+        else:
+            comps = self._fleet.assets[item.asset_id].compartments
+            keys = [(item.asset_id, c.id) for c in comps]
+            from_ms = min(ts_ms(s) for s in item.samples)
+        with self._spill_lock:
+            for key in keys:
+                old = self._spilled.get(key)
+                self._spilled[key] = (
+                    (from_ms, item.row_id)
+                    if old is None
+                    else (min(old[0], from_ms), max(old[1], item.row_id))
+                )
 
     def stop(self) -> None:
         self._queue.put(None)
 
     def idle(self) -> bool:
         """Nothing queued, being evaluated or waiting for a recompute."""
-        return self._done == self._submitted and not self._pending
+        return (
+            self._done + self._spilled_total == self._submitted
+            and not self._pending
+            and not self._spilled
+        )
 
     def stats(self) -> dict[str, object]:
         return {
@@ -185,6 +217,7 @@ class EvaluateStage:
             "rules_recomputes": self.recomputes_total,
             "rules_recomputes_pending": len(self._pending),
             "rules_errors": self.errors_total,
+            "rules_spilled": self._spilled_total,
             "rules_changes_rejected": self.rejected_total,
         }
 
@@ -194,6 +227,7 @@ class EvaluateStage:
         retry_at = 0.0
         while True:
             items = self._take()
+            self._take_spilled()
             stop = items and items[-1] is None
             work = [i for i in items if i is not None]
             changes: list[Change] = []
@@ -223,6 +257,18 @@ class EvaluateStage:
                 break
         self._registry.save_checkpoint(CHECKPOINT_KEY, self._state())
 
+    def _take_spilled(self) -> None:
+        if not self._spilled:
+            return
+        with self._spill_lock:
+            spilled, self._spilled = self._spilled, {}
+        for key, (from_ms, row) in spilled.items():
+            old = self._pending.get(key)
+            if old is None:
+                self._pending[key] = _Pending(from_ms, row)
+            else:
+                old.from_ms, old.need_row = min(old.from_ms, from_ms), max(old.need_row, row)
+
     def _take(self, max_items: int = 500) -> list[Accepted | CustodyChange | None]:
         """What is queued now (up to ``max_items``), waiting briefly for the first: one
         registry transaction per round, not per message."""
@@ -248,7 +294,7 @@ class EvaluateStage:
         else:
             res = self.engine.feed(item.asset_id, item.samples, now)
             self._heard_ms[item.asset_id] = now
-        self._last_row = max(self._last_row, item.row_id)
+        self._asset_row[item.asset_id] = max(self._asset_row.get(item.asset_id, 0), item.row_id)
         self._dirty = True
         for rc in res.recompute:
             self._ask_recompute(rc)
@@ -276,20 +322,24 @@ class EvaluateStage:
         key = (rc.asset_id, rc.compartment_id)
         old = self._pending.get(key)
         from_ms = rc.from_ms if old is None else min(old.from_ms, rc.from_ms)
-        self._pending[key] = _Pending(from_ms, self._last_row)
+        self._pending[key] = _Pending(from_ms, self._asset_row.get(rc.asset_id, 0))
 
     def _run_pending(self) -> None:
         if not self._pending:
             return
         written = self._written_through()
-        # Wait until InfluxDB holds everything fed so far: the recompute replaces the
-        # compartment's streaming state with what it reads back.
-        if written < self._last_row:
-            return
+        mono = time.monotonic()
         for key, p in list(self._pending.items()):
-            if written < p.need_row:
+            # Wait until InfluxDB holds everything fed for this asset so far: the recompute
+            # replaces the compartment's streaming state with what it reads back.
+            if written < max(p.need_row, self._asset_row.get(key[0], 0)):
+                continue
+            # A device that keeps sending late or conflicting data must not monopolise the
+            # thread: at most one recompute per compartment per interval; later data waits.
+            if mono - self._recomputed_at.get(key, -1e9) < self._recompute_interval_s:
                 continue
             self._recompute(key[0], key[1], p.from_ms)
+            self._recomputed_at[key] = mono
             del self._pending[key]  # only once it succeeded
 
     def _recompute(self, asset_id: str, comp_id: str, from_ms: int) -> None:

@@ -69,9 +69,11 @@ class SeededLoad:
     sensors_per_message: int = 2
     _rng: random.Random = field(init=False, repr=False)
     _setpoint: dict[tuple[str, str], float] = field(init=False, repr=False)
+    _assets: list[Asset] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        self._assets = list(self.fleet.assets.values())
         self._setpoint = {
             (a.id, s.id): _SETPOINT_C.get(c.profile, 5.0)
             for a in self.fleet.assets.values()
@@ -100,6 +102,19 @@ class SeededLoad:
             },
         }
         return body, [(s, ts_ms, t) for s, t in temps.items()]
+
+    def live(self, index: int, seq: int, ts_ms: int) -> LoadMessage:
+        """One single-sample message of the ``index``-th device (round-robin over the fleet)
+        at device time ``ts_ms``: for steady live load where device time is publish time."""
+        asset = self._assets[index % len(self._assets)]
+        body, readings = self._sample(asset, seq, ts_ms)
+        payload = {"v": 1, "device_id": asset.devices[0], **body}
+        return LoadMessage(
+            device_topic(asset.devices[0]),
+            json.dumps(payload, separators=(",", ":")).encode(),
+            asset.id,
+            tuple(readings),
+        )
 
     def messages(
         self, per_device: int, start_ms: int, *, batch_every: int = 0, batch_size: int = 10
