@@ -157,37 +157,33 @@ class Observation:
         )
 
 
+def _extent(
+    temps: tuple[float | None, ...], idx: tuple[int, ...]
+) -> tuple[float, float, float, int]:
+    """(max, min, sum, count) of the reported probes at ``idx``; (0, 0, 0, 0) when none."""
+    hi = lo = total = 0.0
+    n = 0
+    for i in idx:
+        v = temps[i]
+        if v is None:
+            continue
+        if n == 0:
+            hi = lo = v
+        elif v > hi:
+            hi = v
+        elif v < lo:
+            lo = v
+        total += v
+        n += 1
+    return hi, lo, total, n
+
+
 def _derive(
     spec: CompartmentSpec, temps: tuple[float | None, ...]
 ) -> tuple[float | None, float | None, float | None, float | None, float | None, float]:
     """(hi, lo, mean) of the control probes, (max, min) of all probes, same-kind spread."""
-    p_hi = p_lo = a_hi = a_lo = 0.0
-    p_sum = a_sum = 0.0
-    p_n = a_n = 0
-    for i in spec.product_idx:
-        v = temps[i]
-        if v is None:
-            continue
-        if p_n == 0:
-            p_hi = p_lo = v
-        elif v > p_hi:
-            p_hi = v
-        elif v < p_lo:
-            p_lo = v
-        p_sum += v
-        p_n += 1
-    for i in spec.air_idx:
-        v = temps[i]
-        if v is None:
-            continue
-        if a_n == 0:
-            a_hi = a_lo = v
-        elif v > a_hi:
-            a_hi = v
-        elif v < a_lo:
-            a_lo = v
-        a_sum += v
-        a_n += 1
+    p_hi, p_lo, p_sum, p_n = _extent(temps, spec.product_idx)
+    a_hi, a_lo, a_sum, a_n = _extent(temps, spec.air_idx)
     spread = 0.0
     if p_n > 1:
         spread = p_hi - p_lo
