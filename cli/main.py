@@ -14,7 +14,14 @@ from coldchain.exceptions import ColdchainError
 __all__ = ["main"]
 
 # Subcommand modules, in the order ``coldchain --help`` lists them.
-SUBCOMMANDS = ["cli.demo", "cli.ingest", "cli.init", "cli.schema", "cli.simulate"]
+SUBCOMMANDS = [
+    "cli.dashboards",
+    "cli.demo",
+    "cli.ingest",
+    "cli.init",
+    "cli.schema",
+    "cli.simulate",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
