@@ -77,7 +77,7 @@ def _run(args: argparse.Namespace, root: Path) -> int:
             spool=SpoolSettings(path=root / "spool.sqlite3"),
         )
         upgrade(settings.registry_url)
-        start = live_start(scenario.duration_s)
+        start = live_start(scenario.duration_s, utc_offset_h=scenario.utc_offset_h)
         with open_registry(settings.registry_url) as reg:
             _register_shipments(reg, scenario, start)
         clock = ReplayClock(start, args.speedup)

@@ -40,8 +40,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--start",
-        help="simulation start, RFC 3339 UTC (default: now minus the scenario's duration, "
-        "so the simulated window ends at the wall clock)",
+        help="simulation start, RFC 3339 UTC (default: the latest local midnight of the "
+        "scenario's utc_offset_h that lets the window end by now, so faults meet the same "
+        "time of day on every run)",
     )
     p.add_argument("--mqtt-host", default="127.0.0.1")
     p.add_argument("--mqtt-port", type=int, default=1883)
@@ -121,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
     scenario = _scenario(args.scenario)
     if args.write_fleet:
         args.write_fleet.write_text(scenario.fleet().to_yaml(), encoding="utf-8")
-    start = _parse_start(args.start) or live_start(scenario.duration_s)
+    start = _parse_start(args.start) or live_start(
+        scenario.duration_s, utc_offset_h=scenario.utc_offset_h
+    )
 
     if args.dry_run:
         sim = Simulation(scenario, start=start, seed=args.seed)

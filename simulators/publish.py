@@ -62,10 +62,24 @@ class PublishError(ColdchainError):
     """The broker refused a connection or did not acknowledge in time."""
 
 
-def live_start(duration_s: float, now_s: float | None = None) -> datetime:
-    """Start of a live run's window: it ends at the wall clock (whole seconds, UTC)."""
+def live_start(
+    duration_s: float, now_s: float | None = None, *, utc_offset_h: float | None = None
+) -> datetime:
+    """Start of a live run's window (whole seconds, UTC).
+
+    Without ``utc_offset_h`` the window ends at the wall clock. With it, the window starts at
+    the latest local midnight (UTC + ``utc_offset_h``) that lets it end by now: a scenario's
+    faults then meet the same time of day - the same ambient temperature - whenever it runs, so
+    a replay is reproducible (a 2 h power cut at 15:00 warms a store more than one at 03:00).
+    """
     now = time.time() if now_s is None else now_s
-    return datetime.fromtimestamp(math.floor(now - duration_s), tz=UTC)
+    latest = math.floor(now - duration_s)
+    if utc_offset_h is None:
+        return datetime.fromtimestamp(latest, tz=UTC)
+    offset_s = round(utc_offset_h * 3600)
+    day_s = 86_400
+    local_midnight = (latest + offset_s) // day_s * day_s - offset_s
+    return datetime.fromtimestamp(local_midnight, tz=UTC)
 
 
 class SimClock:
@@ -378,7 +392,7 @@ def run_live(
     Writes the ground truth to ``truth_path`` once the stream is complete (a stopped run writes
     none: its truth would claim messages that were never sent).
     """
-    start = start or live_start(scenario.duration_s)
+    start = start or live_start(scenario.duration_s, utc_offset_h=scenario.utc_offset_h)
     sim = Simulation(scenario, start=start, seed=seed)
     fleet = scenario.fleet()
     pool, route = _open_pool(host, port, fleet.device_ids, connections, username)

@@ -57,7 +57,7 @@ def test_backlog_recovers_the_gap_and_reveals_late_excursions(
     fleet = scenario.fleet()
     settings = spine_settings(services, unique_name, tmp_path)
     speedup = 1440.0
-    start = live_start(scenario.duration_s)
+    start = live_start(scenario.duration_s, utc_offset_h=scenario.utc_offset_h)
     clock = ReplayClock(start, speedup)
     service = IngestService(settings, fleet, clock_ms=clock)
     service.start()

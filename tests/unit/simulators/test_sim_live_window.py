@@ -1,0 +1,38 @@
+"""The window of a live replay: where it starts decides what time of day its faults meet."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from simulators.publish import live_start
+
+DAY_S = 86_400.0
+
+
+def test_without_offset_the_window_ends_now() -> None:
+    now = datetime(2026, 11, 29, 20, 41, 19, 600_000, tzinfo=UTC).timestamp()
+    assert live_start(3600.0, now) == datetime(2026, 11, 29, 19, 41, 19, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("hour_utc", [0, 3, 15, 16, 23])
+def test_with_offset_the_window_starts_at_local_midnight_and_ends_by_now(hour_utc: int) -> None:
+    now = datetime(2026, 11, 29, hour_utc, 17, tzinfo=UTC).timestamp()
+    start = live_start(DAY_S, now, utc_offset_h=8.0)
+    local = start + timedelta(hours=8)
+    assert (local.hour, local.minute, local.second) == (0, 0, 0)
+    assert start.timestamp() + DAY_S <= now  # a replay, never ahead of the wall clock
+    assert start.timestamp() + 2 * DAY_S > now  # and the latest such day
+
+
+def test_the_same_time_of_day_whenever_it_runs() -> None:
+    base = datetime(2026, 11, 29, 0, 0, tzinfo=UTC).timestamp()
+    starts = {live_start(6 * 3600.0, base + h * 3600.0, utc_offset_h=-5.0) for h in range(24)}
+    assert {(s + timedelta(hours=-5)).time() for s in starts} == {datetime.min.time()}
+
+
+def test_a_fractional_offset_is_honoured() -> None:
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC).timestamp()
+    start = live_start(DAY_S, now, utc_offset_h=5.5)
+    assert (start + timedelta(hours=5.5)).time() == datetime.min.time()
