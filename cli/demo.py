@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         start = live_start(scenario.duration_s, utc_offset_h=scenario.utc_offset_h)
         with open_registry(settings.registry_url) as reg:
             _register_shipments(reg, scenario, start)
-        clock = ReplayClock(start, args.speedup)
+        clock = ReplayClock(start, args.speedup, start + timedelta(seconds=scenario.duration_s))
         # The rules judge silence (data gaps) and detection times on the replay's clock.
         service = IngestService(settings, fleet, clock_ms=clock)
         service.start()

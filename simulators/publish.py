@@ -354,12 +354,15 @@ class ReplayClock:
     """Epoch ms on a replay's accelerated clock: the simulated time being published now. Give
     it to ingest (``IngestService(clock_ms=...)``) so the rules judge silence on that clock.
 
-    Before ``begin`` it reads the window's start; it never runs ahead of the wall clock, so
-    once the replay has caught up it is the wall clock.
+    Before ``begin`` it reads the window's start; it never runs ahead of the wall clock, nor
+    past ``end`` (the window's end) when given: a replay of a past window stops there instead
+    of racing on at ``speedup`` while ingest drains, which would make every device look silent
+    for hours and open data gaps that never happened.
     """
 
-    def __init__(self, start: datetime, speedup: float) -> None:
+    def __init__(self, start: datetime, speedup: float, end: datetime | None = None) -> None:
         self._start_ms = start.timestamp() * 1000.0
+        self._end_ms = math.inf if end is None else end.timestamp() * 1000.0
         self._speedup = speedup
         self._wall0: float | None = None
 
@@ -370,7 +373,8 @@ class ReplayClock:
         wall = time.time()
         if self._wall0 is None:
             return int(self._start_ms)
-        return int(min(self._start_ms + (wall - self._wall0) * 1000.0 * self._speedup, wall * 1e3))
+        sim_ms = self._start_ms + (wall - self._wall0) * 1000.0 * self._speedup
+        return int(min(sim_ms, self._end_ms, wall * 1e3))
 
 
 def run_live(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def test_backlog_recovers_the_gap_and_reveals_late_excursions(
     settings = spine_settings(services, unique_name, tmp_path)
     speedup = 1440.0
     start = live_start(scenario.duration_s, utc_offset_h=scenario.utc_offset_h)
-    clock = ReplayClock(start, speedup)
+    clock = ReplayClock(start, speedup, start + timedelta(seconds=scenario.duration_s))
     service = IngestService(settings, fleet, clock_ms=clock)
     service.start()
     alerts = _Alerts(services.mosquitto.port)

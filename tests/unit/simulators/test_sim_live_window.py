@@ -36,3 +36,23 @@ def test_a_fractional_offset_is_honoured() -> None:
     now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC).timestamp()
     start = live_start(DAY_S, now, utc_offset_h=5.5)
     assert (start + timedelta(hours=5.5)).time() == datetime.min.time()
+
+
+def test_the_replay_clock_stops_at_the_end_of_a_past_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from simulators import publish
+
+    wall = [datetime(2026, 11, 29, 12, 0, tzinfo=UTC).timestamp()]
+    monkeypatch.setattr(publish.time, "time", lambda: wall[0])
+    start = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
+    end = start + timedelta(hours=6)
+    clock = publish.ReplayClock(start, 1440.0, end)
+    assert clock() == start.timestamp() * 1000  # before begin(): the window's start
+    clock.begin()
+    wall[0] += 60.0  # one wall minute = one simulated day at 1440x
+    assert clock() == end.timestamp() * 1000  # held at the window's end, not a day later
+    free = publish.ReplayClock(start, 1440.0)
+    free.begin()
+    wall[0] += 10.0
+    assert free() == (start + timedelta(hours=4)).timestamp() * 1000
