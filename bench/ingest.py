@@ -3,9 +3,11 @@
 Prints one JSON object. Everything runs on this machine against a real mosquitto and influxd
 started by the launcher, loopback only, and stops by itself.
 
-- ``baseline.counting_subscriber_msgs_per_s``: a paho subscriber (QoS 1, auto-ack) that only
-  counts, draining a backlog the broker holds for its persistent session: the ceiling that
-  paho's receive path sets on any Python consumer.
+- ``baseline.counting_subscriber_msgs_per_s``: a paho subscriber with paho's defaults (MQTT
+  3.1.1, QoS 1, auto-ack) that only counts, draining a backlog the broker holds for its
+  persistent session: what a plain Python consumer gets. Beside it the same subscriber on MQTT 5
+  (``..._mqtt5_...``) and on ingest's ``BatchedClient`` (``..._batched_client_...``), which
+  show what the protocol and the batched socket I/O are worth on their own.
 - ``baseline.influx_raw_points_per_s``: the same points, pre-encoded, written straight to
   ``/write`` in 5,000-point gzip batches: InfluxDB's own rate here.
 - ``ingest.msgs_per_s``: one ingest process draining the same backlog through decode, validate,
@@ -47,6 +49,7 @@ from coldchain.settings import (
     SpoolSettings,
 )
 from deploy.launcher import Services
+from ingest.mqtt_client import BatchedClient
 from ingest.service import IngestService
 from registry import upgrade
 from simulators.loadgen import LoadMessage, LoadPublisher, SeededLoad, make_fleet
@@ -74,12 +77,8 @@ def _prequeue(services: Services, messages: list[LoadMessage]) -> float:
 
 def _discard_session(port: int, client_id: str) -> None:
     """Drop a persistent session so the broker stops queueing copies for it."""
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-    )
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 0
-    client.connect("127.0.0.1", port, clean_start=True, properties=props)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.connect("127.0.0.1", port)  # MQTT 3.1.1, clean_session=True: the session is dropped
     client.loop_start()
     time.sleep(0.2)
     client.disconnect()
@@ -87,15 +86,25 @@ def _discard_session(port: int, client_id: str) -> None:
 
 
 class _Counter:
-    """The baseline consumer: paho, MQTT 5, persistent session, QoS 1 auto-ack, counts only."""
+    """The baseline consumer: paho with its defaults (MQTT 3.1.1 unless ``mqtt5``), persistent
+    session, QoS 1 auto-ack, counts only."""
 
-    def __init__(self, port: int, group: str, expected: int) -> None:
+    def __init__(
+        self, port: int, group: str, expected: int, *, mqtt5: bool, cls: type[mqtt.Client]
+    ) -> None:
         self.n = 0
         self.expected = expected
+        self.mqtt5 = mqtt5
         self.done = threading.Event()
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"count-{group}", protocol=mqtt.MQTTv5
-        )
+        self.client_id = f"count-{group}"
+        if mqtt5:
+            self.client = cls(
+                mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
+            )
+        else:
+            self.client = cls(
+                mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False
+            )
         self.client.on_connect = lambda c, *_: c.subscribe(shared_subscription(group), qos=1)
         self.subscribed = threading.Event()
         self.client.on_subscribe = lambda *_: self.subscribed.set()
@@ -107,30 +116,42 @@ class _Counter:
         if self.n >= self.expected:
             self.done.set()
 
-    def connect(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600
-        self.client.connect("127.0.0.1", self.port, clean_start=False, properties=props)
+    def connect(self, *, wait_subscribed: bool = True) -> None:
+        if self.mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            self.client.connect("127.0.0.1", self.port, clean_start=False, properties=props)
+        else:
+            self.client.connect("127.0.0.1", self.port)
         self.client.loop_start()
-        assert self.subscribed.wait(10)
+        # On a reconnect the broker sends the session's backlog before the SUBACK of the
+        # repeated subscription: there, waiting for it would time the backlog, not the setup.
+        assert not wait_subscribed or self.subscribed.wait(10)
 
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
 
 
-def bench_counting_subscriber(services: Services, messages: list[LoadMessage]) -> float:
-    counter = _Counter(services.mosquitto.port, "bench-count", len(messages))
+def bench_counting_subscriber(
+    services: Services,
+    messages: list[LoadMessage],
+    *,
+    mqtt5: bool = False,
+    cls: type[mqtt.Client] = mqtt.Client,
+) -> float:
+    group = f"bench-count-{'5' if mqtt5 else '311'}-{cls.__name__}"
+    counter = _Counter(services.mosquitto.port, group, len(messages), mqtt5=mqtt5, cls=cls)
     counter.connect()
     counter.stop()
     counter.subscribed.clear()
     _prequeue(services, messages)
     t0 = time.perf_counter()
-    counter.connect()
+    counter.connect(wait_subscribed=False)
     assert counter.done.wait(300), f"counted only {counter.n} of {len(messages)}"
     elapsed = time.perf_counter() - t0
     counter.stop()
-    _discard_session(services.mosquitto.port, "count-bench-count")
+    _discard_session(services.mosquitto.port, counter.client_id)
     return len(messages) / elapsed
 
 
@@ -297,6 +318,8 @@ def main() -> None:
         (root / "fleet.yaml").write_text(fleet.to_yaml())
         publish_rate = _prequeue(services, messages[: min(len(messages), 20_000)])
         counting = bench_counting_subscriber(services, messages)
+        counting5 = bench_counting_subscriber(services, messages, mqtt5=True)
+        counting_batched = bench_counting_subscriber(services, messages, cls=BatchedClient)
         raw_points, n_points = bench_influx_raw(services, messages, PointEncoder(fleet), fleet)
         spine = bench_ingest(services, root, fleet, messages, rules=False)
         ingest = bench_ingest(services, root, fleet, messages, rules=True)
@@ -312,13 +335,19 @@ def main() -> None:
         "points_per_message": round(points_per_msg, 2),
         "baseline": {
             "counting_subscriber_msgs_per_s": round(counting, 1),
+            "counting_subscriber_mqtt5_msgs_per_s": round(counting5, 1),
+            "counting_subscriber_batched_client_msgs_per_s": round(counting_batched, 1),
             "influx_raw_points_per_s": round(raw_points, 1),
             "influx_raw_as_msgs_per_s": round(raw_points / points_per_msg, 1),
             "loadgen_publish_msgs_per_s": round(publish_rate, 1),
         },
         "ingest": {k: round(v, 3) for k, v in ingest.items()},
         "ingest_without_rules": {k: round(v, 3) for k, v in spine.items()},
+        "mqtt_protocol": Settings().mqtt.protocol,
         "ratio_ingest_to_counting_subscriber": round(ingest["msgs_per_s"] / counting, 3),
+        "ratio_ingest_without_rules_to_counting_subscriber": round(
+            spine["msgs_per_s"] / counting, 3
+        ),
         "latency": latency,
     }
     print(json.dumps(result, indent=2))

@@ -1,9 +1,13 @@
-"""The MQTT source: paho-mqtt 2.x, MQTT 5, persistent session, shared subscription, manual acks.
+"""The MQTT source: paho-mqtt 2.x (MQTT 3.1.1 or 5), persistent session, shared subscription,
+manual acks, batched socket I/O (``ingest.mqtt_client``).
 
 Guarantees:
 - QoS 1 messages are acknowledged only by ``ack()``, which the pipeline calls after the spool
   committed them; a crash before that makes the broker redeliver.
-- At most ``max_inflight`` unacknowledged messages are in flight (MQTT 5 Receive Maximum).
+- The session outlives the process: ``clean_session=False`` (3.1.1) or ``clean_start=False``
+  with ``session_expiry_s`` (5); the broker queues for it while ingest is down.
+- With MQTT 5 the broker is asked for at most ``max_inflight`` unacknowledged messages (Receive
+  Maximum); the service bounds its own queue with either protocol.
 - Acks are tagged with the connection they came from: after a reconnect the broker redelivers
   everything unacknowledged, and packet ids may be reused, so acks for a previous connection
   are dropped rather than sent (the redelivered copy is spooled again, which is idempotent).
@@ -24,6 +28,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from coldchain.contract import shared_subscription
 from coldchain.settings import MqttSettings
+from ingest.mqtt_client import BatchedClient
 
 __all__ = ["Delivery", "MqttSource"]
 
@@ -53,10 +58,11 @@ class MqttSource:
         self._generation = 0
         self._lock = threading.Lock()
         self.connected = threading.Event()
-        client = mqtt.Client(
+        client = BatchedClient(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311,
+            clean_session=None if settings.protocol == "5" else False,
             manual_ack=True,
         )
         if settings.username:
@@ -69,16 +75,16 @@ class MqttSource:
         self._client = client
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.session_expiry_s
-        props.ReceiveMaximum = self.settings.max_inflight
-        self._client.connect_async(
-            self.settings.host,
-            self.settings.port,
-            keepalive=self.settings.keepalive_s,
-            clean_start=False,
-            properties=props,
-        )
+        s = self.settings
+        if s.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = s.session_expiry_s
+            props.ReceiveMaximum = s.max_inflight
+            self._client.connect_async(
+                s.host, s.port, keepalive=s.keepalive_s, clean_start=False, properties=props
+            )
+        else:  # persistent session by clean_session=False, set on the client
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
         self._client.loop_start()
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
@@ -99,9 +105,9 @@ class MqttSource:
         with self._lock:
             self._generation += 1
         group = self.settings.share_group
-        client.subscribe(
-            [(shared_subscription(group, kind), SubscribeOptions(qos=1)) for kind in self.kinds]
-        )
+        v5 = self.settings.protocol == "5"
+        qos: SubscribeOptions | int = SubscribeOptions(qos=1) if v5 else 1
+        client.subscribe([(shared_subscription(group, kind), qos) for kind in self.kinds])
         log.info("connected to MQTT %s:%d", self.settings.host, self.settings.port)
 
     def _on_subscribe(

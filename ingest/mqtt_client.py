@@ -1,0 +1,136 @@
+"""paho-mqtt's client with batched socket I/O: same protocol, same callbacks, fewer syscalls.
+
+paho 2.x reads one packet per ``select()`` and reads it in three or four ``recv()`` calls (fixed
+header byte, remaining length, body), and it writes every acknowledgement with its own
+``send()`` plus a wake-up byte on its internal socket pair. On a virtual machine each syscall
+costs microseconds, so a consumer draining a backlog spends most of its time in the kernel:
+measured here, a plain paho subscriber takes ~100 us of CPU per QoS 1 message, this client
+~40 us (MQTT 3.1.1; ``bench/ingest.py`` prints both).
+
+What changes, and why it is safe:
+
+- Reads: one ``recv()`` of up to 256 KiB fills a buffer that serves paho's small reads;
+  ``loop_read`` keeps parsing while the buffer holds bytes, so a packet already read is never
+  left waiting for the next ``select()``. The buffer is dropped on reconnect (bytes of an old
+  connection must never reach a new one).
+- Acks (PUBACK) queued from other threads wake the network thread once per batch instead of
+  once per ack, and consecutive PUBACKs are written with one ``send()``. Every ack is still
+  sent, in order; a partial send is finished by paho's own write loop.
+
+It overrides paho's private ``_sock_recv``, ``_packet_queue`` and ``_packet_write``, pinned by
+the lock file; tests/unit/ingest/test_mqtt_client.py fails if their shape changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
+
+__all__ = ["BatchedClient"]
+
+_PUBACK = 0x40
+_READ_BYTES = 256 * 1024
+_MAX_COALESCED = 8192  # PUBACKs are 4 bytes (MQTT 3.1.1) or a few more (MQTT 5)
+
+
+class BatchedClient(mqtt.Client):
+    """A drop-in ``paho.mqtt.client.Client`` for high-rate consumers (see the module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._rpos = 0
+        self._wake_pending = False
+
+    def reconnect(self) -> MQTTErrorCode:
+        self._rbuf, self._rpos = b"", 0
+        return super().reconnect()
+
+    # -- reads -----------------------------------------------------------------------------
+    def _sock_recv(self, bufsize: int) -> bytes:
+        buf, pos = self._rbuf, self._rpos
+        if pos < len(buf):
+            end = pos + bufsize
+            self._rpos = end
+            return buf[pos:end]
+        data = super()._sock_recv(_READ_BYTES)
+        if len(data) <= bufsize:  # includes b"": paho reads it as the connection closing
+            return data
+        self._rbuf, self._rpos = data, bufsize
+        return data[:bufsize]
+
+    def buffered_bytes(self) -> int:
+        """Bytes read from the socket that paho has not parsed yet."""
+        return max(len(self._rbuf) - self._rpos, 0)
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while (
+            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            and self._sock is not None
+            and (self._rpos < len(self._rbuf))
+        ):
+            rc = super().loop_read(max_packets)
+        return rc
+
+    # -- writes ----------------------------------------------------------------------------
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: mqtt.MQTTMessageInfo | None = None,
+    ) -> MQTTErrorCode:
+        if (command & 0xF0) != _PUBACK or self._thread is None or self._sockpairW is None:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append(
+            {
+                "command": command,
+                "mid": mid,
+                "qos": qos,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": info,
+            }
+        )
+        # One wake-up per batch: the flag is cleared when the network thread starts writing,
+        # and anything queued after that point wakes it again.
+        if not self._wake_pending:
+            self._wake_pending = True
+            with contextlib.suppress(BlockingIOError):  # the pair is full of wake-ups already
+                self._sockpairW.send(b"0")
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def loop_write(self) -> MQTTErrorCode:
+        self._wake_pending = False
+        return super().loop_write()
+
+    def _packet_write(self) -> MQTTErrorCode:
+        q = self._out_packet
+        if len(q) > 1 and (q[0]["command"] & 0xF0) == _PUBACK and q[0]["pos"] == 0:
+            parts: list[bytes | bytearray] = []
+            while (
+                q
+                and (q[0]["command"] & 0xF0) == _PUBACK
+                and q[0]["pos"] == 0
+                and len(parts) < _MAX_COALESCED
+            ):
+                parts.append(q.popleft()["packet"])
+            merged = b"".join(parts)
+            q.appendleft(
+                {
+                    "command": _PUBACK,
+                    "mid": 0,
+                    "qos": 1,
+                    "pos": 0,
+                    "to_process": len(merged),
+                    "packet": merged,
+                    "info": None,
+                }
+            )
+        return super()._packet_write()
