@@ -85,7 +85,10 @@ def test_unacknowledged_messages_come_back_after_reconnect(
     third = _Collector()
     src3 = _source(services, unique_name, third, protocol=protocol)
     try:
-        assert not wait_for(lambda: len(third.items) > 0, 1.0)
+        assert not wait_for(lambda: len(third.items) > 0, 1.0), (
+            third.payloads(),
+            second.payloads(),
+        )
     finally:
         src3.stop()
 
@@ -171,3 +174,67 @@ def test_every_batched_ack_reaches_the_broker(
         assert not wait_for(lambda: len(again.items) > 0, 1.5)
     finally:
         src2.stop()
+
+
+@PROTOCOLS
+def test_a_resumed_session_is_ready_before_its_backlog_is_through(
+    services: Services, unique_name: str, protocol: Literal["3.1.1", "5"]
+) -> None:
+    """The broker sends a resumed session's backlog ahead of the SUBACK; readiness must not
+    wait for the whole backlog to be processed."""
+    _source(services, unique_name, _Collector(), protocol=protocol).stop()
+    pub = LoadPublisher("127.0.0.1", services.mosquitto.port, f"pub-{unique_name}")
+    for i in range(500):
+        pub.publish(device_topic("dev-1"), f"m{i}".encode())
+    assert pub.flush(10)
+    pub.close()
+    gate = threading.Event()
+    settings = MqttSettings(
+        port=services.mosquitto.port,
+        client_id=unique_name,
+        share_group=unique_name,
+        max_inflight=100,
+        protocol=protocol,
+    )
+    src = MqttSource(settings, lambda _d: gate.wait(10))  # a pipeline that is not keeping up
+    src.start()
+    try:
+        assert src.wait_connected(5)
+    finally:
+        gate.set()
+        src.stop()
+
+
+def test_two_sources_in_one_share_group_split_the_load(
+    services: Services, unique_name: str
+) -> None:
+    """Several ingest processes scale out by sharing the subscription: each message goes to
+    exactly one of them."""
+    sinks = [_Collector(), _Collector()]
+    sources = []
+    for i, sink in enumerate(sinks):
+        settings = MqttSettings(
+            port=services.mosquitto.port, client_id=f"{unique_name}-{i}", share_group=unique_name
+        )
+        src = MqttSource(settings, sink)
+        src.start()
+        assert src.wait_connected(10)
+        sources.append(src)
+    pub = LoadPublisher("127.0.0.1", services.mosquitto.port, f"pub-{unique_name}")
+    n = 400
+    try:
+        for i in range(n):
+            pub.publish(device_topic(f"dev-{i % 13}"), f"m{i}".encode())
+        assert pub.flush(10)
+        assert wait_for(lambda: sum(len(s.items) for s in sinks) >= n, 10)
+        assert not wait_for(lambda: sum(len(s.items) for s in sinks) > n, 0.5)
+        got = sinks[0].payloads() + sinks[1].payloads()
+        assert sorted(got) == sorted(f"m{i}".encode() for i in range(n))
+        assert all(len(s.items) > n // 10 for s in sinks), [len(s.items) for s in sinks]
+        for src, sink in zip(sources, sinks, strict=True):
+            for d in sink.items:
+                assert src.ack(d)
+    finally:
+        for src in sources:
+            src.stop()
+        pub.close()
