@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from coldchain.exceptions import ConfigError
 
 __all__ = [
+    "ApiRole",
+    "ApiSettings",
     "InfluxSettings",
     "MqttSettings",
     "Settings",
@@ -86,6 +88,20 @@ class ValidationSettings(BaseModel):
     dead_letter_payload_bytes: int = Field(default=65_536, ge=0)
 
 
+ApiRole = Literal["admin", "operator", "integrator", "regulator"]
+
+
+class ApiSettings(BaseModel):
+    model_config = _SECTION
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    # API key -> role. Empty: the API is open to whoever reaches it (local use only). Set it as
+    # JSON, COLDCHAIN_API__KEYS='{"key": "regulator"}': the COLDCHAIN_API__KEYS__<key> form
+    # lowercases the key. repr=False keeps the keys out of logged settings.
+    keys: dict[str, ApiRole] = Field(default_factory=dict, repr=False)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="COLDCHAIN_", env_nested_delimiter="__", extra="forbid"
@@ -100,6 +116,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     spool: SpoolSettings = SpoolSettings()
     validation: ValidationSettings = ValidationSettings()
+    api: ApiSettings = ApiSettings()
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -108,10 +125,23 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        option = "COLDCHAIN_" + "__".join(str(p) for p in first["loc"]).upper()
-        raise ConfigError(option, first.get("input"), first["msg"]) from exc
+        loc, value = _redact([str(p) for p in first["loc"]], first.get("input"))
+        option = "COLDCHAIN_" + "__".join(loc).upper()
+        raise ConfigError(option, value, first["msg"]) from exc
     except SettingsError as exc:
         # A section given whole as unparsable JSON, e.g. COLDCHAIN_MQTT='{bad'.
         match = re.search(r'field "([^"]+)"', str(exc))
         option = "COLDCHAIN_" + (match.group(1).upper() if match else "*")
         raise ConfigError(option, os.environ.get(option), str(exc)) from exc
+
+
+# Options whose values are secrets. An API key is also the dict key under ``api.keys``, so the
+# location is cut there too: a mistyped role must not put the key in an error message or a log.
+_SECRETS = frozenset({"password", "token", "keys"})
+
+
+def _redact(loc: list[str], value: object) -> tuple[list[str], object]:
+    for i, part in enumerate(loc):
+        if part in _SECRETS:
+            return loc[: i + 1], "<redacted>"
+    return loc, value

@@ -19,7 +19,8 @@ can use it on any list of events. Semantics (docs/registry.md, "Custody legs"):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from typing import cast
 
 from sqlalchemy import select
@@ -32,6 +33,8 @@ __all__ = [
     "derive_legs",
     "event_to_record",
     "events_for",
+    "legs_for",
+    "list_shipments",
     "shipment_to_record",
     "shipments_on_asset",
 ]
@@ -66,6 +69,28 @@ def events_for(session: Session, shipment_id: str) -> list[CustodyEvent]:
         .order_by(CustodyEventRow.ts_ms, CustodyEventRow.id)
     ).scalars()
     return [event_to_record(r) for r in rows]
+
+
+def list_shipments(session: Session, *, after: str | None, limit: int) -> list[Shipment]:
+    """Shipments in id order, from the first id after ``after`` (keyset paging: stable while
+    shipments are added, unlike an offset)."""
+    query = select(ShipmentRow).order_by(ShipmentRow.id).limit(limit)
+    if after is not None:
+        query = query.where(ShipmentRow.id > after)
+    return [shipment_to_record(r) for r in session.execute(query).scalars()]
+
+
+def legs_for(session: Session, shipment_ids: Sequence[str]) -> dict[str, list[CustodyLeg]]:
+    """Custody legs of several shipments from one query (a listing must not cost a query per
+    shipment); a shipment without scans maps to []."""
+    events: dict[str, list[CustodyEvent]] = defaultdict(list)
+    if shipment_ids:
+        rows = session.execute(
+            select(CustodyEventRow).where(CustodyEventRow.shipment_id.in_(set(shipment_ids)))
+        ).scalars()
+        for row in rows:
+            events[row.shipment_id].append(event_to_record(row))
+    return {sid: derive_legs(events.get(sid, [])) for sid in shipment_ids}
 
 
 def shipments_on_asset(

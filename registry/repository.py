@@ -347,6 +347,11 @@ class Registry:
             row = session.get(ShipmentRow, shipment_id)
             return None if row is None else custody.shipment_to_record(row)
 
+    def list_shipments(self, *, after: str | None = None, limit: int = 100) -> list[Shipment]:
+        """Shipments in id order; pass the last id seen as ``after`` for the next page."""
+        with self._read("listing shipments") as session:
+            return custody.list_shipments(session, after=after, limit=limit)
+
     def record_custody_event(
         self,
         shipment_id: str,
@@ -423,6 +428,11 @@ class Registry:
     def custody_legs(self, shipment_id: str) -> list[CustodyLeg]:
         """Where the shipment was, leg by leg (see registry.custody.derive_legs)."""
         return custody.derive_legs(self.custody_events(shipment_id))
+
+    def custody_legs_of(self, shipment_ids: Sequence[str]) -> dict[str, list[CustodyLeg]]:
+        """``custody_legs`` of several shipments in one query: id -> legs ([] without scans)."""
+        with self._read("reading custody events") as session:
+            return custody.legs_for(session, shipment_ids)
 
     def shipments_on_asset(
         self, asset_id: str, from_ms: int, to_ms: int

@@ -24,6 +24,7 @@ def test_defaults() -> None:
     assert s.influx.database == "coldchain"
     assert s.spool.synchronous == "FULL"
     assert s.validation.max_future_skew_s == 300.0
+    assert (s.api.host, s.api.port, s.api.keys) == ("127.0.0.1", 8080, {})
 
 
 def test_nested_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,7 +33,12 @@ def test_nested_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLDCHAIN_INFLUX__GZIP", "false")
     monkeypatch.setenv("COLDCHAIN_SPOOL__PATH", "/tmp/x/spool.db")
     monkeypatch.setenv("COLDCHAIN_FLEET_PATH", "fleet/other.yaml")
+    monkeypatch.setenv("COLDCHAIN_API__PORT", "9090")
+    monkeypatch.setenv("COLDCHAIN_API__KEYS", '{"Key-A": "regulator", "key-b": "admin"}')
     s = load_settings()
+    assert s.api.port == 9090
+    assert s.api.keys == {"Key-A": "regulator", "key-b": "admin"}
+    assert "Key-A" not in repr(s)
     assert s.mqtt.port == 1884
     assert s.influx.url == "http://db:8086" and s.influx.gzip is False
     assert s.spool.path == Path("/tmp/x/spool.db")
@@ -52,6 +58,7 @@ def test_overrides_win() -> None:
         ("COLDCHAIN_SPOOL__SYNCHRONOUS", "OFF", "'FULL' or 'NORMAL'"),
         ("COLDCHAIN_INFLUX__DATABASE", "bad name", "pattern"),
         ("COLDCHAIN_METRICS_PORT", "-1", "greater than or equal to 0"),
+        ("COLDCHAIN_API__PORT", "0", "greater than or equal to 1"),
     ],
 )
 def test_bad_value_names_the_variable_and_value(
@@ -64,6 +71,16 @@ def test_bad_value_names_the_variable_and_value(
     assert (exc.option, exc.value) == (var, value)
     assert var in str(exc) and repr(value) in str(exc)
     assert reason in exc.reason
+
+
+def test_a_bad_api_key_role_names_the_option_not_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLDCHAIN_API__KEYS", '{"s3cret-key": "root"}')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    exc = info.value
+    assert (exc.option, exc.value) == ("COLDCHAIN_API__KEYS", "<redacted>")
+    assert "'admin', 'operator', 'integrator' or 'regulator'" in exc.reason
+    assert "s3cret" not in str(exc).lower()
 
 
 def test_misspelt_nested_option_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -129,6 +129,30 @@ def test_shipments_on_asset_in_a_window(reg: Registry) -> None:
     assert list(reg.shipments_on_asset(S, 0, 10)) == ["C"]
 
 
+def test_list_shipments_pages_by_id(reg: Registry) -> None:
+    for sid in ("C", "A", "B"):
+        reg.create_shipment(sid, profile="chilled", actor="api", description=f"lot {sid}")
+    assert [s.id for s in reg.list_shipments()] == ["A", "B", "C"]
+    first = reg.list_shipments(limit=2)
+    assert [s.id for s in first] == ["A", "B"] and first[0].description == "lot A"
+    assert [s.id for s in reg.list_shipments(after=first[-1].id, limit=2)] == ["C"]
+    assert reg.list_shipments(after="C") == []
+
+
+def test_custody_legs_of_several_shipments_match_one_by_one(reg: Registry) -> None:
+    for sid in ("A", "B", "C"):
+        reg.create_shipment(sid, profile="chilled", actor="api")
+    reg.record_custody_event("A", "load", T, "c1", ts_ms=1_000, actor="d")
+    reg.record_custody_event("A", "unload", T, "c1", ts_ms=3_000, actor="d")
+    reg.record_custody_event("B", "load", S, "z1", ts_ms=2_000, actor="d")
+    reg.record_custody_event("B", "deliver", S, None, ts_ms=4_000, actor="consignee")
+    legs = reg.custody_legs_of(["A", "B", "C", "unknown"])
+    assert legs == {sid: reg.custody_legs(sid) for sid in ("A", "B", "C", "unknown")}
+    assert legs["A"][-1] == CustodyLeg(T, None, 3_000, None)
+    assert legs["B"] == [CustodyLeg(S, "z1", 2_000, 4_000)]
+    assert legs["C"] == [] and reg.custody_legs_of([]) == {}
+
+
 _events = st.lists(
     st.tuples(
         st.sampled_from(["load", "unload", "handover"]),

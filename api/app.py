@@ -1,0 +1,107 @@
+"""The HTTP API's app factory (FastAPI). Nothing connects at import time or in ``create_app``:
+the registry and InfluxDB clients are opened by the app's lifespan, or passed in (tests, and
+``coldchain api``, which opens them first so a bad setting fails with a one-line message).
+
+    app = create_app(load_settings())                    # opens and closes its own clients
+    app = create_app(settings, registry=reg, influx=db)  # uses these; the caller closes them
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager, closing, contextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+import coldchain
+from api.errors import install_error_handlers
+from api.routes import Resources, router
+from api.trace import TraceService
+from coldchain.fleet import Fleet, load_fleet
+from coldchain.rules import ProfileSet, load_presets, load_profiles
+from coldchain.settings import Settings
+from registry import Registry, open_registry, wall_clock_ms
+from timeseries.client import InfluxClient
+
+__all__ = ["Backends", "create_app", "open_backends"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Backends:
+    registry: Registry
+    influx: InfluxClient
+    fleet: Fleet
+    profiles: ProfileSet
+
+
+@contextmanager
+def open_backends(
+    settings: Settings,
+    *,
+    registry: Registry | None = None,
+    influx: InfluxClient | None = None,
+    fleet: Fleet | None = None,
+    profiles: ProfileSet | None = None,
+) -> Iterator[Backends]:
+    """The given backends, and the others opened from ``settings``; on exit, closes only what
+    it opened. Raises ColdchainError (e.g. the registry is not migrated: run `coldchain init`)."""
+    with ExitStack() as stack:
+        if profiles is None:
+            profiles = load_presets()
+            if settings.profiles_path is not None:
+                profiles = profiles.merged(load_profiles(settings.profiles_path))
+        if fleet is None:
+            # The trace needs each asset's kind (vehicle or store) for its data-gap limit.
+            fleet = load_fleet(settings.fleet_path)
+        if registry is None:
+            registry = stack.enter_context(open_registry(settings.registry_url))
+        if influx is None:
+            influx = stack.enter_context(closing(InfluxClient(settings.influx)))
+        yield Backends(registry, influx, fleet, profiles)
+
+
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers (no key needed; it checks no backend)."""
+    return {"status": "ok"}
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: Registry | None = None,
+    influx: InfluxClient | None = None,
+    fleet: Fleet | None = None,
+    profiles: ProfileSet | None = None,
+    clock_ms: Callable[[], int] = wall_clock_ms,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with open_backends(
+            settings, registry=registry, influx=influx, fleet=fleet, profiles=profiles
+        ) as b:
+            tracer = TraceService(b.registry, b.influx, b.fleet, b.profiles)
+            app.state.resources = Resources(b.registry, tracer, clock_ms)
+            if not settings.api.keys:
+                log.warning(
+                    "no API keys configured (COLDCHAIN_API__KEYS): the API on %s:%s is open "
+                    "to anyone who can reach it, with every role; for local use only",
+                    settings.api.host,
+                    settings.api.port,
+                )
+            yield
+
+    app = FastAPI(
+        title="coldchain",
+        version=coldchain.__version__,
+        description="Shipment traceability: custody, temperatures, excursions (docs/api.md).",
+        lifespan=lifespan,
+    )
+    app.state.api_keys = dict(settings.api.keys)
+    install_error_handlers(app)
+    app.get("/healthz", tags=["health"])(healthz)
+    app.include_router(router)
+    return app

@@ -1,0 +1,87 @@
+"""Errors to HTTP, at the adapter: every error answer is JSON ``{"detail": "<message>"}``.
+
+coldchain's exceptions map to status codes here, so the routes raise domain errors and never
+build error responses. Nothing answers with a stack trace: an unexpected error is a bare 500
+(the server logs the traceback), a store outage a 503 whose message stays in the log (it names
+internal hosts).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from api.trace import ShipmentNotFound
+from coldchain.exceptions import ColdchainError, ConfigError, RecordRejected, StoreError
+
+__all__ = ["install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+
+def _answer(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _bounded(value: object, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ShipmentNotFound)
+    return _answer(404, f"shipment {exc.shipment_id!r} not found")
+
+
+async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's default is a list of pydantic errors; one sentence per error naming the
+    # parameter and the value is what a person (or a log) can act on.
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        where = f"{loc[0]} parameter {'.'.join(loc[1:])!r}" if len(loc) > 1 else "request"
+        got = "" if err.get("type") == "missing" else f" (got {_bounded(err.get('input'))})"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}{got}")
+    return _answer(422, "; ".join(parts) or "invalid request")
+
+
+async def _rejected(_request: Request, exc: Exception) -> JSONResponse:
+    # Unknown reference, contradictory duplicate, constraint: retrying will not help.
+    return _answer(409, f"rejected by the registry: {exc}")
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s: store unavailable: %s", request.method, request.url.path, exc)
+    return _answer(503, "a backing store (registry or InfluxDB) is unavailable; retry later")
+
+
+async def _misconfigured(request: Request, exc: Exception) -> JSONResponse:
+    # E.g. a shipment naming a product profile this server does not know: the server's
+    # configuration, not the request, has to change.
+    log.error("%s %s: configuration: %s", request.method, request.url.path, exc)
+    return _answer(500, f"server configuration error: {exc}")
+
+
+async def _failed(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return _answer(500, "internal server error")
+
+
+async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
+    # Starlette re-raises after this answer, so the server still logs the traceback.
+    return _answer(500, "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    # Starlette picks the handler of the most specific class in the exception's MRO.
+    app.add_exception_handler(ShipmentNotFound, _not_found)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(RecordRejected, _rejected)
+    app.add_exception_handler(StoreError, _unavailable)
+    app.add_exception_handler(ConfigError, _misconfigured)
+    app.add_exception_handler(ColdchainError, _failed)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,152 @@
+"""The read endpoints under ``/v1``: shipments, their traces (JSON and CSV), excursions.
+
+Every route needs an authenticated caller (any role: they are all reads). Times in JSON stay
+epoch ms UTC as everywhere in coldchain (``*_ms``); query parameters take RFC 3339 with an
+offset; the CSV writes RFC 3339 UTC. Routes are plain ``def``: the registry and InfluxDB
+clients block, so FastAPI runs them in its thread pool.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+
+from api.auth import authenticate
+from api.export import trace_to_csv
+from api.times import parse_time_param
+from api.trace import ShipmentNotFound, TraceService, trace_to_dict
+from coldchain.rules.excursion import ExcursionStatus
+from registry import CustodyLeg, ExcursionRecord, Registry, Shipment
+
+__all__ = ["Resources", "router"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What the routes use; set on ``app.state.resources`` by the app's lifespan."""
+
+    registry: Registry
+    tracer: TraceService
+    clock_ms: Callable[[], int]
+
+
+def _resources(request: Request) -> Resources:
+    return request.app.state.resources  # type: ignore[no-any-return]
+
+
+Res = Annotated[Resources, Depends(_resources)]
+router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
+
+
+def _shipment(s: Shipment, legs: list[CustodyLeg]) -> dict[str, Any]:
+    # Legs end only at a delivery; a shipment with an open last leg is still in custody there.
+    here = legs[-1] if legs and legs[-1].to_ms is None else None
+    status = "registered" if not legs else "in_custody" if here is not None else "delivered"
+    custody: dict[str, Any] | None = None
+    if here is not None:
+        custody = {
+            "asset_id": here.asset_id,
+            "compartment_id": here.compartment_id,
+            "from_ms": here.from_ms,
+        }
+    return asdict(s) | {"status": status, "custody": custody}
+
+
+@router.get("/shipments")
+def list_shipments(
+    res: Res,
+    after: Annotated[str | None, Query(description="last id of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """Shipments in id order, with where each one is now."""
+    shipments = res.registry.list_shipments(after=after, limit=limit)
+    legs = res.registry.custody_legs_of([s.id for s in shipments])
+    return [_shipment(s, legs[s.id]) for s in shipments]
+
+
+@router.get("/shipments/{shipment_id}")
+def get_shipment(shipment_id: str, res: Res) -> dict[str, Any]:
+    """One shipment, with all its custody legs."""
+    shipment = res.registry.get_shipment(shipment_id)
+    if shipment is None:
+        raise ShipmentNotFound(shipment_id)
+    legs = res.registry.custody_legs(shipment_id)
+    return _shipment(shipment, legs) | {"legs": [asdict(leg) for leg in legs]}
+
+
+AtParam = Annotated[
+    str | None,
+    Query(
+        description="RFC 3339 with an offset: the time that closes a leg still open and "
+        "judges custody gaps (default: now)"
+    ),
+]
+
+
+def _at_ms(res: Resources, at: str | None) -> int:
+    return res.clock_ms() if at is None else parse_time_param("at", at)
+
+
+@router.get("/shipments/{shipment_id}/trace")
+def shipment_trace(shipment_id: str, res: Res, at: AtParam = None) -> dict[str, Any]:
+    """Custody legs x temperatures x excursions, and a verdict."""
+    at_ms = _at_ms(res, at)
+    return trace_to_dict(res.tracer.trace(shipment_id, at_ms)) | {"at_ms": at_ms}
+
+
+@router.get("/shipments/{shipment_id}/trace.csv", response_class=Response)
+def shipment_trace_csv(shipment_id: str, res: Res, at: AtParam = None) -> Response:
+    """The trace's legs as CSV, one row per leg (a sortable spreadsheet, as FSMA 204 asks)."""
+    at_ms = _at_ms(res, at)
+    body = trace_to_csv(res.tracer.trace(shipment_id, at_ms), at_ms)
+    filename = "trace-" + re.sub(r"[^A-Za-z0-9._-]", "_", shipment_id)[:100] + ".csv"
+    return Response(
+        body,
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _excursion(r: ExcursionRecord) -> dict[str, Any]:
+    return asdict(r.excursion) | {
+        "updated_ms": r.updated_ms,
+        "acknowledged": r.acknowledged,
+        "ack_by": r.ack_by,
+        "ack_ms": r.ack_ms,
+        "ack_comment": r.ack_comment,
+    }
+
+
+@router.get("/excursions")
+def list_excursions(
+    res: Res,
+    asset_id: str | None = None,
+    compartment_id: str | None = None,
+    status: ExcursionStatus | None = None,
+    from_: Annotated[str | None, Query(alias="from", description="RFC 3339 with an offset")] = None,
+    to: Annotated[str | None, Query(description="RFC 3339 with an offset")] = None,
+    include_superseded: bool = False,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[dict[str, Any]]:
+    """Excursions touching [from, to) (an open one extends forever), oldest first."""
+    from_ms = None if from_ is None else parse_time_param("from", from_)
+    to_ms = None if to is None else parse_time_param("to", to)
+    if from_ms is not None and to_ms is not None and from_ms >= to_ms:
+        raise HTTPException(422, f"query parameter 'from' ({from_}) must be before 'to' ({to})")
+    # Superseded excursions never happened as reported (late data moved them); hidden unless
+    # an auditor asks.
+    superseded = None if include_superseded else False
+    found = res.registry.find_excursions(
+        asset_id=asset_id,
+        compartment_id=compartment_id,
+        status=status,
+        from_ms=from_ms,
+        to_ms=to_ms,
+        superseded=superseded,
+        limit=limit,
+    )
+    return [_excursion(r) for r in found]
