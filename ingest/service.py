@@ -246,13 +246,13 @@ class IngestService:
         m = self.metrics
         messages: list[SpooledMessage] = []
         dead: list[DeadLetter] = []
-        to_rules: list[Accepted | CustodyChange] = []
+        to_rules: list[tuple[str, Sequence[Sample]] | CustodyChange] = []
         for d in batch:
             processed, custody = self._process(d)
             if processed.spooled is not None:
                 messages.append(processed.spooled)
             if processed.asset_id is not None:
-                to_rules.append(Accepted(processed.asset_id, processed.samples, 0))
+                to_rules.append((processed.asset_id, processed.samples))
             if custody is not None:
                 to_rules.append(custody)
             dead.extend(processed.dead)
@@ -266,7 +266,7 @@ class IngestService:
         # Only now is everything durable: acknowledge.
         m.received_messages += len(batch)
         m.accepted_messages += len(messages)
-        m.accepted_samples += sum(len(x.samples) for x in to_rules if isinstance(x, Accepted))
+        m.accepted_samples += sum(len(x[1]) for x in to_rules if isinstance(x, tuple))
         m.spooled_points += sum(len(x.lines) for x in messages)
         for dl in dead:
             m.dead_letters[dl.reason] += 1
@@ -279,9 +279,13 @@ class IngestService:
             m.receive_lag_s = (self._clock_ms() - messages[-1].received_ms) / 1000.0
             self._drainer.wake()
         if self.evaluate is not None:
-            for item in to_rules:
-                # The group's points are in InfluxDB once the writer passes its last row.
-                self.evaluate.submit(replace(item, row_id=last_row))
+            # The group's points are in InfluxDB once the writer passes its last row.
+            self.evaluate.submit_many(
+                Accepted(x[0], x[1], last_row)
+                if isinstance(x, tuple)
+                else replace(x, row_id=last_row)
+                for x in to_rules
+            )
 
     def _annotate(self, lines: list[str]) -> None:
         self._annotation_spool.append([SpooledMessage(self._clock_ms(), "rules", lines)], [])
