@@ -114,6 +114,23 @@ def _excursions(where: str) -> str:
     )
 
 
+def _dashboard(
+    title: str, uid: str, variables: list[Template], where: str, panels: list[Any]
+) -> Dashboard:
+    """The frame both dashboards share: UTC, last 6 h, 1 min refresh, excursion annotations."""
+    return Dashboard(
+        title=title,
+        uid=uid,
+        tags=["coldchain"],
+        timezone="utc",
+        time=Time("now-6h", "now"),
+        refresh="1m",
+        templating=Templating(list=variables),
+        annotations=Annotations(list=[_excursion_annotation(where)]),
+        panels=panels,
+    ).auto_panel_ids()
+
+
 def fleet_overview() -> Dashboard:
     """All selected assets: temperatures, doors, reefers, data freshness, excursions."""
     panels = [
@@ -169,23 +186,10 @@ def fleet_overview() -> Dashboard:
         ),
         _table("Excursions", _excursions(_ASSETS), GridPos(h=8, w=24, x=0, y=23)),
     ]
-    return Dashboard(
-        title="Coldchain fleet overview",
-        uid="coldchain-fleet",
-        tags=["coldchain"],
-        timezone="utc",
-        time=Time("now-6h", "now"),
-        refresh="1m",
-        templating=Templating(
-            list=[
-                _variable(
-                    "asset", 'SHOW TAG VALUES FROM "temperature" WITH KEY = "asset"', multi=True
-                )
-            ]
-        ),
-        annotations=Annotations(list=[_excursion_annotation(_ASSETS)]),
-        panels=panels,
-    ).auto_panel_ids()
+    variables = [
+        _variable("asset", 'SHOW TAG VALUES FROM "temperature" WITH KEY = "asset"', multi=True)
+    ]
+    return _dashboard("Coldchain fleet overview", "coldchain-fleet", variables, _ASSETS, panels)
 
 
 def compartment_detail() -> Dashboard:
@@ -224,26 +228,15 @@ def compartment_detail() -> Dashboard:
         ),
         _table("Excursions", _excursions(_ONE), GridPos(h=8, w=24, x=0, y=18)),
     ]
-    return Dashboard(
-        title="Coldchain compartment detail",
-        uid="coldchain-compartment",
-        tags=["coldchain"],
-        timezone="utc",
-        time=Time("now-6h", "now"),
-        refresh="1m",
-        templating=Templating(
-            list=[
-                _variable(
-                    "asset", 'SHOW TAG VALUES FROM "temperature" WITH KEY = "asset"', multi=False
-                ),
-                _variable(
-                    "compartment",
-                    'SHOW TAG VALUES FROM "temperature" WITH KEY = "compartment" '
-                    "WHERE \"asset\" = '$asset'",
-                    multi=False,
-                ),
-            ]
+    variables = [
+        _variable("asset", 'SHOW TAG VALUES FROM "temperature" WITH KEY = "asset"', multi=False),
+        _variable(
+            "compartment",
+            'SHOW TAG VALUES FROM "temperature" WITH KEY = "compartment" '
+            "WHERE \"asset\" = '$asset'",
+            multi=False,
         ),
-        annotations=Annotations(list=[_excursion_annotation(_ONE)]),
-        panels=panels,
-    ).auto_panel_ids()
+    ]
+    return _dashboard(
+        "Coldchain compartment detail", "coldchain-compartment", variables, _ONE, panels
+    )
