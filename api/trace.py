@@ -42,6 +42,10 @@ def _limits(profile: Profile) -> tuple[float | None, float | None]:
     return None, None
 
 
+def _ended(to_ms: int | None, now_ms: int) -> bool:
+    return to_ms is not None and to_ms <= now_ms
+
+
 class TraceService:
     def __init__(
         self,
@@ -65,9 +69,17 @@ class TraceService:
         low, high = _limits(profile)
         reports: list[LegReport] = []
         excursions = {}
+        # As of ``now_ms`` (device time): legs that began later do not exist yet, and one that
+        # ended later is still open then.
         legs = [
-            Leg(x.asset_id, x.compartment_id, x.from_ms, x.to_ms)
+            Leg(
+                x.asset_id,
+                x.compartment_id,
+                x.from_ms,
+                x.to_ms if _ended(x.to_ms, now_ms) else None,
+            )
             for x in self._registry.custody_legs(shipment_id)
+            if x.from_ms <= now_ms
         ]
         for leg in legs:
             end = leg.to_ms if leg.to_ms is not None else now_ms

@@ -216,3 +216,17 @@ def test_unknown_shipment(registry: Registry, influx: InfluxClient) -> None:
     with pytest.raises(ShipmentNotFound) as info:
         service(registry, influx).trace("SHP-404", m(0))
     assert info.value.shipment_id == "SHP-404"
+
+
+def test_a_trace_as_of_an_earlier_time(registry: Registry, influx: InfluxClient) -> None:
+    # SHP-1 at 30: on the truck, which was loaded at 0; the later scans have not happened yet.
+    early = service(registry, influx).trace("SHP-1", m(30))
+    assert [r.leg for r in early.legs] == [Leg("truck-1", "c1", m(0), None)]
+    # 2.0 holds [0, 5), 3.0 [5, 25), 5.0 [25, 30): 5 min of the 30 out of range.
+    assert early.legs[0].readings == 3 and early.legs[0].out_of_range_s == 300.0
+    assert early.excursions == [] and early.verdict == "compliant"
+    # At 100: on the store's dock since 61, 40 min unmonitored so far (> 30): a gap, still open.
+    mid = service(registry, influx).trace("SHP-1", m(100))
+    assert [r.leg.to_ms for r in mid.legs] == [m(60), m(61), None]
+    (gap,) = mid.excursions
+    assert gap.kind == "custody_gap" and gap.end_ms is None
