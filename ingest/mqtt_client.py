@@ -17,8 +17,12 @@ What changes, and why it is safe:
   once per ack, and consecutive PUBACKs are written with one ``send()``. Every ack is still
   sent, in order; a partial send is finished by paho's own write loop.
 
-It overrides paho's private ``_sock_recv``, ``_packet_queue`` and ``_packet_write``, pinned by
-the lock file; tests/unit/ingest/test_mqtt_client.py fails if their shape changes.
+- Messages go straight to ``on_message`` when no per-topic callback is registered, instead of
+  through paho's topic-filter trie for every message.
+
+It overrides paho's private ``_sock_recv``, ``_packet_queue``, ``_packet_write`` and
+``_handle_on_message``, pinned by the lock file; tests/unit/ingest/test_mqtt_client.py fails if
+their shape changes.
 """
 
 from __future__ import annotations
@@ -75,6 +79,23 @@ class BatchedClient(mqtt.Client):
         ):
             rc = super().loop_read(max_packets)
         return rc
+
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        # paho walks its topic-filter trie (message_callback_add) for every message, a
+        # recursive generator even when no filter is registered: skip it when there is none.
+        if self._on_message_filtered._root._children:
+            super()._handle_on_message(message)
+            return
+        on_message = self.on_message
+        if on_message is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
 
     # -- writes ----------------------------------------------------------------------------
     def _packet_queue(

@@ -51,12 +51,14 @@ def test_the_paho_hooks_it_overrides_still_have_their_shape() -> None:
         "loop_read": ["self", "max_packets"],
         "loop_write": ["self"],
         "reconnect": ["self"],
+        "_handle_on_message": ["self", "message"],
     }
     for name, params in expect.items():
         assert list(inspect.signature(getattr(mqtt.Client, name)).parameters) == params, name
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t")
-    for attr in ("_out_packet", "_sockpairW", "_thread", "_sock"):
+    for attr in ("_out_packet", "_sockpairW", "_thread", "_sock", "_in_callback_mutex"):
         assert hasattr(client, attr), attr
+    assert client._on_message_filtered._root._children == {}  # the trie it checks for filters
 
 
 def test_small_reads_are_served_from_one_recv(pair: tuple[BatchedClient, socket.socket]) -> None:
@@ -135,3 +137,32 @@ def test_reconnect_drops_bytes_of_the_old_connection(
     with pytest.raises(ValueError):
         client.reconnect()
     assert client.buffered_bytes() == 0
+
+
+def test_messages_reach_on_message_and_per_topic_callbacks_still_win() -> None:
+    client = BatchedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="t")
+    seen: list[tuple[str, bytes]] = []
+    client.on_message = lambda _c, _u, msg: seen.append(("any", msg.payload))
+    msg = mqtt.MQTTMessage(mid=1, topic=b"coldchain/v1/devices/d1/telemetry")
+    msg.payload = b"x"
+    client._handle_on_message(msg)
+    assert seen == [("any", b"x")]
+    client.message_callback_add(
+        "coldchain/v1/devices/+/telemetry", lambda _c, _u, m: seen.append(("filtered", m.payload))
+    )
+    client._handle_on_message(msg)
+    assert seen[-1] == ("filtered", b"x") and len(seen) == 2  # paho's rule: filters only
+
+
+def test_an_exception_in_on_message_is_raised_unless_suppressed() -> None:
+    client = BatchedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="t")
+
+    def boom(*_: object) -> None:
+        raise RuntimeError("boom")
+
+    client.on_message = boom
+    msg = mqtt.MQTTMessage(mid=1, topic=b"t")
+    with pytest.raises(RuntimeError):
+        client._handle_on_message(msg)
+    client.suppress_exceptions = True
+    client._handle_on_message(msg)  # logged, not raised: as paho does
