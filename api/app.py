@@ -20,7 +20,7 @@ from api.errors import install_error_handlers
 from api.routes import Resources, router
 from api.trace import TraceService
 from coldchain.fleet import Fleet, load_fleet
-from coldchain.rules import ProfileSet, load_presets, load_profiles
+from coldchain.rules import ProfileSet, load_presets
 from coldchain.settings import Settings
 from registry import Registry, open_registry, wall_clock_ms
 from timeseries.client import InfluxClient
@@ -51,9 +51,7 @@ def open_backends(
     it opened. Raises ColdchainError (e.g. the registry is not migrated: run `coldchain init`)."""
     with ExitStack() as stack:
         if profiles is None:
-            profiles = load_presets()
-            if settings.profiles_path is not None:
-                profiles = profiles.merged(load_profiles(settings.profiles_path))
+            profiles = load_presets(settings.profiles_path)
         if fleet is None:
             # The trace needs each asset's kind (vehicle or store) for its data-gap limit.
             fleet = load_fleet(settings.fleet_path)

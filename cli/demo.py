@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace, root: Path) -> int:
     from deploy.launcher import Services
     from ingest.service import IngestService
     from registry import open_registry, upgrade
-    from simulators.publish import ReplayClock, live_start, run_live
+    from simulators.publish import ReplayClock, replay_window, run_live
 
     quiet = args.json
     t_wall = time.monotonic()
@@ -77,10 +77,10 @@ def _run(args: argparse.Namespace, root: Path) -> int:
             spool=SpoolSettings(path=root / "spool.sqlite3"),
         )
         upgrade(settings.registry_url)
-        start = live_start(scenario.duration_s, utc_offset_h=scenario.utc_offset_h)
+        start, end = replay_window(scenario)
         with open_registry(settings.registry_url) as reg:
             _register_shipments(reg, scenario, start)
-        clock = ReplayClock(start, args.speedup, start + timedelta(seconds=scenario.duration_s))
+        clock = ReplayClock(start, args.speedup, end)
         # The rules judge silence (data gaps) and detection times on the replay's clock.
         service = IngestService(settings, fleet, clock_ms=clock)
         service.start()

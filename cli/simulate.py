@@ -99,7 +99,7 @@ def _stop_on_signals() -> threading.Event:
 
 def run(args: argparse.Namespace) -> int:
     from simulators.engine import Simulation
-    from simulators.publish import live_start, run_live, run_scale
+    from simulators.publish import replay_window, run_live, run_scale
 
     if args.scale is not None:
         stats = run_scale(
@@ -122,9 +122,7 @@ def run(args: argparse.Namespace) -> int:
     scenario = _scenario(args.scenario)
     if args.write_fleet:
         args.write_fleet.write_text(scenario.fleet().to_yaml(), encoding="utf-8")
-    start = _parse_start(args.start) or live_start(
-        scenario.duration_s, utc_offset_h=scenario.utc_offset_h
-    )
+    start = _parse_start(args.start) or replay_window(scenario)[0]
 
     if args.dry_run:
         sim = Simulation(scenario, start=start, seed=args.seed)

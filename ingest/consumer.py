@@ -58,11 +58,13 @@ class MqttSource:
         self._generation = 0
         self._lock = threading.Lock()
         self.connected = threading.Event()
+        self._v5 = settings.protocol == "5"
         client = BatchedClient(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
-            protocol=mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311,
-            clean_session=None if settings.protocol == "5" else False,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
+            # MQTT 3.1.1 keeps the session by clean_session=False; MQTT 5 by clean_start below.
+            clean_session=None if self._v5 else False,
             manual_ack=True,
         )
         if settings.username:
@@ -76,14 +78,14 @@ class MqttSource:
 
     def start(self) -> None:
         s = self.settings
-        if s.protocol == "5":
+        if self._v5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = s.session_expiry_s
             props.ReceiveMaximum = s.max_inflight
             self._client.connect_async(
                 s.host, s.port, keepalive=s.keepalive_s, clean_start=False, properties=props
             )
-        else:  # persistent session by clean_session=False, set on the client
+        else:
             self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
         self._client.loop_start()
 
@@ -113,8 +115,7 @@ class MqttSource:
             self.connected.set()
             return
         group = self.settings.share_group
-        v5 = self.settings.protocol == "5"
-        qos: SubscribeOptions | int = SubscribeOptions(qos=1) if v5 else 1
+        qos: SubscribeOptions | int = SubscribeOptions(qos=1) if self._v5 else 1
         client.subscribe([(shared_subscription(group, kind), qos) for kind in self.kinds])
         log.info("connected to MQTT %s:%d", self.settings.host, self.settings.port)
 

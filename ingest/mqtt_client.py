@@ -16,7 +16,6 @@ What changes, and why it is safe:
 - Acks (PUBACK) queued from other threads wake the network thread once per batch instead of
   once per ack, and consecutive PUBACKs are written with one ``send()``. Every ack is still
   sent, in order; a partial send is finished by paho's own write loop.
-
 - Messages go straight to ``on_message`` when no per-topic callback is registered, instead of
   through paho's topic-filter trie for every message.
 

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from coldchain.contract import Limits, PointEncoder, Sample
 from coldchain.exceptions import TelemetryRejected
 from coldchain.fleet import Fleet
-from coldchain.rules import ProfileAssignment, RulesEngine, load_presets, load_profiles
+from coldchain.rules import ProfileAssignment, RulesEngine, load_presets
 from coldchain.settings import Settings
 from ingest.consumer import Delivery, MqttSource
 from ingest.decode import decode
@@ -77,9 +77,7 @@ def process_delivery(
 
 
 def build_engine(settings: Settings, fleet: Fleet, registry: Registry) -> RulesEngine:
-    profiles = load_presets()
-    if settings.profiles_path is not None:
-        profiles = profiles.merged(load_profiles(settings.profiles_path))
+    profiles = load_presets(settings.profiles_path)
     assignments = [
         ProfileAssignment(
             a.asset_id, a.compartment_id, a.profile, a.from_ms, a.assigned_by, a.reason

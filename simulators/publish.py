@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ __all__ = [
     "SimClock",
     "live_start",
     "publish_stream",
+    "replay_window",
     "run_live",
     "run_scale",
 ]
@@ -80,6 +81,13 @@ def live_start(
     day_s = 86_400
     local_midnight = (latest + offset_s) // day_s * day_s - offset_s
     return datetime.fromtimestamp(local_midnight, tz=UTC)
+
+
+def replay_window(scenario: Scenario, now_s: float | None = None) -> tuple[datetime, datetime]:
+    """(start, end) of a live replay of ``scenario``: the latest window starting at a local
+    midnight (the scenario's ``utc_offset_h``) that ends by now; see ``live_start``."""
+    start = live_start(scenario.duration_s, now_s, utc_offset_h=scenario.utc_offset_h)
+    return start, start + timedelta(seconds=scenario.duration_s)
 
 
 class SimClock:
@@ -396,7 +404,7 @@ def run_live(
     Writes the ground truth to ``truth_path`` once the stream is complete (a stopped run writes
     none: its truth would claim messages that were never sent).
     """
-    start = start or live_start(scenario.duration_s, utc_offset_h=scenario.utc_offset_h)
+    start = start or replay_window(scenario)[0]
     sim = Simulation(scenario, start=start, seed=seed)
     fleet = scenario.fleet()
     pool, route = _open_pool(host, port, fleet.device_ids, connections, username)

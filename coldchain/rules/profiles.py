@@ -298,10 +298,12 @@ def load_profiles(path: str | Path) -> ProfileSet:
     return parse_profiles(raw, source=str(path))
 
 
-def load_presets() -> ProfileSet:
-    """The packaged preset profiles (``coldchain/rules/presets.yaml``)."""
+def load_presets(merge_path: str | Path | None = None) -> ProfileSet:
+    """The packaged preset profiles (``coldchain/rules/presets.yaml``), with the profiles of
+    ``merge_path`` (``COLDCHAIN_PROFILES_PATH``) merged over them when given."""
     text = resources.files("coldchain.rules").joinpath(PRESETS_RESOURCE).read_text("utf-8")
-    return parse_profiles(yaml.safe_load(text), source=PRESETS_RESOURCE)
+    presets = parse_profiles(yaml.safe_load(text), source=PRESETS_RESOURCE)
+    return presets if merge_path is None else presets.merged(load_profiles(merge_path))
 
 
 def _to_error(exc: ValidationError, source: str, prefix: tuple[str, ...]) -> ProfileError:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from deploy.launcher import Services
 from ingest.service import IngestService
 from registry import open_registry
 from simulators import GroundTruth, library_scenario
-from simulators.publish import ReplayClock, live_start, run_live
+from simulators.publish import ReplayClock, replay_window, run_live
 from tests.harness import spine_settings
 
 pytestmark = pytest.mark.e2e
@@ -58,8 +57,8 @@ def test_backlog_recovers_the_gap_and_reveals_late_excursions(
     fleet = scenario.fleet()
     settings = spine_settings(services, unique_name, tmp_path)
     speedup = 1440.0
-    start = live_start(scenario.duration_s, utc_offset_h=scenario.utc_offset_h)
-    clock = ReplayClock(start, speedup, start + timedelta(seconds=scenario.duration_s))
+    start, end = replay_window(scenario)
+    clock = ReplayClock(start, speedup, end)
     service = IngestService(settings, fleet, clock_ms=clock)
     service.start()
     alerts = _Alerts(services.mosquitto.port)

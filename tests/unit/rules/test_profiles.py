@@ -60,6 +60,11 @@ def test_load_from_file_and_merge_over_presets(tmp_path: Path) -> None:
     both = load_presets().merged(mine)
     assert "ice_cream" in both and "frozen" in both
     assert both["chilled"].rules[0].max_c == 5  # type: ignore[union-attr]
+    # What ingest and the API load from COLDCHAIN_PROFILES_PATH: the same merge.
+    configured = load_presets(f)
+    assert configured.names == both.names
+    assert configured["chilled"].rules[0].max_c == 5  # type: ignore[union-attr]
+    assert load_presets()["chilled"].rules[0].max_c == 4  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

@@ -56,3 +56,15 @@ def test_the_replay_clock_stops_at_the_end_of_a_past_window(
     free.begin()
     wall[0] += 10.0
     assert free() == (start + timedelta(hours=4)).timestamp() * 1000
+
+
+def test_a_scenarios_replay_window_is_its_duration_from_local_midnight() -> None:
+    from simulators import library_scenario
+    from simulators.publish import replay_window
+
+    scenario = library_scenario("demo")
+    now = datetime(2026, 11, 29, 20, 41, tzinfo=UTC).timestamp()
+    start, end = replay_window(scenario, now)
+    assert start == live_start(scenario.duration_s, now, utc_offset_h=scenario.utc_offset_h)
+    assert (end - start).total_seconds() == scenario.duration_s
+    assert end.timestamp() <= now
