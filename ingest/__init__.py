@@ -2,13 +2,14 @@
 
 Stages, one module each: ``decode``, ``validate``, ``spool``, ``write``, ``evaluate`` (rules)
 and ``events`` (custody scans); ``consumer`` is the MQTT adapter, ``service`` wires them,
-``metrics`` exposes counters.
+``metrics`` exposes counters and ``health`` the raised problems behind ``/healthz``.
 """
 
 from ingest.consumer import Delivery, MqttSource
 from ingest.decode import Decoded, decode
 from ingest.evaluate import Accepted, CustodyChange, EvaluateStage
 from ingest.events import EventOutcome, process_event
+from ingest.health import Health
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.service import IngestService, Processed, process_delivery
 from ingest.spool import DeadLetter, Spool, SpooledMessage
@@ -23,6 +24,7 @@ __all__ = [
     "Delivery",
     "EvaluateStage",
     "EventOutcome",
+    "Health",
     "IngestMetrics",
     "IngestService",
     "MetricsServer",

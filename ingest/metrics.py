@@ -6,6 +6,8 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from ingest.health import Health
+
 __all__ = ["IngestMetrics", "MetricsServer"]
 
 
@@ -30,6 +32,7 @@ class IngestMetrics:
         self.write_errors = 0
         self.dead_letters: Counter[str] = Counter()
         self.receive_lag_s = 0.0
+        self.health = Health()
 
     @property
     def spool_depth_messages(self) -> int:
@@ -41,10 +44,11 @@ class IngestMetrics:
         )
 
     def snapshot(self) -> dict[str, object]:
-        data = {k: v for k, v in vars(self).items() if k != "dead_letters"}
+        data = {k: v for k, v in vars(self).items() if k not in ("dead_letters", "health")}
         data["spool_depth_messages"] = self.spool_depth_messages
         data["dead_letters"] = dict(self.dead_letters)
         data["dead_letters_total"] = sum(self.dead_letters.values())
+        data["healthy"] = int(self.health.ok)
         return data
 
     def prometheus(self) -> str:
@@ -66,14 +70,18 @@ class MetricsServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                status = 200
                 if self.path == "/metrics":
                     body, ctype = m.prometheus().encode(), "text/plain; version=0.0.4"
                 elif self.path == "/healthz":
-                    body, ctype = b"ok\n", "text/plain"
+                    problems = m.health.problems()
+                    text = "".join(f"{k}: {v}\n" for k, v in sorted(problems.items()))
+                    body, ctype = (text or "ok\n").encode(), "text/plain; charset=utf-8"
+                    status = 503 if problems else 200
                 else:
                     self.send_error(404, "try /metrics or /healthz")
                     return
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -51,3 +51,32 @@ def test_prometheus_text() -> None:
         name, value = line.rsplit(" ", 1)
         float(value)
         assert name.split("{")[0].replace("_", "").isalnum()
+
+
+def test_healthz_red_while_a_problem_is_raised() -> None:
+    import urllib.error
+    import urllib.request
+
+    from ingest.metrics import MetricsServer
+
+    m = IngestMetrics()
+    server = MetricsServer(m, 0)
+    server.start()
+    url = f"http://127.0.0.1:{server.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert (r.status, r.read()) == (200, b"ok\n")
+        m.health.raise_problem("spool_unwritable", "disk full")
+        assert m.snapshot()["healthy"] == 0
+        try:
+            urllib.request.urlopen(url, timeout=10)
+            raise AssertionError("expected 503")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 503
+            assert exc.read() == b"spool_unwritable: disk full\n"
+        m.health.clear("spool_unwritable")
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200
+        assert m.snapshot()["healthy"] == 1
+    finally:
+        server.stop()

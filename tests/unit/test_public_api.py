@@ -65,6 +65,7 @@ PINNED: dict[str, list[str]] = {
         "Delivery",
         "EvaluateStage",
         "EventOutcome",
+        "Health",
         "IngestMetrics",
         "IngestService",
         "MetricsServer",
