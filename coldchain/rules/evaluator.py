@@ -124,6 +124,8 @@ class CompartmentEvaluator:
             degree_minutes=round(tr.dm, 4),
             profile=self.profile.name,
             detail=tr.detail,
+            out_of_range_s=tr.oor / 1000.0 if rule.limits else None,
+            returned_ms=tr.ret if rule.limits and tr.ret >= 0 else None,
         )
 
     def emit(

@@ -12,6 +12,7 @@ from coldchain.rules import (
     Observation,
     Profile,
     evaluate,
+    load_presets,
     make_observation,
     parse_profiles,
 )
@@ -31,6 +32,14 @@ def spec(
 
 def profile(*rules: dict[str, Any], name: str = "test") -> Profile:
     return parse_profiles({"profiles": {name: {"rules": list(rules)}}})[name]
+
+
+def preset(name: str, *rules: str) -> Profile:
+    """The packaged preset ``name`` cut down to ``rules`` (all of them when none are named)."""
+    full = load_presets()[name]
+    keep = tuple(r for r in full.rules if not rules or r.name in rules)
+    assert len(keep) == (len(rules) or len(full.rules)), (name, rules)
+    return Profile(name=name, rules=keep)
 
 
 def at(minute: float) -> int:
