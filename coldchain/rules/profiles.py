@@ -172,9 +172,13 @@ class SensorFaultRule(_RuleBase):
     # implausible
     min_c: TempC = -60.0
     max_c: TempC = 70.0
-    # stuck: identical value for >= stuck_samples samples AND >= stuck_min minutes
+    # stuck: identical value for >= stuck_samples samples AND >= stuck_min minutes; a product
+    # probe also needs the air (else door/defrost time) to say the product must have moved:
+    # more than product_move_c away from the frozen value for product_move_min since it froze
     stuck_samples: Annotated[int, Field(ge=2, le=100_000)] = 30
     stuck_min: Minutes = 60.0
+    product_move_c: Annotated[float, Field(gt=0.0, le=100.0)] = 3.0
+    product_move_min: Minutes = 30.0
     # disagree: spread between probes of the same kind (air/product) for >= delay
     max_spread_c: Annotated[float, Field(gt=0.0, le=100.0)] = 3.0
     delay_min: Minutes = 10.0

@@ -109,7 +109,7 @@ ALL_RULES: tuple[dict[str, Any], ...] = (
         "door_extra_delay_min": 2,
         "escalate": {"after_min": 10, "degree_minutes": 20, "peak_beyond_c": 6},
     },
-    {"name": "hard_high", "kind": "hard_limit", "max_c": 15.0},
+    {"name": "hard_high", "kind": "hard_limit", "max_c": 15.0, "hysteresis_c": 0.5},
     {"name": "hard_low", "kind": "hard_limit", "min_c": 0.0, "inclusive": True},
     {
         "name": "heat_single",
@@ -131,7 +131,15 @@ ALL_RULES: tuple[dict[str, Any], ...] = (
     },
     {"name": "door", "kind": "door_open", "max_open_min": 3, "loading_max_open_min": 6},
     {"name": "setpoint", "kind": "setpoint", "min_c": 2.0, "max_c": 8.0, "delay_min": 2},
-    {"name": "stuck", "kind": "sensor_fault", "check": "stuck", "stuck_samples": 4, "stuck_min": 3},
+    {
+        "name": "stuck",
+        "kind": "sensor_fault",
+        "check": "stuck",
+        "stuck_samples": 4,
+        "stuck_min": 3,
+        "product_move_c": 2.0,
+        "product_move_min": 2,
+    },
     {
         "name": "implausible",
         "kind": "sensor_fault",
