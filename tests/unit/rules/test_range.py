@@ -310,6 +310,8 @@ def test_hard_limit_default_clear_delay_alone_stops_the_storm() -> None:
     [exc] = only(res)
     assert kinds(res) == ["opened", "closed"]
     assert (exc.start_ms, exc.end_ms, exc.returned_ms) == (at(0), at(19), at(19))
+    # reported closed by the sample at 29, 10 min after the 7.8 at 19
+    assert kinds(run(sp, profile(bare), series(sp, vals[:29]))) == ["opened"]
     # without a clear delay (explicitly 0): one excursion per crossing, as before issue 9
     storm = run(sp, profile({**bare, "clear_delay_min": 0}), series(sp, vals))
     assert len(only(storm)) == 10 and len(storm.changes) == 20
