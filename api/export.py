@@ -2,7 +2,9 @@
 
 FSMA 204 asks for traceability records as an electronic sortable spreadsheet; so each row
 repeats the shipment and profile, times are RFC 3339 UTC (they sort as text), and each leg
-carries its own verdict. Pure: no I/O.
+carries its own verdict. The leg's excursions are listed by id, and - in the same order - with
+the time each was actually out of range and when it last came back within the limits
+(``na`` for kinds without temperature limits, or still outside). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -33,8 +35,12 @@ CSV_COLUMNS = (
     "unmonitored_s",
     "out_of_range_s",
     "excursion_ids",  # space-separated
+    "excursion_out_of_range_s",  # space-separated, aligned with excursion_ids; na: none
+    "excursion_returned",  # space-separated RFC 3339, aligned with excursion_ids; na: none
     "verdict",
 )
+
+_NA = "na"  # in an aligned list: the excursion has no such value
 
 # A cell starting with one of these is a formula to a spreadsheet; ids come from outside.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -74,6 +80,10 @@ def leg_verdicts(trace: ShipmentTrace, at_ms: int) -> list[Verdict]:
     return [verdict([r], _leg_excursions(r, trace, at_ms))[0] for r in trace.legs]
 
 
+def _aligned(values: list[str]) -> str:
+    return " ".join(values)
+
+
 def trace_to_csv(trace: ShipmentTrace, at_ms: int) -> str:
     out = io.StringIO()
     writer = csv.writer(out)  # RFC 4180: CRLF line ends, quoting as needed
@@ -98,6 +108,8 @@ def trace_to_csv(trace: ShipmentTrace, at_ms: int) -> str:
                 _num(r.unmonitored_s),
                 _num(r.out_of_range_s),
                 " ".join(e.id for e in found),
+                _aligned([_num(e.out_of_range_s) or _NA for e in found]),
+                _aligned([rfc3339(e.returned_ms) or _NA for e in found]),
                 verdict([r], found)[0],
             ]
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 from coldchain.exceptions import ColdchainError
 from coldchain.fleet import Fleet
-from coldchain.rules import ProfileSet
+from coldchain.rules import ProfileSet, plausible_limits
 from coldchain.rules.kinds import gap_cap_ms, gap_spec
 from coldchain.rules.profiles import Profile, RangeRule
 from coldchain.trace import (
@@ -67,6 +67,7 @@ class TraceService:
             raise ShipmentNotFound(shipment_id)
         profile = self._profiles[shipment.profile]
         low, high = _limits(profile)
+        plausible = plausible_limits(profile)  # implausible values are no temperature
         reports: list[LegReport] = []
         excursions = {}
         # As of ``now_ms`` (device time): legs that began later do not exist yet, and one that
@@ -88,7 +89,12 @@ class TraceService:
             cap = gap_cap_ms(gap_spec(profile), self._asset_kind(leg.asset_id))
             if leg.compartment_id is not None:
                 series = read_control_series(
-                    self._influx, leg.asset_id, leg.compartment_id, leg.from_ms - cap, end
+                    self._influx,
+                    leg.asset_id,
+                    leg.compartment_id,
+                    leg.from_ms - cap,
+                    end,
+                    plausible,
                 )
                 found = [
                     r.excursion

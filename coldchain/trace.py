@@ -4,17 +4,20 @@
 and excursions, InfluxDB the temperatures; this module only computes (no I/O), so the API, the
 demo report and tests share one definition.
 
-Semantics (docs/rules.md): a reading holds until the next one, for at most ``cap_ms`` (the
-data-gap limit); time beyond the cap is unmonitored. Statistics are time-weighted over the leg.
-A leg without a compartment (dock, handover) is unmonitored by definition; unmonitored time
-longer than the allowed dwell (consecutive dock legs, e.g. across a handover, add up) is a
-``custody_gap`` excursion.
+Semantics (docs/rules.md, section 14): a reading holds until the next one, for at most
+``cap_ms`` (the data-gap limit); time beyond the cap is unmonitored. Statistics are
+time-weighted over the leg, from plausible readings only (``control_series``). A leg without a
+compartment (dock, handover) is unmonitored by definition; unmonitored time longer than the
+allowed dwell (consecutive dock legs, e.g. across a handover, add up) is a ``custody_gap``
+excursion. The verdict's reasons say how long the product was out of range, when it came back,
+and which door events may explain it: a door explains an excursion, it never hides one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from coldchain.rules.excursion import Excursion
@@ -26,6 +29,7 @@ __all__ = [
     "LegReport",
     "ShipmentTrace",
     "Verdict",
+    "control_series",
     "custody_gaps",
     "leg_report",
     "verdict",
@@ -39,6 +43,31 @@ DEFAULT_DOCK_LIMIT_MS = 30 * 60_000
 # Excursion kinds that say the product was too warm or too cold (as opposed to evidence gaps).
 _TEMPERATURE_KINDS = frozenset({"range", "hard_limit", "cumulative", "mkt"})
 _EVIDENCE_KINDS = frozenset({"data_gap", "custody_gap"})
+
+
+def control_series(
+    by_role: Mapping[str, Mapping[int, Sequence[float]]],
+    plausible_c: tuple[float, float] | None = None,
+) -> list[tuple[int, float]]:
+    """A compartment's product temperature over time, ``(ts_ms, temp_c)`` in order, from its
+    probe values grouped by probe role (``"product"``/``"air"``) and instant: the mean of the
+    product probes at each instant, or of the air probes when the window has no product value
+    (the rules' "control probe" choice). Values outside ``plausible_c`` (the profile's
+    implausible limits, ``coldchain.rules.plausible_limits``) are dropped first: they are
+    evidence of a sensor fault, not a temperature (docs/rules.md, section 1)."""
+
+    def clean(per_ts: Mapping[int, Sequence[float]]) -> dict[int, list[float]]:
+        out: dict[int, list[float]] = {}
+        for t, values in per_ts.items():
+            kept = [
+                v for v in values if plausible_c is None or plausible_c[0] <= v <= plausible_c[1]
+            ]
+            if kept:
+                out[t] = kept
+        return out
+
+    chosen = clean(by_role.get("product", {})) or clean(by_role.get("air", {}))
+    return [(t, sum(v) / len(v)) for t, v in sorted(chosen.items())]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,12 +224,17 @@ def verdict(
     legs: Sequence[LegReport], excursions: Iterable[Excursion]
 ) -> tuple[Verdict, list[str]]:
     """``excursion`` if the product was out of its limits, else ``incomplete`` if the evidence
-    has holes (data or custody gaps, a monitored leg without readings), else ``compliant``."""
+    has holes (data or custody gaps, a monitored leg without readings), else ``compliant``.
+
+    A temperature excursion's reason names how long the product was out of range, when it came
+    back, its detail and the door events of that compartment overlapping it
+    (docs/rules.md, section 14)."""
     reasons: list[str] = []
     exc = [e for e in excursions if not e.superseded and e.status != "recovered"]
     temp = [e for e in exc if e.kind in _TEMPERATURE_KINDS and e.severity != "info"]
+    doors = [e for e in exc if e.kind == "door_open"]
     for e in temp:
-        reasons.append(f"{e.kind} {e.rule} on {e.asset_id}/{e.compartment_id} ({e.severity})")
+        reasons.append(_temperature_reason(e, doors))
     if temp:
         return "excursion", reasons
     for e in exc:
@@ -210,3 +244,36 @@ def verdict(
         if r.leg.compartment_id is not None and r.readings == 0:
             reasons.append(f"no readings on {r.leg.asset_id}/{r.leg.compartment_id}")
     return ("incomplete", reasons) if reasons else ("compliant", reasons)
+
+
+def _temperature_reason(e: Excursion, doors: Sequence[Excursion]) -> str:
+    text = f"{e.kind} {e.rule} on {e.asset_id}/{e.compartment_id} ({e.severity})"
+    facts = []
+    if e.out_of_range_s is not None:
+        facts.append(f"out of range {e.out_of_range_s:.0f} s")
+    if e.returned_ms is not None:
+        facts.append(f"back within limits at {_utc(e.returned_ms)}")
+    if facts:
+        text += ": " + ", ".join(facts)
+    if e.detail:
+        text += f"; {e.detail}"
+    end = e.end_ms
+    for d in doors:
+        if (
+            d.asset_id == e.asset_id
+            and d.compartment_id == e.compartment_id
+            and (end is None or d.start_ms < end)
+            and (d.end_ms is None or d.end_ms >= e.start_ms)
+        ):
+            until = "still open" if d.end_ms is None else _utc(d.end_ms)
+            text += f"; door_open {d.rule} {_utc(d.start_ms)} to {until}"
+    return text
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc(ms: int) -> str:
+    """RFC 3339 UTC (``2026-01-05T00:26:00Z``; milliseconds only when there are some)."""
+    t = _EPOCH + timedelta(milliseconds=ms)
+    return t.isoformat(timespec="milliseconds" if ms % 1000 else "seconds").replace("+00:00", "Z")

@@ -96,6 +96,8 @@ def excursion_line(change: Change) -> str:
             "duration_s": e.duration_s,
             "peak_c": e.peak_c,
             "degree_minutes": e.degree_minutes,
+            "out_of_range_s": e.out_of_range_s,
+            "returned_ms": e.returned_ms,
             "detected_late": e.detected_late,
             "detail": e.detail[:500],
         }

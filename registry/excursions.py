@@ -32,6 +32,8 @@ ENGINE_FIELDS = (
     "profile",
     "detail",
     "superseded",
+    "out_of_range_s",
+    "returned_ms",
 )
 
 
@@ -83,6 +85,8 @@ def to_record(row: ExcursionRow) -> ExcursionRecord:
         detail=row.detail,
         id=row.id,
         superseded=row.superseded,
+        out_of_range_s=row.out_of_range_s,
+        returned_ms=row.returned_ms,
     )
     return ExcursionRecord(exc, row.updated_ms, row.ack_by, row.ack_ms, row.ack_comment)
 

@@ -87,6 +87,10 @@ class ExcursionRow(Base):
     detail: Mapped[str] = mapped_column(Text)
     # A recomputation showed it never happened as reported; kept for the audit trail.
     superseded: Mapped[bool] = mapped_column(Boolean)
+    # Time actually beyond the limits and the last return within them (temperature-limit
+    # rules; NULL for other kinds and rows written before revision 0002).
+    out_of_range_s: Mapped[float | None] = mapped_column(Float)
+    returned_ms: Mapped[int | None] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
     ack_by: Mapped[str | None] = mapped_column(String(ACTOR))
     ack_ms: Mapped[int | None] = mapped_column(BigInteger)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from coldchain.contract import CompartmentState, Position, Sample
+from coldchain.trace import control_series
 from timeseries.client import InfluxClient
 
 __all__ = ["quote_ident", "quote_str", "read_control_series", "read_samples"]
@@ -86,11 +87,17 @@ def read_samples(client: InfluxClient, asset_id: str, from_ms: int, to_ms: int) 
 
 
 def read_control_series(
-    client: InfluxClient, asset_id: str, compartment_id: str, from_ms: int, to_ms: int
+    client: InfluxClient,
+    asset_id: str,
+    compartment_id: str,
+    from_ms: int,
+    to_ms: int,
+    plausible_c: tuple[float, float] | None = None,
 ) -> list[tuple[int, float]]:
     """The compartment's product temperature over time, ``(ts_ms, temp_c)`` in order: the mean
     of its product probes at each instant, or of its air probes where it has no product probe
-    (the same "control probe" choice the rules make)."""
+    (the same "control probe" choice the rules make), without values outside ``plausible_c``
+    (``coldchain.trace.control_series``)."""
     q = (
         f'SELECT "temp_c" FROM "temperature" {_window(asset_id, from_ms, to_ms)}'
         f" AND {quote_ident('compartment')} = {quote_str(compartment_id)}"
@@ -101,5 +108,4 @@ def read_control_series(
         per_ts = by_probe.setdefault(series.tags.get("probe", ""), defaultdict(list))
         for t, temp in series.values:
             per_ts[int(t)].append(float(temp))
-    chosen = by_probe.get("product") or by_probe.get("air") or {}
-    return [(t, sum(v) / len(v)) for t, v in sorted(chosen.items())]
+    return control_series(by_probe, plausible_c)

@@ -22,6 +22,7 @@ from coldchain.rules.evaluator import (
 from coldchain.rules.excursion import Excursion, ExcursionStatus, RuleKind, Severity, excursion_id
 from coldchain.rules.late import merge
 from coldchain.rules.mkt import MktAccumulator, mean_kinetic_temperature
+from coldchain.rules.plausible import plausible_limits
 from coldchain.rules.profiles import (
     Profile,
     ProfileAssignment,
@@ -72,6 +73,7 @@ __all__ = [
     "merge",
     "observations_from_sample",
     "parse_profiles",
+    "plausible_limits",
     "prepare",
     "profile_at",
     "specs_for",

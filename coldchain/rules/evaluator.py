@@ -17,6 +17,7 @@ from typing import Any, Literal
 from coldchain.rules.excursion import Excursion, ExcursionStatus
 from coldchain.rules.kinds import Rule, Track, build_rules, gap_cap_ms, gap_spec
 from coldchain.rules.kinds.gap import GapKind
+from coldchain.rules.plausible import drop_implausible, plausible_limits
 from coldchain.rules.profiles import Profile
 from coldchain.rules.readings import CompartmentSpec, Observation, prepare
 
@@ -69,7 +70,9 @@ class CompartmentEvaluator:
         "late_until",
         "lo",
         "now",
+        "plausible",
         "profile",
+        "raw",
         "rules",
         "setpoint",
         "spec",
@@ -86,6 +89,10 @@ class CompartmentEvaluator:
         self.tick_rules: list[Rule] = [r for r in self.rules if isinstance(r, GapKind)]
         self.steps = [r.step for r in self.rules]  # bound once: the hot loop calls these
         self.cap = gap_cap_ms(gap_spec(profile), spec.asset_kind)
+        # Values outside these feed only the implausible rule, which reads ``raw`` (the
+        # observation as reported); every other rule gets it without them.
+        self.plausible = plausible_limits(profile)
+        self.raw: Observation | None = None
         self.ts = -1  # device time of the last evaluated observation
         self.last_temp_ts = -1  # device time of the last temperature recording
         self.hi: float | None = None
@@ -124,6 +131,8 @@ class CompartmentEvaluator:
             degree_minutes=round(tr.dm, 4),
             profile=self.profile.name,
             detail=tr.detail,
+            out_of_range_s=tr.oor / 1000.0 if rule.limits else None,
+            returned_ms=tr.ret if rule.limits and tr.ret >= 0 else None,
         )
 
     def emit(
@@ -180,6 +189,12 @@ class CompartmentEvaluator:
             held = held_any = 0
         self.now = ts if now_ms is None else now_ms
         self.late = ts <= self.late_until
+        raw = self.raw = obs
+        pl = self.plausible
+        if pl is not None and obs.amax is not None:
+            amin = obs.amin
+            if obs.amax > pl[1] or (amin is not None and amin < pl[0]):
+                obs = drop_implausible(self.spec, obs, pl[0], pl[1])
         for rule_step in self.steps:
             rule_step(self, obs, held, held_any)
         if obs.hi is not None:
@@ -200,7 +215,7 @@ class CompartmentEvaluator:
         if obs.stationary is not None:
             self.stationary = obs.stationary
         self.ts = ts
-        self.last_obs = obs
+        self.last_obs = raw
 
     def tick(self, now_ms: int) -> list[Change]:
         """Wall-clock progress: opens (or escalates) a data gap that is still going on."""

@@ -40,9 +40,16 @@ class Excursion:
     """One broken-chain event on one compartment (or zone) for one rule.
 
     Times are epoch milliseconds UTC of *device* time, except ``detected_ms`` (ingest wall clock
-    when the engine first reported it). ``end_ms`` is None while open. ``degree_minutes`` is the
-    time integral of how far beyond the limit the temperature was (degC x min), the usual
+    when the engine first reported it). ``end_ms`` is None while open; it is the *alarm's* end
+    (with a clear delay and hysteresis, the first sample of the clearing run). ``degree_minutes``
+    is the time integral of how far beyond the limit the temperature was (degC x min), the usual
     severity measure; ``peak_c`` the worst temperature seen.
+
+    For temperature-limit rules (range, hard limit, cumulative) ``out_of_range_s`` is the known
+    time in seconds the value was actually beyond the limits from ``start_ms`` to ``end_ms`` (to
+    the latest observation while open), and ``returned_ms`` the device time of the sample with
+    which it last came back within them (None while still outside). Both are None for every
+    other kind (docs/rules.md, section 3).
     """
 
     asset_id: str
@@ -63,6 +70,8 @@ class Excursion:
     # True when a recomputation after late data showed this excursion never happened as reported
     # (e.g. its start moved): kept for the audit trail, status "closed", hidden by consumers.
     superseded: bool = False
+    out_of_range_s: float | None = None
+    returned_ms: int | None = None
 
     def __post_init__(self) -> None:
         if not self.id:

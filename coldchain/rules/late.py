@@ -36,7 +36,17 @@ _SEV = {"info": 0, "warning": 1, "critical": 2}
 
 
 def _content(e: Excursion) -> tuple[object, ...]:
-    return (e.status, e.end_ms, e.severity, e.peak_c, e.degree_minutes, e.detail, e.superseded)
+    return (
+        e.status,
+        e.end_ms,
+        e.severity,
+        e.peak_c,
+        e.degree_minutes,
+        e.detail,
+        e.superseded,
+        e.out_of_range_s,
+        e.returned_ms,
+    )
 
 
 def continuations(
@@ -69,7 +79,15 @@ def _continue(r: Excursion, p: Excursion) -> Excursion:
         detected_late=p.detected_late,
         severity=r.severity if _SEV[r.severity] >= _SEV[p.severity] else p.severity,
         degree_minutes=max(r.degree_minutes, p.degree_minutes),
+        out_of_range_s=_max_or_none(r.out_of_range_s, p.out_of_range_s),
     )
+
+
+def _max_or_none(a: float | None, b: float | None) -> float | None:
+    """The larger known value: a continuation's recompute saw only part of the history."""
+    if a is None or b is None:
+        return a if b is None else b
+    return max(a, b)
 
 
 def merge(

@@ -81,25 +81,27 @@ class RangeRule(_RuleBase):
     @model_validator(mode="after")
     def _limits(self) -> RangeRule:
         _check_limits(self.min_c, self.max_c)
-        lo, hi = self.min_c, self.max_c
-        if lo is not None and hi is not None and hi - lo < 2 * self.hysteresis_c:
-            raise ValueError("hysteresis_c leaves no room between min_c and max_c")
+        _check_hysteresis(self.min_c, self.max_c, self.hysteresis_c)
         return self
 
 
 class HardLimitRule(_RuleBase):
-    """Any reading beyond a hard limit: critical at once; closes at the first reading inside."""
+    """Any reading beyond a hard limit: critical at once; closes once back inside (within the
+    hysteresis band) for the clear delay - 10 min by default, so a value dithering at the limit
+    is one episode, not an alarm storm (docs/rules.md, section 4.2)."""
 
     kind: Literal["hard_limit"]
     severity: Literal["info", "warning", "critical"] = "critical"
     min_c: TempC | None = None
     max_c: TempC | None = None
     inclusive: bool = False
-    clear_delay_min: Minutes = 0.0
+    clear_delay_min: Minutes = 10.0
+    hysteresis_c: Annotated[float, Field(ge=0.0, le=20.0)] = 0.0
 
     @model_validator(mode="after")
     def _limits(self) -> HardLimitRule:
         _check_limits(self.min_c, self.max_c)
+        _check_hysteresis(self.min_c, self.max_c, self.hysteresis_c)
         return self
 
 
@@ -170,9 +172,13 @@ class SensorFaultRule(_RuleBase):
     # implausible
     min_c: TempC = -60.0
     max_c: TempC = 70.0
-    # stuck: identical value for >= stuck_samples samples AND >= stuck_min minutes
+    # stuck: identical value for >= stuck_samples samples AND >= stuck_min minutes; a product
+    # probe also needs the air (else door/defrost time) to say the product must have moved:
+    # more than product_move_c away from the frozen value for product_move_min since it froze
     stuck_samples: Annotated[int, Field(ge=2, le=100_000)] = 30
     stuck_min: Minutes = 60.0
+    product_move_c: Annotated[float, Field(gt=0.0, le=100.0)] = 3.0
+    product_move_min: Minutes = 30.0
     # disagree: spread between probes of the same kind (air/product) for >= delay
     max_spread_c: Annotated[float, Field(gt=0.0, le=100.0)] = 3.0
     delay_min: Minutes = 10.0
@@ -195,6 +201,11 @@ RuleSpec = Annotated[
     | SensorFaultRule,
     Field(discriminator="kind"),
 ]
+
+
+def _check_hysteresis(lo: float | None, hi: float | None, hysteresis_c: float) -> None:
+    if lo is not None and hi is not None and hi - lo < 2 * hysteresis_c:
+        raise ValueError("hysteresis_c leaves no room between min_c and max_c")
 
 
 def _check_limits(lo: float | None, hi: float | None) -> None:

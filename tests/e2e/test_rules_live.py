@@ -112,6 +112,14 @@ def test_backlog_recovers_the_gap_and_reveals_late_excursions(
         assert by_id[e.id][-1] == "closed"
     # Lifecycle changes only: a handful per excursion, not one per reading.
     assert max(len(v) for v in by_id.values()) <= 3
+    # Issue 9: the time actually out of range and the return travel with the record, from the
+    # engine through the registry and the alert.
+    rng = next(e for e in late if e.kind == "range")
+    assert rng.end_ms is not None and rng.out_of_range_s is not None and rng.returned_ms
+    assert 0 < rng.out_of_range_s * 1000 <= rng.end_ms - rng.start_ms
+    assert rng.start_ms < rng.returned_ms <= rng.end_ms
+    last = [a for a in alerts.items if a["id"] == rng.id][-1]
+    assert (last["out_of_range_s"], last["returned_ms"]) == (rng.out_of_range_s, rng.returned_ms)
 
 
 def _ms(iso: str) -> int:

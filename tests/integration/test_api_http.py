@@ -97,6 +97,11 @@ def test_trace_csv(client: TestClient, registry: Registry) -> None:  # noqa: F81
     )
     assert (truck["out_of_range_s"], truck["verdict"]) == ("600.0", "excursion")
     assert truck["excursion_ids"] == range_excursion(25, 35).id
+    # the registry's out-of-range time and return reach the CSV
+    assert (truck["excursion_out_of_range_s"], truck["excursion_returned"]) == (
+        "600.0",
+        rfc3339(m(35)),
+    )
     # The truck's dock (60..61) ends before the custody gap starts (90); the store's does not.
     assert (truck_dock["verdict"], store_dock["verdict"]) == ("compliant", "incomplete")
     assert (zone["readings"], zone["min_c"], zone["max_c"], zone["mean_c"]) == (

@@ -124,6 +124,8 @@ def range_excursion(start: float, end: float, *, superseded: bool = False) -> Ex
         peak_c=5.0,
         profile="chilled",
         superseded=superseded,
+        out_of_range_s=(end - start) * 60.0,
+        returned_ms=m(end),
     )
 
 
@@ -193,7 +195,31 @@ def test_a_registered_excursion_makes_it_an_excursion(
     assert [e.id for e in trace.excursions] == [during.id, trace.excursions[1].id]
     assert trace.excursions[1].kind == "custody_gap"
     assert trace.verdict == "excursion"
-    assert trace.reasons == ["range range on truck-1/c1 (warning)"]
+    # The registry's record carries the time out of range and the return into the trace.
+    assert (trace.excursions[0].out_of_range_s, trace.excursions[0].returned_ms) == (600.0, m(35))
+    assert trace.reasons == [
+        "range range on truck-1/c1 (warning): out of range 600 s, back within limits at "
+        "2026-09-21T14:48:20Z"
+    ]
+
+
+def test_implausible_values_are_left_out_of_the_trace(
+    registry: Registry, influx: InfluxClient
+) -> None:
+    # docs/rules.md 4.9 / 14: a frozen product probe reads -19, -19, 85.0 (DS18B20 power-on
+    # value), -19, -19; the air -21. Frozen's implausible limits are -60..60.
+    temps = [-19.0, -19.0, 85.0, -19.0, -19.0]
+    lines = [point("truck-3", "c1", "product", i, v) for i, v in enumerate(temps)]
+    lines += [point("truck-3", "c1", "air", i, -21.0) for i in range(5)]
+    influx.write("\n".join(lines).encode())
+    registry.create_shipment("SHP-F", profile="frozen", actor="planner", created_ms=m(-10))
+    registry.record_custody_event("SHP-F", "load", "truck-3", "c1", ts_ms=m(0), actor="d")
+    registry.record_custody_event("SHP-F", "unload", "truck-3", "c1", ts_ms=m(5), actor="d")
+    trace = service(registry, influx).trace("SHP-F", m(5))
+    leg = trace.legs[0]
+    assert (leg.readings, leg.min_c, leg.max_c) == (4, -19.0, -19.0)
+    assert leg.mkt_c == pytest.approx(-19.0) and leg.monitored_s == 300.0
+    assert (trace.verdict, trace.reasons) == ("compliant", [])
 
 
 def test_open_leg_ends_now(registry: Registry, influx: InfluxClient) -> None:

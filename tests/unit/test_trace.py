@@ -4,8 +4,11 @@ unless said otherwise)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from coldchain.rules import evaluate, load_presets, make_observation
 from coldchain.rules.excursion import (
     Excursion,
     ExcursionStatus,
@@ -14,10 +17,13 @@ from coldchain.rules.excursion import (
     excursion_id,
 )
 from coldchain.rules.mkt import mean_kinetic_temperature
+from coldchain.rules.profiles import Profile
+from coldchain.rules.readings import CompartmentSpec
 from coldchain.trace import (
     DEFAULT_DOCK_LIMIT_MS,
     Leg,
     LegReport,
+    control_series,
     custody_gaps,
     leg_report,
     verdict,
@@ -354,15 +360,37 @@ def test_a_temperature_excursion_gives_excursion(kind: RuleKind, severity: Sever
     e = exc(kind, rule=f"my_{kind}", severity=severity)
     v, reasons = verdict([report()], [e])
     assert v == "excursion"
-    assert reasons == [f"{kind} my_{kind} on truck-1/c1 ({severity})"]
+    assert reasons == [f"{kind} my_{kind} on truck-1/c1 ({severity}); {kind} detail"]
 
 
 def test_excursion_outranks_gaps() -> None:
-    e = exc("hard_limit", rule="hard_high", severity="critical")
+    e = replace(exc("hard_limit", rule="hard_high", severity="critical"), detail="")
     gap = exc("data_gap", rule="gap", status="open", end=None)
     v, reasons = verdict([report(readings=0)], [gap, e])
     assert v == "excursion"
     assert reasons == ["hard_limit hard_high on truck-1/c1 (critical)"]
+
+
+def test_reasons_name_the_time_out_of_range_the_return_and_overlapping_doors() -> None:
+    # Range 10..40 out of range 1500 s, back at 35; doors of the same compartment at 5..30
+    # (overlaps) and 50..55 (does not), one on another compartment (does not).
+    e = replace(exc("range", start=10, end=40), out_of_range_s=1500.0, returned_ms=m(35))
+    door = exc("door_open", rule="door", start=5, end=30)
+    later = exc("door_open", rule="door", start=50, end=55)
+    elsewhere = exc("door_open", rule="door", start=5, end=30, comp="c2")
+    still = exc("door_open", rule="door_rear", start=38, end=None, status="open")
+    v, reasons = verdict([report()], [door, e, later, elsewhere, still])
+    assert v == "excursion"
+    assert reasons == [
+        "range range on truck-1/c1 (warning): out of range 1500 s, back within limits at "
+        "2026-09-21T14:48:20Z; range detail; door_open door 2026-09-21T14:18:20Z to "
+        "2026-09-21T14:43:20Z; door_open door_rear 2026-09-21T14:51:20Z to still open"
+    ]
+    # still outside: no return yet
+    out = replace(e, status="open", end_ms=None, returned_ms=None, detail="")
+    assert verdict([report()], [out])[1] == [
+        "range range on truck-1/c1 (warning): out of range 1500 s"
+    ]
 
 
 def test_info_superseded_and_non_temperature_excursions_do_not_count() -> None:
@@ -415,3 +443,86 @@ def test_custody_gap_from_custody_gaps_makes_the_trace_incomplete() -> None:
 def test_nothing_is_compliant() -> None:
     assert verdict([report(), report("c2")], []) == ("compliant", [])
     assert verdict([], []) == ("compliant", [])
+
+
+# -- issue 9 ---------------------------------------------------------------------------------
+
+T_DOOR = 1_767_571_200_000  # 2026-01-05T00:00:00Z
+
+
+def test_door_allowance_does_not_hide_the_excursion_from_the_verdict() -> None:
+    # docs/rules.md 14 (and 4.1): chilled truck-st-01/main standing at a loading stop, door
+    # open 0..25, 5.0 degC at 1..25: the door raised a warning, the range rule held back its
+    # live alarm - and the shipment on board is not compliant.
+    chilled = load_presets()["chilled"]
+    prof = Profile(
+        name="chilled", rules=tuple(r for r in chilled.rules if r.name in {"range", "door"})
+    )
+    sp = CompartmentSpec("truck-st-01", "main", "vehicle", [("main-prod", "product")])
+    temps = [3.0] + [5.0] * 25 + [3.5] * 15  # minutes 0..40
+    observations = [
+        make_observation(
+            sp,
+            T_DOOR + i * MIN,
+            {"main-prod": t},
+            door_open=i < 25,
+            speed_kmh=0.0,
+        )
+        for i, t in enumerate(temps)
+    ]
+    excursions = sorted(
+        evaluate(sp, prof, observations).excursions.values(), key=lambda e: e.start_ms
+    )
+    leg = Leg("truck-st-01", "main", T_DOOR, T_DOOR + 40 * MIN)
+    series = [(o.ts, o.hi) for o in observations if o.hi is not None]
+    r = leg_report(
+        leg, series, end_ms=leg.to_ms or 0, cap_ms=10 * MIN, low_c=0.0, high_c=4.0,
+        excursions=excursions,
+    )  # fmt: skip
+    assert (r.readings, r.max_c, r.out_of_range_s) == (40, 5.0, 1500.0)
+    v, reasons = verdict([r], excursions)
+    assert v == "excursion"
+    assert reasons == [
+        "range range on truck-st-01/main (warning): out of range 1500 s, back within limits at "
+        "2026-01-05T00:26:00Z; door open at a stop: the door allowance (10 min) held back the "
+        "live alarm; door_open door 2026-01-05T00:00:00Z to 2026-01-05T00:25:00Z"
+    ]
+
+
+def test_control_series_drops_implausible_values_before_the_mean() -> None:
+    by_role = {
+        "product": {m(0): [-19.0], m(1): [-19.0, -18.0], m(2): [85.0], m(3): [85.0, -19.0]},
+        "air": {m(0): [-21.0], m(2): [-21.0]},
+    }
+    assert control_series(by_role, (-60.0, 60.0)) == [
+        (m(0), -19.0),
+        (m(1), -18.5),
+        (m(3), -19.0),
+    ]
+    assert control_series(by_role) == [
+        (m(0), -19.0),
+        (m(1), -18.5),
+        (m(2), 85.0),
+        (m(3), 33.0),
+    ]
+    # a window whose product values are all implausible falls back to the air probes
+    only_bad = {"product": {m(0): [85.0]}, "air": {m(0): [-21.0]}}
+    assert control_series(only_bad, (-60.0, 60.0)) == [(m(0), -21.0)]
+    assert control_series({}, (-60.0, 60.0)) == []
+
+
+def test_power_on_value_is_not_in_the_trace() -> None:
+    # docs/rules.md 4.9 / 14: frozen product -19, -19, 85.0, -19, -19 (one a minute).
+    by_role = {"product": {m(i): [v] for i, v in enumerate([-19.0, -19.0, 85.0, -19.0, -19.0])}}
+    leg = Leg("truck-1", "c1", m(0), m(5))
+    series = control_series(by_role, (-60.0, 60.0))
+    r = leg_report(leg, series, end_ms=m(5), cap_ms=10 * MIN, low_c=None, high_c=-18.0)
+    assert (r.readings, r.max_c, r.min_c, r.out_of_range_s) == (4, -19.0, -19.0, 0.0)
+    assert r.mkt_c == pytest.approx(-19.0) and r.mean_c == pytest.approx(-19.0)
+    assert r.monitored_s == 300.0
+    assert verdict([r], []) == ("compliant", [])
+    # before issue 9 the raw series said max 85.0 and MKT ~51 degC
+    raw = leg_report(
+        leg, control_series(by_role), end_ms=m(5), cap_ms=10 * MIN, low_c=None, high_c=-18.0
+    )
+    assert raw.max_c == 85.0 and raw.mkt_c is not None and raw.mkt_c > 50

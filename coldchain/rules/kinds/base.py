@@ -30,7 +30,18 @@ _MIN = 60_000.0
 class Track:
     """An excursion in progress (mutable while open; reported as frozen ``Excursion``s)."""
 
-    __slots__ = ("detail", "detected", "dm", "late", "over", "peak", "severity", "start")
+    __slots__ = (
+        "detail",
+        "detected",
+        "dm",
+        "late",
+        "oor",
+        "over",
+        "peak",
+        "ret",
+        "severity",
+        "start",
+    )
 
     def __init__(
         self,
@@ -42,6 +53,8 @@ class Track:
         dm: float = 0.0,
         detail: str = "",
         late: bool = False,
+        oor: int = 0,
+        ret: int = -1,
     ) -> None:
         self.start = start
         self.severity: Severity = severity
@@ -51,6 +64,8 @@ class Track:
         self.dm = dm  # degree-minutes beyond the limit
         self.detail = detail
         self.late = late  # set by a late-data merge: reported after the fact
+        self.oor = oor  # ms of known time actually beyond the limits (limit rules)
+        self.ret = ret  # device ms the value last came back within the limits; -1: not back
 
     def dump(self) -> list[Any]:
         return [
@@ -62,22 +77,39 @@ class Track:
             self.dm,
             self.detail,
             self.late,
+            self.oor,
+            self.ret,
         ]
 
     @classmethod
     def load(cls, d: list[Any] | None) -> Track | None:
         if d is None:
             return None
-        start, severity, detected, peak, over, dm, detail, late = d
+        start, severity, detected, peak, over, dm, detail, late = d[:8]
+        oor, ret = d[8:10] if len(d) >= 10 else (0, -1)  # checkpoints before issue 9
         return cls(
-            int(start), severity, int(detected), peak, float(over), float(dm), str(detail), late
+            int(start),
+            severity,
+            int(detected),
+            peak,
+            float(over),
+            float(dm),
+            str(detail),
+            late,
+            int(oor),
+            int(ret),
         )
 
 
 class Rule:
-    """Base of every rule kind. Subclasses keep their state in ``__slots__``."""
+    """Base of every rule kind. Subclasses keep their state in ``__slots__``.
+
+    ``limits``: the rule judges temperatures against limits, so its excursions carry
+    ``out_of_range_s`` and ``returned_ms`` (from ``Track.oor`` / ``Track.ret``).
+    """
 
     __slots__ = ("kind", "name", "severity", "tr")
+    limits = False
 
     def __init__(self, name: str, kind: RuleKind, severity: Severity) -> None:
         self.name = name

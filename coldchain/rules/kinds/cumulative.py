@@ -24,6 +24,7 @@ _MIN = 60_000.0
 
 
 class CumulativeKind(Rule):
+    limits = True
     __slots__ = (
         "above",
         "budget",
@@ -56,6 +57,7 @@ class CumulativeKind(Rule):
         tr = self.tr
         if tr is not None:
             tr.dm += self.over * part / _MIN
+            tr.oor += part
             return
         self.used += part
         if self.used >= self.budget:
@@ -69,6 +71,7 @@ class CumulativeKind(Rule):
                 self.over * excess / _MIN,
                 f"budget of {self.budget / _MIN:g} min beyond {self.thr:g} degC used up",
             )
+            tr.oor = excess
             self._open(c, tr)
 
     def _reset(self, c: CompartmentEvaluator, at: int) -> None:
@@ -120,6 +123,7 @@ class CumulativeKind(Rule):
                     Track(obs.ts, self.severity, c.now, v, self.over, 0.0, "budget already used"),
                 )
         elif tr is not None:
+            tr.ret = obs.ts
             self._close(c, obs.ts)
 
     def dump(self) -> dict[str, Any]:

@@ -1,7 +1,13 @@
 """Range rule (delay, clear delay, hysteresis, escalation, defrost/door) and hard limit.
 
-A hard limit is a range rule with no delay, severity critical and no escalation; the WHO
-"single event" indicators are one-sided range rules with ``inclusive: true``.
+A hard limit is a range rule with no delay, severity critical and no escalation (it closes with
+a clear delay and hysteresis like a range, so a value dithering at the limit is one episode);
+the WHO "single event" indicators are one-sided range rules with ``inclusive: true``.
+
+Every excursion also records the time actually out of range and the last return within the
+limits (``Track.oor`` / ``Track.ret``), independent of the alarm's delays. The door allowance
+only holds back the live alarm: a door-at-a-stop run that ends after ``delay_min`` but before
+``delay_min + door_extra_delay_min`` is recorded when it ends (docs/rules.md, section 4.1).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ _MIN = 60_000.0
 
 
 class RangeKind(Rule):
+    limits = True
     __slots__ = (
         "clear",
         "clr_ms",
@@ -44,6 +51,7 @@ class RangeKind(Rule):
         "run_dm",
         "run_door",
         "run_ms",
+        "run_oor",
         "run_over",
         "run_peak",
         "run_start",
@@ -73,7 +81,7 @@ class RangeKind(Rule):
             self.door_extra = round(spec.door_extra_delay_min * _MIN)
         else:
             self.delay = 0
-            self.hyst = 0.0
+            self.hyst = spec.hysteresis_c
             self.esc_after = -1
             self.esc_dm = _INF
             self.esc_peak = _INF
@@ -84,6 +92,7 @@ class RangeKind(Rule):
         self.val = 0.0
         self.run_start = -1
         self.run_ms = 0
+        self.run_oor = 0  # known ms beyond the limits in the run (defrost time included)
         self.run_dm = 0.0
         self.run_peak = 0.0
         self.run_over = 0.0
@@ -99,19 +108,47 @@ class RangeKind(Rule):
         ):
             self._escalate(c, tr)
 
-    def _open_run(self, c: CompartmentEvaluator, at: int) -> None:
+    def _run_track(self, c: CompartmentEvaluator, detail: str) -> Track:
         tr = Track(self.run_start, self.severity, c.now, self.run_peak, self.run_over, self.run_dm)
+        tr.detail = detail
+        tr.oor = self.run_oor
         self.run_start = -1
+        return tr
+
+    def _open_run(self, c: CompartmentEvaluator, at: int) -> None:
+        detail = ""
+        if self.run_door:
+            detail = f"door open at a stop: delay extended by {self.door_extra / _MIN:g} min"
+        tr = self._run_track(c, detail)
         self._open(c, tr)
         self.clr_start = -1
         self.clr_ms = 0
         self._check_escalation(c, tr, at)
+
+    def _record_held_back(self, c: CompartmentEvaluator, at: int) -> None:
+        """A door-at-a-stop run outside for at least ``delay_min`` ended (at ``at``, back within
+        the limits) before the door allowance ran out: no live alarm was raised, but it was an
+        excursion by the rule, so it is reported now as one ``closed`` change."""
+        tr = self._run_track(
+            c,
+            f"door open at a stop: the door allowance ({self.door_extra / _MIN:g} min) held back"
+            " the live alarm",
+        )
+        tr.ret = at
+        self._open(c, tr)
+        self._check_escalation(c, tr, at)
+        self._close(c, at)
 
     def step(self, c: CompartmentEvaluator, obs: Observation, held: int, held_any: int) -> None:
         # 1. advance over [c.ts, c.ts + held) with the held condition
         cond = self.cond
         if held > 0 and cond != _UNKNOWN:
             t0 = c.ts
+            if cond == _OUT:  # actually out of range, whatever the defrost makes of the delay
+                if self.tr is not None:
+                    self.tr.oor += held
+                else:
+                    self.run_oor += held
             if self.supp and c.defrost_since >= 0:
                 sup = c.defrost_since + self.supp - t0
                 if sup > 0:
@@ -159,6 +196,7 @@ class RangeKind(Rule):
         tr = self.tr
         if cond == _OUT:
             if tr is not None:
+                tr.ret = -1
                 self.clr_start = -1
                 self.clr_ms = 0
                 if self.over > tr.over:
@@ -169,6 +207,7 @@ class RangeKind(Rule):
             if self.run_start < 0:
                 self.run_start = obs.ts
                 self.run_ms = 0
+                self.run_oor = 0
                 self.run_dm = 0.0
                 self.run_peak = self.val
                 self.run_over = self.over
@@ -183,6 +222,8 @@ class RangeKind(Rule):
             if self.run_ms >= (self.delay + self.door_extra if self.run_door else self.delay):
                 self._open_run(c, obs.ts)
         elif tr is not None:
+            if tr.ret < 0:  # back within the limits (in the hysteresis band or inside)
+                tr.ret = obs.ts
             if cond == _IN:
                 if self.clr_start < 0:
                     self.clr_start = obs.ts
@@ -192,7 +233,9 @@ class RangeKind(Rule):
             else:
                 self.clr_start = -1
                 self.clr_ms = 0
-        else:
+        elif self.run_start >= 0:
+            if self.run_door and self.run_ms >= self.delay:
+                self._record_held_back(c, obs.ts)
             self.run_start = -1
 
     def dump(self) -> dict[str, Any]:
@@ -209,11 +252,14 @@ class RangeKind(Rule):
             self.run_door,
             self.clr_start,
             self.clr_ms,
+            self.run_oor,
         ]
         return d
 
     def load(self, d: dict[str, Any]) -> None:
         super().load(d)
+        st = d["s"]
+        self.run_oor = int(st[11]) if len(st) > 11 else 0  # checkpoints before issue 9
         (
             self.cond,
             self.over,
@@ -226,4 +272,4 @@ class RangeKind(Rule):
             self.run_door,
             self.clr_start,
             self.clr_ms,
-        ) = d["s"]
+        ) = st[:11]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 
 import pytest
 from fastapi import HTTPException
@@ -108,7 +109,7 @@ def _trace() -> ShipmentTrace:
     truck = Leg("truck-1", "c1", T0, T0 + 60 * MIN)
     dock = Leg("truck-1", None, T0 + 60 * MIN, T0 + 110 * MIN)
     zone = Leg("store-1", "z1", T0 + 110 * MIN, None)
-    rng = _exc(20, 30)
+    rng = _exc(20, 30, out_of_range_s=540.0, returned_ms=T0 + 29 * MIN)
     gap = _exc(90, 110, compartment_id="dock:=SUM(A1)", rule="custody_gap", kind="custody_gap")
     return ShipmentTrace(
         "=SUM(A1)",
@@ -138,7 +139,24 @@ def test_csv_of_a_trace() -> None:
     assert (truck["readings"], truck["min_c"], truck["max_c"]) == ("6", "2.5", "5.25")
     assert (truck["mean_c"], truck["out_of_range_s"]) == ("3.123", "600.0")
     assert truck["excursion_ids"] == trace.excursions[0].id
+    # each excursion's time out of range and return, in the order of excursion_ids
+    assert truck["excursion_out_of_range_s"] == "540.0"
+    assert truck["excursion_returned"] == "2026-09-21T14:42:20Z"
     assert truck["verdict"] == "excursion"
     assert (dock["compartment_id"], dock["readings"], dock["min_c"]) == ("", "0", "")
     assert dock["excursion_ids"] == trace.excursions[1].id and dock["verdict"] == "incomplete"
+    # a custody gap has no temperature limits: "na"
+    assert (dock["excursion_out_of_range_s"], dock["excursion_returned"]) == ("na", "na")
+    assert (zone["excursion_ids"], zone["excursion_out_of_range_s"]) == ("", "")
     assert (zone["to"], zone["min_c"], zone["verdict"]) == ("", "-1.0", "compliant")
+
+
+def test_csv_lists_align_with_the_excursion_ids() -> None:
+    trace = _trace()
+    still_out = _exc(40, None, rule="hard_high", kind="hard_limit", out_of_range_s=120.0)
+    legs = [replace(trace.legs[0], excursion_ids=(trace.excursions[0].id, still_out.id))]
+    both = replace(trace, legs=legs, excursions=[trace.excursions[0], still_out])
+    (row,) = csv.DictReader(io.StringIO(trace_to_csv(both, T0 + 140 * MIN)))
+    assert row["excursion_ids"].split(" ") == [trace.excursions[0].id, still_out.id]
+    assert row["excursion_out_of_range_s"].split(" ") == ["540.0", "120.0"]
+    assert row["excursion_returned"].split(" ") == ["2026-09-21T14:42:20Z", "na"]

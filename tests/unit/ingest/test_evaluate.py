@@ -77,9 +77,12 @@ def test_alert_and_annotation_carry_the_excursion(tmp_path: Path) -> None:
         peak_c=9.5,
         degree_minutes=12.5,
         detail='door "left" open',
+        out_of_range_s=420.0,
+        returned_ms=T0 + 540_000,
     )
     body = json.loads(alert_payload(Change("closed", e)))
     assert body["v"] == 1 and body["change"] == "closed"
+    assert (body["out_of_range_s"], body["returned_ms"]) == (420.0, T0 + 540_000)
     assert (body["id"], body["asset_id"], body["detected_late"], body["end_ms"]) == (
         e.id,
         "truck-1",
@@ -90,3 +93,4 @@ def test_alert_and_annotation_carry_the_excursion(tmp_path: Path) -> None:
     assert line.startswith("excursion,asset=truck-1,compartment=c1,rule=range ")
     assert line.endswith(f" {T0}")
     assert 'detail="door \\"left\\" open"' in line and "duration_s=600" in line
+    assert "out_of_range_s=420," in line and f"returned_ms={T0 + 540_000}i" in line

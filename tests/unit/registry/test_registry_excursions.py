@@ -190,3 +190,15 @@ def test_nan_is_rejected_not_stored(reg: Registry) -> None:
     with pytest.raises(RecordRejected):
         reg.upsert_excursion(exc)
     assert reg.get_excursion(exc.id) is None
+
+
+def test_out_of_range_time_and_return_are_stored_and_updated(reg: Registry) -> None:
+    exc = _exc(out_of_range_s=1200.0, returned_ms=None)
+    reg.upsert_excursions([exc])
+    closed = dataclasses.replace(
+        exc, status="closed", end_ms=5_160_000, out_of_range_s=3300.0, returned_ms=5_040_000
+    )
+    assert reg.upsert_excursions([closed]) == [exc.id]
+    stored = reg.get_excursion(exc.id)
+    assert stored is not None and stored.excursion == closed
+    assert (stored.excursion.out_of_range_s, stored.excursion.returned_ms) == (3300.0, 5_040_000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -50,12 +51,13 @@ def test_compare_does_notice_a_difference(registry_url: str) -> None:
 
 
 def test_upgrade_is_idempotent_and_reaches_head(registry_url: str) -> None:
-    assert upgrade(registry_url) == head_revision() == "0001"
-    assert upgrade(registry_url) == "0001"
+    head = head_revision()
+    assert upgrade(registry_url) == head
+    assert upgrade(registry_url) == head
     engine = make_engine(registry_url)
     try:
         assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == head
     finally:
         engine.dispose()
 
@@ -68,8 +70,45 @@ def test_downgrade_to_base_then_upgrade_again(registry_url: str) -> None:
         assert set(inspect(engine).get_table_names()) == {"alembic_version"}
     finally:
         engine.dispose()
-    assert upgrade(registry_url) == "0001"
+    assert upgrade(registry_url) == head_revision()
     assert _diff(registry_url) == []
+
+
+def test_0002_adds_out_of_range_columns_and_keeps_existing_excursions(registry_url: str) -> None:
+    # An excursion stored under 0001 reads back after 0002 with the new fields unknown (None);
+    # a new upsert fills them; downgrading to 0001 drops them again and keeps the row.
+    upgrade(registry_url, "0001")
+    engine = make_engine(registry_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO excursions (id, asset_id, compartment_id, rule, kind, severity,"
+                " status, start_ms, end_ms, detected_ms, detected_late, peak_c, degree_minutes,"
+                " profile, detail, superseded, updated_ms) VALUES ('e1', 'truck-1', 'c1',"
+                " 'range', 'range', 'warning', 'closed', 0, 60000, 60000, 0, 9.0, 1.0,"
+                " 'chilled', '', 0, 60000)"
+            )
+    finally:
+        engine.dispose()
+    upgrade(registry_url, "0002")
+    with open_registry(registry_url) as reg:
+        old = reg.get_excursion("e1")
+        assert old is not None
+        assert (old.excursion.out_of_range_s, old.excursion.returned_ms) == (None, None)
+        assert old.excursion.start_ms == 0 and old.excursion.peak_c == 9.0
+        new = replace(old.excursion, out_of_range_s=45.0, returned_ms=60_000)
+        reg.upsert_excursions([new])
+        again = reg.get_excursion("e1")
+        assert again is not None and again.excursion == new
+    downgrade(registry_url, "0001")
+    engine = make_engine(registry_url)
+    try:
+        cols = {c["name"] for c in inspect(engine).get_columns("excursions")}
+        assert "out_of_range_s" not in cols and "returned_ms" not in cols
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT id FROM excursions").fetchall() == [("e1",)]
+    finally:
+        engine.dispose()
 
 
 def test_migration_seeds_the_audit_head(migrated_url: str) -> None:
@@ -110,11 +149,13 @@ def test_cli_init_migrates_settings_url(
     assert main(["init", "--verify-audit"]) == 0
     assert main(["init"]) == 0  # repeatable
     out = capsys.readouterr().out
-    assert "schema at revision 0001" in out
+    assert f"schema at revision {head_revision()}" in out
     assert "audit chain intact" in out
     db = registry_url.removeprefix("sqlite:///")
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            (head_revision(),)
+        ]
 
 
 def test_cli_init_reports_a_bad_url(capsys: pytest.CaptureFixture[str]) -> None:

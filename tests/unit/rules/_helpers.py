@@ -12,6 +12,7 @@ from coldchain.rules import (
     Observation,
     Profile,
     evaluate,
+    load_presets,
     make_observation,
     parse_profiles,
 )
@@ -31,6 +32,14 @@ def spec(
 
 def profile(*rules: dict[str, Any], name: str = "test") -> Profile:
     return parse_profiles({"profiles": {name: {"rules": list(rules)}}})[name]
+
+
+def preset(name: str, *rules: str) -> Profile:
+    """The packaged preset ``name`` cut down to ``rules`` (all of them when none are named)."""
+    full = load_presets()[name]
+    keep = tuple(r for r in full.rules if not rules or r.name in rules)
+    assert len(keep) == (len(rules) or len(full.rules)), (name, rules)
+    return Profile(name=name, rules=keep)
 
 
 def at(minute: float) -> int:
@@ -100,7 +109,7 @@ ALL_RULES: tuple[dict[str, Any], ...] = (
         "door_extra_delay_min": 2,
         "escalate": {"after_min": 10, "degree_minutes": 20, "peak_beyond_c": 6},
     },
-    {"name": "hard_high", "kind": "hard_limit", "max_c": 15.0},
+    {"name": "hard_high", "kind": "hard_limit", "max_c": 15.0, "hysteresis_c": 0.5},
     {"name": "hard_low", "kind": "hard_limit", "min_c": 0.0, "inclusive": True},
     {
         "name": "heat_single",
@@ -122,7 +131,15 @@ ALL_RULES: tuple[dict[str, Any], ...] = (
     },
     {"name": "door", "kind": "door_open", "max_open_min": 3, "loading_max_open_min": 6},
     {"name": "setpoint", "kind": "setpoint", "min_c": 2.0, "max_c": 8.0, "delay_min": 2},
-    {"name": "stuck", "kind": "sensor_fault", "check": "stuck", "stuck_samples": 4, "stuck_min": 3},
+    {
+        "name": "stuck",
+        "kind": "sensor_fault",
+        "check": "stuck",
+        "stuck_samples": 4,
+        "stuck_min": 3,
+        "product_move_c": 2.0,
+        "product_move_min": 2,
+    },
     {
         "name": "implausible",
         "kind": "sensor_fault",

@@ -215,3 +215,18 @@ def test_previous_open_excursion_before_the_window_not_confirmed_is_closed() -> 
     assert ch.kind == "closed" and ch.excursion.end_ms == at(50) and ch.excursion.id == p.id
     # ...but a closed one before the window is never touched
     assert merge([replace(p, status="closed", end_ms=at(5))], [], from_ms=at(50), now_ms=NOW) == []
+
+
+def test_merge_updates_out_of_range_time_and_return() -> None:
+    # A backlog showed the product was out of range longer, and came back later: the same
+    # excursion (same id, same end) is updated, the first detection kept.
+    p = Excursion(
+        "truck-1", "front", "range", "range", "warning", "closed", at(0), at(30), at(6),
+        out_of_range_s=600.0, returned_ms=at(20),
+    )  # fmt: skip
+    r = replace(p, detected_ms=NOW, out_of_range_s=900.0, returned_ms=at(28))
+    [ch] = merge([p], [r], from_ms=at(5), now_ms=NOW)
+    assert ch.kind == "updated"
+    assert (ch.excursion.out_of_range_s, ch.excursion.returned_ms) == (900.0, at(28))
+    assert ch.excursion.detected_ms == at(6)
+    assert merge([p], [replace(p, detected_ms=NOW)], from_ms=at(5), now_ms=NOW) == []

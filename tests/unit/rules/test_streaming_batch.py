@@ -24,7 +24,7 @@ from coldchain.rules import (
     make_observation,
 )
 
-from ._helpers import ALL_RULES, T0, TWO_PROBES, profile, spec
+from ._helpers import ALL_RULES, T0, TWO_PROBES, preset, profile, spec
 
 PROFILE = profile(*ALL_RULES, name="all")
 
@@ -255,3 +255,52 @@ def test_checkpoint_mid_excursion_resumes_identically() -> None:
     for m in msgs[cut + 1 :]:
         got.extend(second.feed("truck-1", m).changes)
     assert got == expected
+
+
+def test_issue9_examples_stream_with_a_checkpoint_at_every_sample() -> None:
+    """The new state (out-of-range time, door-held-back runs, stuck evidence, implausible
+    values) survives a checkpoint anywhere: streaming restarted at every sample == batch."""
+    sp = spec(sensors=(("a1", "air"), ("p1", "product")))
+    prof = preset("frozen")
+    seq = []
+    for m in range(215):
+        air = -8.0 if 30 <= m < 60 else -20.5 + (m % 4) * 0.5
+        if m < 120:  # frozen through a defrost (stuck), one power-on value at 100
+            product = 85.0 if m == 100 else -20.0
+        elif m < 155:  # 35 min warm with the door open at a stop: held back, then recorded
+            product = -15.0
+        elif m < 170:
+            product = -20.5
+        else:  # dithering across the -12 hard limit
+            product = -16.0 + (m % 2) * 5
+        seq.append(
+            make_observation(
+                sp,
+                T0 + m * 60_000,
+                {"a1": air, "p1": product},
+                door_open=m < 20 or 120 <= m < 155,
+                mode="defrost" if 30 <= m < 60 else "cooling",
+                speed_kmh=0.0,
+            )
+        )
+    batch = evaluate(sp, prof, seq)
+    rules = sorted((e.rule, e.status) for e in batch.excursions.values())
+    assert rules == [
+        ("door", "closed"),
+        ("door", "closed"),
+        ("hard_high", "open"),
+        ("implausible", "closed"),
+        ("range", "closed"),
+        ("range", "open"),
+        ("stuck", "closed"),
+    ]
+    ev = CompartmentEvaluator(sp, prof)
+    streamed: list[Change] = []
+    for o in seq:
+        saved = json.loads(json.dumps(ev.dump()))
+        ev = CompartmentEvaluator(sp, prof)
+        ev.load(saved)
+        r = ev.feed(o)
+        assert not isinstance(r, RecomputeNeeded)
+        streamed.extend(r)
+    assert streamed == batch.changes
