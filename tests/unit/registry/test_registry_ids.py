@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from coldchain.exceptions import RecordRejected
+from coldchain.exceptions import RecordRejected, TelemetryRejected
+from coldchain.fleet import Asset, Compartment, Fleet, SensorSpec
+from ingest.events import process_event
 from registry import Registry, make_engine, open_registry, upgrade
 from registry.migrate import current_revision, head_revision
 
@@ -184,3 +186,27 @@ def test_migration_stops_naming_what_it_cannot_repair_and_changes_nothing(
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT * FROM shipments ORDER BY id").fetchall() == before
         assert conn.execute("SELECT count(*) FROM audit_log").fetchone() == (0,)
+
+
+def test_an_mqtt_custody_scan_takes_the_registry_s_shipment_ids(reg: Registry) -> None:
+    """A scan over MQTT used to refuse an id with '/' or ':' that the registry held; now the
+    scan is recorded, and an id that breaks the rules is dead-lettered with the rule."""
+    c1 = Compartment(id="c1", profile="chilled", sensors=(SensorSpec(id="c1-air", probe="air"),))
+    fleet = Fleet([Asset(id=T, kind="vehicle", devices=("tcu-1",), compartments=(c1,))])
+    sid = "PO-2026/0042:A"
+    reg.create_shipment(sid, profile="chilled", actor="api")
+
+    def scan(shipment_id: str) -> bytes:
+        return json.dumps(
+            {"v": 1, "device_id": "tcu-1", "ts": "2026-11-30T08:00:00Z", "seq": 1,
+             "type": "custody", "action": "load", "shipment_id": shipment_id,
+             "asset_id": T, "compartment_id": "c1", "actor": "driver-chen"}
+        ).encode()  # fmt: skip
+
+    now = 1_796_025_600_000  # 2026-11-30T08:00:00Z
+    out = process_event("coldchain/v1/devices/tcu-1/events", scan(sid), fleet, reg, 65536, now)
+    assert out.custody == (T, "c1", now)
+    assert [e.shipment_id for e in reg.custody_events(sid)] == [sid]
+    with pytest.raises(TelemetryRejected) as err:
+        process_event("coldchain/v1/devices/tcu-1/events", scan("SHP 1"), fleet, reg, 65536, now)
+    assert err.value.reason == "invalid_event" and "U+0020 SPACE" in str(err.value)
