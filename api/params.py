@@ -74,8 +74,6 @@ ShipmentIdPath = Annotated[str, Path(description=_SHIPMENT_DOC)]
 AssetIdQuery = Annotated[str | None, Query(description="asset id (an identifier)")]
 CompartmentIdQuery = Annotated[str | None, Query(description="compartment id (an identifier)")]
 
-_KNOWN: dict[int, frozenset[str]] = {}
-
 
 def _query_aliases(dependant: Dependant) -> set[str]:
     names = {p.alias for p in dependant.query_params}
@@ -85,11 +83,8 @@ def _query_aliases(dependant: Dependant) -> set[str]:
 
 
 def _known_query_params(route: APIRoute) -> frozenset[str]:
-    known = _KNOWN.get(id(route))
-    if known is None:
-        known = frozenset(_query_aliases(route.dependant))
-        _KNOWN[id(route)] = known
-    return known
+    # Computed per request (a handful of fields): a cache keyed by route would outlive an app.
+    return frozenset(_query_aliases(route.dependant))
 
 
 def strict_query(request: Request) -> None:
@@ -107,7 +102,7 @@ def strict_query(request: Request) -> None:
                 if known
                 else "this endpoint takes no query parameters"
             )
-            raise HTTPException(422, f"unknown query parameter {name!r}; {hint}")
+            raise HTTPException(422, f"unknown query parameter {name[:60]!r}; {hint}")
         if name in seen:
             raise HTTPException(422, f"query parameter {name!r} is given more than once")
         seen.add(name)

@@ -129,6 +129,7 @@ def shipment_id_problem(value: str) -> str | None:
 
 
 def is_shipment_id(value: str) -> bool:
+    """True if ``value`` is a ShipmentId (``shipment_id_problem`` says why not)."""
     return shipment_id_problem(value) is None
 
 
