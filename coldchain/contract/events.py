@@ -10,6 +10,11 @@ Three event types, told apart by ``type``:
 - ``door``: a compartment or zone door opened or closed (exact time, between telemetry samples).
 - ``alarm``: the reefer unit raised or cleared an alarm code.
 
+Identifiers: ``device_id``, ``asset_id`` and ``compartment_id`` are coldchain Identifiers;
+``shipment_id`` is a ShipmentId (GS1 keys and customer references, ``/`` and ``:`` allowed) and
+``actor`` a name without control characters, both as the registry and the HTTP API take them
+(coldchain/identifiers.py).
+
 Events carry their own per-device sequence (``seq``), separate from telemetry's, so a gap in
 telemetry sequence numbers always means lost telemetry.
 """
@@ -20,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
-from coldchain.identifiers import Identifier
+from coldchain.identifiers import Actor, Identifier, ShipmentId
 
 __all__ = [
     "AlarmEvent",
@@ -49,10 +54,10 @@ class _EventBase(BaseModel):
 class CustodyEvent(_EventBase):
     type: Literal["custody"]
     action: CustodyAction
-    shipment_id: Identifier
+    shipment_id: ShipmentId
     asset_id: Identifier
     compartment_id: Identifier | None = None
-    actor: str = Field(min_length=1, max_length=128)
+    actor: Actor
 
 
 class DoorEvent(_EventBase):
