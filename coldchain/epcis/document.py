@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from coldchain.epcis.gs1 import (
-    canonical_gs1_uri,
     gln_uri,
     is_gln,
     is_sscc,
@@ -94,10 +93,9 @@ class _Names:
         self.sscc_prefix_length = sscc_prefix_length
 
     def _own(self, *segments: str) -> str:
-        uri = self.base + "".join("/" + quote(s, safe="") for s in segments)
-        if canonical_gs1_uri(uri) is not None:  # would hash as a GS1 key it is not
-            raise ConfigError("epcis base_uri", self.base, f"{uri} reads as a GS1 Digital Link")
-        return uri
+        # Segments come in pairs whose first is a word no GS1 Digital Link uses as a key
+        # (unlike "party" or "gln"), so the event hash never mistakes these URIs for GS1 keys.
+        return self.base + "".join("/" + quote(s, safe="") for s in segments)
 
     def shipment(self, shipment_id: str) -> str:
         if is_sscc(shipment_id):
@@ -304,7 +302,7 @@ def epcis_document(
     clock = _Clock(tz)
     builder = _Builder(record, names, clock)
     scans = sorted(
-        (s for s in record.custody if s.ts_ms <= record.as_of_ms),
+        dict.fromkeys(s for s in record.custody if s.ts_ms <= record.as_of_ms),
         key=lambda s: (s.ts_ms, _ACTION_ORDER[s.action]),
     )
     timed = builder.custody(scans)

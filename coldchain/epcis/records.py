@@ -74,10 +74,11 @@ class ShipmentRecord:
     "now"; an open leg ends there, scans after it are left out).
 
     ``custody``: its scans in any order (ties at one millisecond keep the given order after the
-    registry's unload < handover < load < deliver). ``legs``: per-leg statistics from
-    ``coldchain.trace.leg_report`` (temperatures in degC). ``excursions``: those that touched
-    its legs, as ``ShipmentTrace.excursions``. ``shipper``/``consignee``: parties (a 13-digit
-    GLN or a name), exported as the owning parties when given.
+    registry's unload < handover < load < deliver; a scan given twice counts once). ``legs``:
+    per-leg statistics from ``coldchain.trace.leg_report`` (temperatures in degC) as of
+    ``as_of_ms``: none reaches past it (``ValueError`` otherwise). ``excursions``: those that
+    touched its legs, as ``ShipmentTrace.excursions``. ``shipper``/``consignee``: parties (a
+    13-digit GLN or a name), exported as the owning parties when given.
     """
 
     shipment_id: str
@@ -94,11 +95,17 @@ class ShipmentRecord:
             raise ValueError("a shipment record needs the shipment id")
         if not self.profile:
             raise ValueError(f"shipment {self.shipment_id!r}: the product profile is empty")
-        for leg in self.legs:
-            if leg.leg.to_ms is not None and leg.leg.to_ms < leg.leg.from_ms:
+        for report in self.legs:
+            leg = report.leg
+            if leg.to_ms is not None and leg.to_ms < leg.from_ms:
                 raise ValueError(
-                    f"shipment {self.shipment_id!r}: a leg on {leg.leg.asset_id!r} ends "
-                    f"({leg.leg.to_ms}) before it starts ({leg.leg.from_ms})"
+                    f"shipment {self.shipment_id!r}: a leg on {leg.asset_id!r} ends "
+                    f"({leg.to_ms}) before it starts ({leg.from_ms})"
+                )
+            if max(leg.from_ms, leg.to_ms or 0) > self.as_of_ms:
+                raise ValueError(
+                    f"shipment {self.shipment_id!r}: a leg on {leg.asset_id!r} reaches past "
+                    f"as_of_ms {self.as_of_ms} (as of then it is open: to_ms None)"
                 )
 
     @classmethod

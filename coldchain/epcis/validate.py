@@ -13,12 +13,13 @@ import json
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
-from typing import Any, get_args
-
-from jsonschema import Draft7Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any, get_args
 
 from coldchain.epcis.hashing import HashAlgorithm, event_hash
+
+if TYPE_CHECKING:
+    from jsonschema import Draft7Validator
+    from jsonschema.exceptions import ValidationError
 
 __all__ = ["epcis_schema", "validate_epcis"]
 
@@ -33,6 +34,10 @@ def epcis_schema() -> dict[str, Any]:
 
 @cache
 def _validator() -> Draft7Validator:
+    # Imported on first use: with its format checkers jsonschema takes ~1 s to import (the
+    # RFC 3987 grammar), which hashing and building documents do not need.
+    from jsonschema import Draft7Validator
+
     checker = Draft7Validator.FORMAT_CHECKER
     if checker.conforms("truck-jy-01", "uri"):
         raise RuntimeError(
