@@ -7,12 +7,12 @@ shipment (``action`` OBSERVE) whose ``eventID`` is its GS1 canonical hash (``has
   (``biz_step``), readPoint the compartment (or the asset's dock), bizLocation the asset;
 - one ``sensor_reporting`` event per monitored leg at its end (or at ``as_of_ms`` while open),
   whose ``sensorElementList`` holds the leg's aggregates as GS1 recommends for a period
-  (EPCIS 2.0 section 7.3.6.4: ``minValue``/``maxValue``/``meanValue`` in ``CEL`` between
+  (EPCIS 2.0 sensor data: ``minValue``/``maxValue``/``meanValue`` in ``CEL`` between
   ``startTime`` and ``endTime``), flagged ``ALARM_CONDITION`` when a temperature excursion
   touched the leg (``ERROR_CONDITION`` for a data gap or sensor fault without one);
-- dispositions (CBV 2.0 section 7.2): ``non_conformant`` once a temperature excursion (one that
-  makes the trace's verdict "excursion") has begun, else ``in_transit`` with a carrier and
-  ``conformant`` in a store or delivered.
+- dispositions (CBV 2.0 vocabulary): ``non_conformant`` once a temperature excursion (one
+  that makes the trace's verdict "excursion") has begun, else ``in_transit`` with a carrier
+  and ``conformant`` in a store or delivered.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ _BASE = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~!$&'(
 
 
 def biz_step(action: str, kind: AssetKind, *, compartment: bool, moves: bool = True) -> str:
-    """The CBV 2.0 business step (section 7.1) of a custody scan.
+    """The CBV 2.0 business step (``bizStep`` vocabulary) of a custody scan.
 
     ``kind`` is the kind of the scan's asset, ``compartment`` whether the scan names one,
     ``moves`` whether it changes where the shipment is (a handover where it already stands only

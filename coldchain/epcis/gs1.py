@@ -1,10 +1,11 @@
 """GS1 keys and their URIs: check digits, SSCC/GLN URIs, and the constrained canonical GS1
 Digital Link form the EPCIS event hash compares identifiers in.
 
-Sources: GS1 General Specifications 7.9.1 (check digit), GS1 EPC Tag Data Standard 2.0 section 6
-(EPC URIs), GS1 Digital Link URI Syntax 1.2 section 4.11 (canonical form) and CBV 2.0 section
-8.9 rules 17-18 (EPC URIs and Digital Link URIs hash as the *constrained* canonical Digital Link
-URI: domain ``https://id.gs1.org``, no query string, only the finest identification level).
+Sources: GS1 General Specifications 7.9.1 (check digit), GS1 EPC Tag Data Standard 2.0
+section 6 (EPC URIs), GS1 Digital Link URI Syntax 1.2 section 4.11 (canonical form) and the
+CBV 2.0 event hash, rules 17-18 (EPC URIs and Digital Link URIs hash as the *constrained*
+canonical Digital Link URI: domain ``https://id.gs1.org``, no query string, only the finest
+identification level).
 The conversions follow the reference implementation of the event hash
 (``epcis-event-hash-generator``, MIT, ``dl_normaliser.py``), table-driven here. One deliberate
 difference: a percent-escape (``%2F``) inside a Digital Link value is kept valid, so an EPC URI
@@ -312,7 +313,7 @@ def _dl_canonical(uri: str) -> str | None:
 def canonical_gs1_uri(uri: str) -> str | None:
     """The constrained canonical GS1 Digital Link URI of an identifier, or None if ``uri`` is
     not a GS1 key in a form this knows (EPC pure identity, class or pattern URI; Digital Link
-    URI on any domain, long or short key names). CBV 2.0 section 8.9 rules 17-18.
+    URI on any domain, long or short key names). CBV 2.0 event hash rules 17-18.
 
     >>> canonical_gs1_uri("urn:epc:id:sscc:4012345.0000000333")
     'https://id.gs1.org/00/040123450000003338'

@@ -1,8 +1,9 @@
 """The GS1 canonical EPCIS event hash: ``ni:///sha-256;<hex>?ver=CBV2.0``.
 
-Source: GS1 Core Business Vocabulary 2.0, section 8.9 ("EPCIS event hash ID"), and its
-reference implementation ``epcis-event-hash-generator`` (MIT; the tests reproduce every vector
-of its repository, vendored under tests/data/epcis/hash-vectors/). An event (a JSON-LD object
+Source: GS1 Core Business Vocabulary (CBV) 2.0, "EPCIS Event Hash ID", whose algorithm is
+spelled out as numbered rules (cited below as "rule N") in the README of its reference
+implementation ``epcis-event-hash-generator`` (MIT; the tests reproduce every vector of its
+repository, vendored under tests/data/epcis/hash-vectors/). An event (a JSON-LD object
 as in an ``EPCISDocument``'s ``eventList``) becomes a *pre-hash string*, hashed with SHA-256 and
 wrapped as an RFC 6920 ``ni`` URI:
 
@@ -62,7 +63,7 @@ _DIGESTS: dict[str, Callable[[bytes], Any]] = {
     "sha-384": hashlib.sha384,
     "sha-512": hashlib.sha512,
 }
-# Prefixes the EPCIS context always defines (CBV 2.0 8.9 rule 15).
+# Prefixes the EPCIS context always defines (rule 15).
 _STANDARD_PREFIXES = {
     "gs1": "https://gs1.org/voc/",
     "cbv": "https://ref.gs1.org/cbv/",
@@ -170,7 +171,7 @@ def _number(text: str) -> str | None:
 
 
 def _canonical(text: str) -> str:
-    """A non-time value in canonical form (CBV 2.0 8.9 rules 6, 14, 17, 18)."""
+    """A non-time value in canonical form (rules 6, 14, 16-18)."""
     for urn, web in _CBV_URNS:
         text = text.replace(urn, web)
     number = _number(text)
@@ -369,7 +370,7 @@ _SENSOR_ELEMENTS = _wrapped(
 )
 
 
-# CBV 2.0 8.9.2 canonical property order, as the reference implementation applies it.
+# The canonical property order (CBV 2.0), as the reference implementation applies it.
 _EVENT_ORDER: list[tuple[str, _Render]] = [
     ("eventTime", _scalar()),
     ("eventTimeZoneOffset", _scalar()),
@@ -398,7 +399,7 @@ _EVENT_ORDER: list[tuple[str, _Render]] = [
 
 
 def prehash(event: Mapping[str, Any], *, context: Any = None) -> str:
-    """The canonical pre-hash string of one EPCIS event (CBV 2.0 8.9).
+    """The canonical pre-hash string of one EPCIS event (CBV 2.0 EPCIS Event Hash ID).
 
     ``event`` is the JSON object of an event as it appears in an ``EPCISDocument``;
     ``context`` the document's ``@context`` (its prefixes name the extension fields). Raises
@@ -415,7 +416,7 @@ def event_hash(
     event: Mapping[str, Any], *, context: Any = None, algorithm: HashAlgorithm = "sha-256"
 ) -> str:
     """The event hash ID ``ni:///<algorithm>;<hex digest>?ver=CBV2.0`` (RFC 6920 ``ni`` URI of
-    the UTF-8 pre-hash string; CBV 2.0 8.9 rules 22-24). See ``prehash`` for the arguments."""
+    the UTF-8 pre-hash string; rules 22-24). See ``prehash`` for the arguments."""
     digest = _DIGESTS[algorithm](prehash(event, context=context).encode("utf-8")).hexdigest()
     return f"ni:///{algorithm};{digest}?ver=CBV2.0"
 
