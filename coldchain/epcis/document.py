@@ -50,7 +50,9 @@ AssetKind = Literal["vehicle", "store"]
 # Same order as registry.custody.derive_legs at one millisecond (a transfer scanned at once).
 _ACTION_ORDER = {"unload": 0, "handover": 1, "load": 2, "deliver": 3}
 _ERROR_KINDS = frozenset({"data_gap", "sensor_fault"})
-_BASE = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$")
+_BASE = re.compile(
+    r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*$"
+)
 
 
 def biz_step(action: str, kind: AssetKind, *, compartment: bool, moves: bool = True) -> str:
@@ -136,9 +138,8 @@ class _Clock:
 
     def at(self, ts_ms: int) -> datetime:
         seconds, millis = divmod(ts_ms, 1000)
-        return datetime.fromtimestamp(seconds, UTC).astimezone(self.tz) + timedelta(
-            milliseconds=millis
-        )
+        moment = datetime.fromtimestamp(seconds, UTC) + timedelta(milliseconds=millis)
+        return moment.astimezone(self.tz)
 
     def time(self, ts_ms: int) -> str:
         return self.at(ts_ms).isoformat(timespec="milliseconds")
@@ -237,7 +238,8 @@ class _Builder:
         if leg.compartment_id is None:
             return None  # a dock: nothing measured it
         end = leg.to_ms if leg.to_ms is not None else self.record.as_of_ms
-        touching = [e for e in self.record.excursions if e.id in set(report.excursion_ids)]
+        ids = set(report.excursion_ids)
+        touching = [e for e in self.record.excursions if e.id in ids]
         aggregate: dict[str, Any] = {"type": "Temperature"}
         if report.min_c is not None and report.max_c is not None:
             aggregate["minValue"] = _c(report.min_c)

@@ -290,6 +290,15 @@ def test_times_in_the_callers_zone() -> None:
     )
     assert {e["eventTimeZoneOffset"] for e in shanghai} == {"+08:00"}
     assert shanghai[0]["eventTime"] == "2026-09-21T22:13:20.000+08:00"
+    odd = CustodyRecord("load", T0 + 7, "truck-1", None, "a")  # milliseconds are kept
+    [event] = events_of(
+        epcis_document(
+            ShipmentRecord("S", "chilled", T0 + 7, custody=(odd,)),
+            base_uri=BASE,
+            tz=ZoneInfo("Asia/Shanghai"),
+        )
+    )
+    assert event["eventTime"] == "2026-09-21T22:13:20.007+08:00"
     january = CustodyRecord("load", T0 - 240 * 86_400_000, "truck-1", None, "a")
     winter = ShipmentRecord("S", "chilled", m(0), custody=(january,))
     new_york = ZoneInfo("America/New_York")
@@ -355,7 +364,14 @@ def test_a_handover_where_the_shipment_stands_only_changes_hands() -> None:
 
 def test_bad_configuration_is_refused_with_its_reason() -> None:
     record = journey_record()
-    for base in ("coldchain.example/id", "ftp://x.example", "https://x.example/id?x=1", ""):
+    bad = (
+        "coldchain.example/id",
+        "ftp://x.example",
+        "https://x.example/id?x=1",
+        "https://x/%zz",
+        "",
+    )
+    for base in bad:
         with pytest.raises(ConfigError, match="base_uri"):
             epcis_document(record, base_uri=base)
     with pytest.raises(ConfigError, match="prefix_length"):
