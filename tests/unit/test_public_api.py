@@ -47,6 +47,20 @@ PINNED: dict[str, list[str]] = {
         "telemetry_json_schema",
         "ts_ms",
     ],
+    "coldchain.epcis": [
+        "COLDCHAIN_NS",
+        "CustodyRecord",
+        "EPCIS_CONTEXT",
+        "ShipmentRecord",
+        "biz_step",
+        "document_event_hashes",
+        "document_prehashes",
+        "epcis_document",
+        "epcis_schema",
+        "event_hash",
+        "prehash",
+        "validate_epcis",
+    ],
     "coldchain.exceptions": [
         "ColdchainError",
         "ConfigError",
@@ -142,7 +156,8 @@ def test_errors_share_one_base() -> None:
 
 def test_domain_library_imports_no_io_client() -> None:
     code = (
-        "import coldchain, coldchain.contract, coldchain.rules, json, sys; "
+        "import coldchain, coldchain.contract, coldchain.rules, coldchain.epcis, json, sys; "
+        "coldchain.epcis.validate_epcis({}); "
         "print(json.dumps(sorted(sys.modules)))"
     )
     out = subprocess.run(
@@ -150,5 +165,6 @@ def test_domain_library_imports_no_io_client() -> None:
     ).stdout
     modules = json.loads(out)
     assert "coldchain.contract" in modules and "pydantic" in modules  # the probe really ran
+    assert "jsonschema" in modules  # the EPCIS validator was loaded too
     leaked = sorted(m for m in modules if m.split(".")[0] in IO_CLIENTS)
     assert leaked == [], f"the domain library pulled in I/O clients: {leaked}"
