@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from coldchain.contract.telemetry import BatchMessage, Sample, SingleMessage
 
-__all__ = ["Problem", "has_duplicate_keys", "load_tree", "problems"]
+__all__ = ["Problem", "has_duplicate_keys", "load_tree", "loc_order", "problems"]
 
 Loc = tuple[str | int, ...]
 # (location, reason code, offending value, detail)
@@ -156,11 +156,12 @@ def problems(tree: Any) -> list[Problem]:
             found.append((loc, node.reason, node.text, detail))
         elif isinstance(node, str) and not _is_text(node):
             found.append((loc, "invalid_unicode", node, "string holds a lone surrogate"))
-    found.sort(key=lambda p: _order(p[0]))
+    found.sort(key=lambda p: loc_order(p[0]))
     return found
 
 
-def _order(loc: Loc) -> tuple[tuple[int, int | str], ...]:
+def loc_order(loc: Loc) -> tuple[tuple[int, int | str], ...]:
+    """A sort key for locations: sample indices in numeric order, keys alphabetically."""
     return tuple((0, p) if isinstance(p, int) else (1, p) for p in loc)
 
 

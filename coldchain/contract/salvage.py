@@ -33,7 +33,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from pydantic import ValidationError
 
-from coldchain.contract.jsontext import Loc, has_duplicate_keys, load_tree, problems
+from coldchain.contract.jsontext import Loc, has_duplicate_keys, load_tree, loc_order, problems
 from coldchain.contract.reasons import detect_encoding, reason_for
 from coldchain.contract.telemetry import (
     _ADAPTER,
@@ -241,12 +241,12 @@ def _envelope_device(tree: dict[str, Any]) -> str:
 
 
 def _reported(found: list[_Found], device_id: str | None) -> list[TelemetryRejected]:
-    """One rejection per problem, less those inside a larger rejected unit (that unit's letter
-    covers them: e.g. a bad probe value of a sample whose ``ts`` is bad)."""
+    """One rejection per problem in payload order, less those inside a larger rejected unit
+    (that unit's letter covers them: e.g. a bad probe value of a sample whose ``ts`` is bad)."""
     units = {f[0] for f in found}
     return [
         TelemetryRejected(reason, detail, device_id=device_id, field=field_path(loc), value=value)
-        for unit, reason, detail, loc, value in found
+        for unit, reason, detail, loc, value in sorted(found, key=lambda f: loc_order(f[3]))
         if not any(unit[:n] in units for n in range(len(unit)))
     ]
 
