@@ -96,6 +96,7 @@ INSERT INTO dead_letters (id, received_ms, topic, device_id, reason, field, valu
 DROP TABLE dead_letters_inline;
 """
 _PRUNE_EVERY_S = 3600.0
+_PRUNE_MAX_LETTERS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +163,12 @@ class Spool:
     def _migrate_dead_letters(self) -> None:
         cols = {row[1] for row in self._db.execute("PRAGMA table_info(dead_letters)")}
         if "payload" in cols:
-            self._db.executescript(f"BEGIN IMMEDIATE;{_MIGRATE_INLINE_PAYLOADS}COMMIT;")
+            try:
+                self._db.executescript(f"BEGIN IMMEDIATE;{_MIGRATE_INLINE_PAYLOADS}COMMIT;")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     def append(self, messages: Iterable[SpooledMessage], dead: Iterable[DeadLetter]) -> int:
         """Commit a group of messages and dead letters atomically.
@@ -184,8 +190,11 @@ class Spool:
             if dead:
                 self._insert_dead(dead)
             if self._retention_ms is not None and time.monotonic() >= self._next_prune:
-                self.prune_dead_letters(int(time.time() * 1000 - self._retention_ms))
-                self._next_prune = time.monotonic() + _PRUNE_EVERY_S
+                before_ms = int(time.time() * 1000 - self._retention_ms)
+                # Bounded, so a long-due prune never holds one group commit (and its acks) for
+                # long: when the bound is hit, the next append prunes again.
+                if self.prune_dead_letters(before_ms, _PRUNE_MAX_LETTERS) < _PRUNE_MAX_LETTERS:
+                    self._next_prune = time.monotonic() + _PRUNE_EVERY_S
             self._db.execute("COMMIT")
             return last_id
         except BaseException as exc:
@@ -226,13 +235,16 @@ class Spool:
             rows,
         )
 
-    def prune_dead_letters(self, before_ms: int) -> int:
-        """Delete dead letters received before ``before_ms`` and the payloads no remaining
-        letter references; returns the letters deleted. ``append`` calls it hourly when the
-        spool has a retention (inside its transaction)."""
+    def prune_dead_letters(self, before_ms: int, max_letters: int = -1) -> int:
+        """Delete dead letters received before ``before_ms`` (at most ``max_letters``, oldest
+        first; -1: all) and the payloads no remaining letter references; returns the letters
+        deleted. ``append`` calls it hourly when the spool has a retention (inside its
+        transaction)."""
         try:
             deleted = self._db.execute(
-                "DELETE FROM dead_letters WHERE received_ms < ?", (before_ms,)
+                "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters"
+                " WHERE received_ms < ? ORDER BY received_ms LIMIT ?)",
+                (before_ms, max_letters),
             ).rowcount
             if deleted:
                 self._db.execute(

@@ -32,12 +32,14 @@ _SAFE_INT_DIGITS = 300
 
 
 def has_duplicate_keys(payload: bytes, message: SingleMessage | BatchMessage) -> bool:
-    """True if an object of ``payload`` repeats a key; ``message`` is the payload validated.
+    """True if an object of ``payload`` may repeat a key; ``message`` is the payload validated.
 
-    Only for a payload that passed strict validation: then every string in it is a field name,
-    an identifier, a literal or a timestamp, none of which holds a quote or starts with ``:``,
-    so a ``"`` followed by optional whitespace and ``:`` occurs exactly once per key written.
-    The models hold the distinct keys (``model_fields_set`` and the id-keyed maps).
+    Every key written ends with ``"``, optional whitespace and ``:``, so counting those gives at
+    least the number of keys written; the models hold the number of distinct keys
+    (``model_fields_set`` and the id-keyed maps). A repeated key makes the first exceed the
+    second, so none is missed. Only a string value holding a quote could make the count too
+    high (a false True, which the caller's exact check clears); in a payload that passed strict
+    validation no string can (field names, identifiers, literals and timestamps have none).
     """
     written = payload.count(b'":')
     if _SPACED_KEY_END.search(payload) is not None:

@@ -51,7 +51,9 @@ _STATE_FIELDS = frozenset(CompartmentState.model_fields)
 _POWER_FIELDS = frozenset(Power.model_fields)
 _ENVELOPE_KEYS = ("v", "device_id")
 _PLACEHOLDER = {"ts": "1970-01-01T00:00:00Z", "seq": 0}
-_MAX_ROUNDS = 4  # validations after the first: each round only removes units, so 2 suffice
+# Rounds of cut-and-validate. The first usually succeeds (the fast path's errors located every
+# problem); another is needed only when a cut exposes a problem validation had not reached.
+_MAX_ROUNDS = 4
 
 
 class ParsedTelemetry(NamedTuple):

@@ -386,3 +386,15 @@ def test_arbitrary_samples_only_ever_reject_with_a_documented_reason(
     assert all(r.reason in REASONS for r in parsed.rejected)
     rejected_samples = {_sample_of(r.field) for r in parsed.rejected}
     assert rejected_samples == {f"samples[{where + i}]" for i in range(len(junk))}
+
+
+def test_a_false_alarm_of_the_byte_count_still_keeps_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fast path's repeated-key count may only err towards the exact check; that check
+    then finds nothing and the message is kept whole."""
+    import coldchain.contract.salvage as salvage
+
+    monkeypatch.setattr(salvage, "has_duplicate_keys", lambda payload, message: True)
+    parsed = parse(backlog(3))
+    assert [s.seq for s in parsed.samples] == [0, 1, 2] and not parsed.rejected

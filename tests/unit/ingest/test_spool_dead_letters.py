@@ -106,6 +106,12 @@ def test_prune_deletes_old_letters_and_payloads_no_letter_references(
     assert spool.prune_dead_letters(before_ms=5_000) == 0
 
 
+def test_prune_can_be_bounded_oldest_first(spool: Spool) -> None:
+    spool.append([], [letter(f"p{i}".encode(), received_ms=1_000 + i) for i in range(5)])
+    assert spool.prune_dead_letters(before_ms=5_000, max_letters=3) == 3
+    assert [r["received_ms"] for r in spool.dead_letters()] == [1_003, 1_004]
+
+
 def test_a_spool_with_a_retention_prunes_on_append(path: Path) -> None:
     now_ms = int(time.time() * 1000)
     day_ms = 86_400_000
