@@ -156,3 +156,76 @@ def test_one_bad_value_costs_only_its_unit_in_a_5000_sample_backlog(
         "duplicate_key": 1,
         "number_too_large": 1,
     }
+
+
+def _run(
+    services: Services, unique_name: str, tmp_path: Path, payloads: list[bytes]
+) -> list[dict[str, object]]:
+    settings = spine_settings(services, unique_name, tmp_path)
+    service = IngestService(settings, make_fleet(1))
+    service.start()
+    pub = LoadPublisher("127.0.0.1", services.mosquitto.port, f"pub-{unique_name}")
+    try:
+        for p in payloads:
+            pub.publish(device_topic(DEVICE), p)
+        assert pub.flush(60)
+        assert wait_for(lambda: service.metrics.received_messages >= len(payloads), 60)
+        assert service.wait_drained(60)
+        return service.dead_letters()
+    finally:
+        pub.close()
+        service.stop()
+
+
+def test_rejection_reasons_name_what_is_wrong(
+    services: Services, unique_name: str, tmp_path: Path
+) -> None:
+    """Issue 8, item 8: a leap second, non-ASCII digits, 10^400 written as an integer, a UTF-8
+    BOM and UTF-16 each get the reason that names them (not out_of_range, not_finite,
+    malformed_json)."""
+    now_ms = int(time.time()) * 1000
+    good = {
+        "v": 1,
+        "device_id": DEVICE,
+        "ts": _iso(now_ms),
+        "seq": 1,
+        "temps_c": {"c1-air": -18.5, "c1-prod": -18.0},
+    }
+    text = json.dumps(good)
+    cases = [
+        (text.replace(_iso(now_ms), "2016-12-31T23:59:60Z").encode(), "leap_second", "ts"),
+        (
+            text.replace(_iso(now_ms)[:4], "\u0662\u0660\u0662\u0666").encode(),
+            "invalid_timestamp",
+            "ts",
+        ),
+        (text.replace("-18.5", "1" + "0" * 400).encode(), "number_too_large", "temps_c.c1-air"),
+        (b"\xef\xbb\xbf" + text.encode(), "bad_encoding", ""),
+        (text.encode("utf-16"), "bad_encoding", ""),
+        (text.encode("utf-32-be"), "bad_encoding", ""),
+    ]
+    letters = _run(services, unique_name, tmp_path, [c[0] for c in cases])
+    assert [(d["reason"], d["field"]) for d in letters] == [(c[1], c[2]) for c in cases]
+    assert [d["value"] for d in letters[3:]] == [
+        "'UTF-8 with byte order mark'",
+        "'UTF-16LE'",
+        "'UTF-32BE'",
+    ]
+    assert "ASCII" in str(letters[1]["detail"]) and "leap second" in str(letters[0]["detail"])
+
+
+def test_duplicate_keys_are_rejected_not_last_one_wins(
+    services: Services, unique_name: str, tmp_path: Path
+) -> None:
+    """Issue 8, item 7: ``"c1-air":-18.5,"c1-air":99.0`` stored 99. Now neither is stored, the
+    letter keeps both, and the rest of the message lands."""
+    ts_ms = int(time.time()) * 1000
+    raw = (
+        f'{{"v":1,"device_id":"{DEVICE}","ts":"{_iso(ts_ms)}","seq":7,'
+        '"temps_c":{"c1-air":-18.5,"c1-prod":-18.0,"c1-air":99.0}}'
+    ).encode()
+    letters = _run(services, unique_name, tmp_path, [raw])
+    assert [(d["reason"], d["field"], d["value"]) for d in letters] == [
+        ("duplicate_key", "temps_c.c1-air", "[-18.5, 99.0]")
+    ]
+    assert stored_points(services, unique_name, ASSET) == {("c1-prod", ts_ms): -18.0}
