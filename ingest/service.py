@@ -64,7 +64,8 @@ def process_delivery(
         )
     except TelemetryRejected as exc:
         return Processed(None, [_dead(d, exc, d.payload)])
-    dead = [_dead(d, exc, s.model_dump_json().encode()) for exc, s in validated.rejected]
+    # Every letter of a message references its full payload (stored once by the spool).
+    dead = [_dead(d, exc, d.payload) for exc in validated.rejected]
     if not validated.samples:
         return Processed(None, dead)
     lines = encoder.encode(validated.device_id, validated.asset, validated.samples, d.received_ms)
@@ -110,7 +111,7 @@ class IngestService:
         kinds = ("telemetry", "events") if rules else ("telemetry",)
         self._source = MqttSource(settings.mqtt, self._enqueue, kinds)
         self._writer = InfluxClient(settings.influx)
-        spool_args = (settings.spool.path, settings.spool.synchronous, v.dead_letter_payload_bytes)
+        spool_args = (settings.spool.path, settings.spool.synchronous, v.dead_letter_retention_days)
         self._drain_spool = Spool(*spool_args)
         self._drainer = SpoolDrainer(
             self._drain_spool, self._writer, settings.influx, self._on_written, self._on_write_error
@@ -204,7 +205,7 @@ class IngestService:
     # -- threads ----------------------------------------------------------------------------
     def _pipeline(self) -> None:
         s = self.settings
-        spool = Spool(s.spool.path, s.spool.synchronous, s.validation.dead_letter_payload_bytes)
+        spool = Spool(s.spool.path, s.spool.synchronous, s.validation.dead_letter_retention_days)
         batch_max, linger_s = s.spool.batch_max_messages, s.spool.linger_ms / 1000.0
         running = True
         while running:

@@ -25,6 +25,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
+from coldchain.contract.jsontext import load_tree, problems
+from coldchain.contract.telemetry import duplicate_key_error
 from coldchain.identifiers import Actor, Identifier, ShipmentId
 
 __all__ = [
@@ -80,8 +82,17 @@ _ADAPTER: TypeAdapter[CustodyEvent | DoorEvent | AlarmEvent] = TypeAdapter(Devic
 
 
 def parse_event(payload: bytes | str) -> CustodyEvent | DoorEvent | AlarmEvent:
-    """Parse and validate one event payload. Raises ``pydantic.ValidationError``."""
-    return _ADAPTER.validate_json(payload)
+    """Parse and validate one event payload. Raises ``pydantic.ValidationError``, also when an
+    object repeats a key (error type ``duplicate_key``: which value was meant is unknowable).
+    """
+    raw = payload.encode() if isinstance(payload, str) else payload
+    event = _ADAPTER.validate_json(raw)
+    # Events are few and ``actor`` is free text, so repeated keys are found by a second parse
+    # rather than telemetry's byte count.
+    tree, suspect = load_tree(raw.decode("utf-8"))
+    if suspect and any(reason == "duplicate_key" for _, reason, _, _ in problems(tree)):
+        raise duplicate_key_error("event", raw)
+    return event
 
 
 def event_json_schema() -> dict[str, Any]:

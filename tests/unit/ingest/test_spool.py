@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -22,7 +21,7 @@ def path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def spool(path: Path) -> Iterator[Spool]:
-    s = Spool(path, synchronous="NORMAL", dead_letter_payload_bytes=16)
+    s = Spool(path, synchronous="NORMAL")
     yield s
     s.close()
 
@@ -118,29 +117,6 @@ def test_interrupted_append_rolls_back_and_does_not_wedge(spool: Spool) -> None:
     assert spool.depth() == (0, 0)
     spool.append([msg(1)], [])
     assert spool.depth() == (1, 1)
-
-
-def test_dead_letters_keep_reason_field_value_hash_and_truncated_payload(
-    spool: Spool, path: Path
-) -> None:
-    payload = b"0123456789" * 10
-    spool.append([], [dead(payload), dead(b"{}", reason="unknown_device")])
-    [first, second] = spool.dead_letters()
-    assert {k: first[k] for k in ("reason", "field", "value", "detail", "payload_size")} == {
-        "reason": "malformed_json",
-        "field": "f.0",
-        "value": "'x'",
-        "detail": "bad",
-        "payload_size": 100,
-    }
-    assert second["reason"] == "unknown_device"
-    assert spool.dead_letter_counts() == {"malformed_json": 1, "unknown_device": 1}
-    with closing(sqlite3.connect(path)) as db:
-        sha, stored = db.execute(
-            "SELECT payload_sha256, payload FROM dead_letters ORDER BY id LIMIT 1"
-        ).fetchone()
-    assert sha == hashlib.sha256(payload).hexdigest()  # of the whole payload
-    assert stored == payload[:16]
 
 
 def test_rows_survive_reopen_and_are_visible_to_other_connections(path: Path) -> None:
