@@ -224,6 +224,7 @@ class EvaluateStage:
     def stats(self) -> dict[str, object]:
         return {
             "rules_queue_depth": len(self._inbox),
+            "rules_evaluated": self._done,
             "rules_changes": self.changes_total,
             "rules_recomputes": self.recomputes_total,
             "rules_recomputes_pending": len(self._pending),

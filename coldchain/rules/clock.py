@@ -28,6 +28,7 @@ from coldchain.rules.excursion import Excursion
 __all__ = ["ClockReport", "ClockWatch"]
 
 RULE = "clock_skew"
+_FRESH_MS = 1_000  # the reference used to judge a clock slow is at most this old
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +109,8 @@ class _Device:
 class ClockWatch:
     """Per-device clock state for a fleet. Not thread-safe (one per engine).
 
-    Defaults (docs/rules.md 4.10): tolerance 120 s, a run must last 5 min of receive time and
-    3 messages, the reference is the median over devices heard live in the last 10 min when
+    Defaults (docs/rules.md 4.10): tolerance 120 s, a run must last 15 min of receive time and
+    5 messages, the reference is the median over devices heard live in the last 10 min when
     there are at least 3 of them (recomputed once a minute of receive time).
     """
 
@@ -117,8 +118,8 @@ class ClockWatch:
         self,
         *,
         tolerance_ms: int = 120_000,
-        persist_ms: int = 300_000,
-        min_messages: int = 3,
+        persist_ms: int = 900_000,
+        min_messages: int = 5,
         window_ms: int = 600_000,
         min_fleet: int = 3,
     ) -> None:
@@ -131,10 +132,11 @@ class ClockWatch:
         self._ref = 0
         self._ref_at: int | None = None
 
-    def reference_ms(self, received_ms: int) -> int:
-        """The fleet's reference offset at ``received_ms`` (<= 0; 0 with too few devices)."""
+    def reference_ms(self, received_ms: int, max_age_ms: int = 60_000) -> int:
+        """The fleet's reference offset at ``received_ms`` (<= 0; 0 with too few devices),
+        recomputed when older than ``max_age_ms`` of receive time."""
         at = self._ref_at
-        if at is None or received_ms - at >= 60_000 or received_ms < at:
+        if at is None or received_ms - at >= max_age_ms or received_ms < at:
             since = received_ms - self.window_ms
             recent = [d.offset for d in self._devices.values() if d.recv >= since]
             ref = round(statistics.median(recent)) if len(recent) >= self.min_fleet else 0
@@ -158,6 +160,10 @@ class ClockWatch:
         # behind run only once it is an open record (before that it may be a burst of delays).
         known = d.best if (d.side > 0 or d.opened) else 0
         jump = offset - known if offset > known + tol else 0
+        if offset < ref - tol:
+            # Judging a clock slow needs the fleet's reference as of now, not a minute ago: a
+            # delay every device suffers moves it within seconds.
+            ref = self.reference_ms(received_ms, _FRESH_MS)
         side = 1 if offset > tol else (-1 if offset < ref - tol else 0)
         changes: list[Change] = []
         if jump or side != d.side:
@@ -174,8 +180,10 @@ class ClockWatch:
             and not d.opened
             and received_ms - d.run_recv >= self.persist_ms
             and d.run_n >= self.min_messages
+            # A slow clock: even the run's least delayed message is behind the fleet now.
+            and (d.side > 0 or d.best < self.reference_ms(received_ms, _FRESH_MS) - tol)
         ):
-            d.opened, d.detected, d.ref = True, now_ms, ref
+            d.opened, d.detected, d.ref = True, now_ms, self._ref if d.side < 0 else 0
             changes.append(Change("opened", self._record(device_id, d, None)))
         return ClockReport(offset, jump, changes)
 
