@@ -33,15 +33,8 @@ from collections.abc import Callable, Iterable
 from coldchain.contract import alert_topic, ts_ms
 from coldchain.exceptions import ColdchainError, RecordRejected
 from coldchain.fleet import Fleet
-from coldchain.rules import (
-    Change,
-    RecomputeNeeded,
-    Rewrite,
-    RewriteWatch,
-    RulesEngine,
-    make_observation,
-    observations_from_sample,
-)
+from coldchain.rules import Change, RecomputeNeeded, Rewrite, RewriteWatch, RulesEngine
+from ingest.recompute import recompute_compartment, restart_recomputes
 from ingest.rules_io import (
     Accepted,
     CustodyChange,
@@ -52,14 +45,12 @@ from ingest.rules_io import (
 )
 from registry import Registry
 from timeseries.client import InfluxClient
-from timeseries.reads import read_clock_jumps, read_samples
 
 __all__ = ["Accepted", "CustodyChange", "EvaluateStage", "alert_payload", "excursion_line"]
 
 log = logging.getLogger("coldchain.ingest.evaluate")
 
 CHECKPOINT_KEY = "rules-engine"
-_DEVICE_KINDS = frozenset({"clock_skew"})  # records about a device, not a compartment
 
 Item = Accepted | CustodyChange
 
@@ -145,33 +136,12 @@ class EvaluateStage:
         now = self._clock_ms()
         if saved:
             self.engine.restore(saved)
-        for a, c, from_ms in saved.get("pending_recomputes", []):
-            if a in self._fleet.assets:
-                self._add_pending((a, c), int(from_ms), backlog_row, hold=True)
-        fed = saved.get("fed_through")
-        restored = [
-            (e["asset"], e["compartment"])
-            for e in saved.get("compartments", [])
-            if e["asset"] in self._fleet.assets
-        ]
-        if saved and fed is None:
-            # A checkpoint from before the journal: every compartment from its checkpoint time.
-            for key in restored:
-                ts = self.engine.evaluator(*key).ts
-                if ts >= 0:
-                    self._add_pending(key, ts, backlog_row, hold=True)
-        for key in restored:
-            ts = self.engine.evaluator(*key).ts
-            self._heard[key[0]] = (max(ts, self._heard.get(key[0], (-1, now))[0]), now)
-        for device, from_ms in self._journal_since(int(fed or 0)).items():
-            asset = self._fleet.asset_of(device)
-            if asset is None:
-                continue
-            self._heard.setdefault(asset.id, (-1, now))  # silence counts from this start
-            for comp in asset.compartments:
-                ts = self.engine.evaluator(asset.id, comp.id).ts
-                start = min(from_ms, ts) if ts >= 0 else from_ms
-                self._add_pending((asset.id, comp.id), start, backlog_row, hold=True)
+        journal = self._journal_since(int(saved.get("fed_through") or 0))
+        todo, heard = restart_recomputes(self.engine, self._fleet, saved, journal)
+        for key, from_ms in todo.items():
+            self._add_pending(key, from_ms, backlog_row, hold=True)
+        # Silence counts from this start.
+        self._heard.update((a, (ts, now)) for a, ts in heard.items())
         if self._held:
             log.info("rules: %d assets held for their restart recompute", len(self._held))
 
@@ -474,41 +444,15 @@ class EvaluateStage:
 
     def _recompute(self, asset_id: str, comp_id: str, from_ms: int) -> None:
         now = self._clock_ms()
-        lookback = self.engine.lookback_ms(asset_id, comp_id)
-        start, end = from_ms - lookback, now + 300_000
-        samples = read_samples(self._influx, asset_id, start, end)
-        asset = self._fleet.assets[asset_id]
-        observations = [
-            obs
-            for sample in samples
-            if (obs := observations_from_sample(asset, sample).get(comp_id)) is not None
-        ]
-        # Custody changes restart cumulative budgets: replay them from the registry too.
-        spec = self.engine.spec(asset_id, comp_id)
-        for legs in self._registry.shipments_on_asset(asset_id, start, now).values():
-            for leg in legs:
-                if leg.asset_id == asset_id and leg.compartment_id == comp_id:
-                    for t in (leg.from_ms, leg.to_ms):
-                        if t is not None:
-                            observations.append(make_observation(spec, t, {}, custody=True))
-        # Clock jumps as streaming saw them: stored ones, and those not written yet.
-        jumps = dict(read_clock_jumps(self._influx, asset_id, start, end))
-        jumps.update((t, j) for t, j in self._jumps.get(asset_id, ()) if start <= t <= end)
-        previous = [
-            r.excursion
-            for r in self._registry.find_excursions(
-                asset_id=asset_id, compartment_id=comp_id, from_ms=start
-            )
-            if r.excursion.kind not in _DEVICE_KINDS
-        ]
-        changes = self.engine.recompute(
-            asset_id,
+        changes = recompute_compartment(
+            self.engine,
+            self._fleet.assets[asset_id],
             comp_id,
-            observations,
-            previous,
-            from_ms=from_ms,
-            now_ms=now,
-            jumps=sorted(jumps.items()),
+            from_ms,
+            now,
+            registry=self._registry,
+            influx=self._influx,
+            recent_jumps=self._jumps.get(asset_id, ()),
         )
         self.recomputes_total += 1
         self._dirty = True
