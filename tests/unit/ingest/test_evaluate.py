@@ -238,3 +238,19 @@ def test_a_clock_correction_is_a_jump_written_as_a_clock_point(tmp_path: Path) -
     assert (
         line == f"clock,asset={TRUCK},device={DEVICE} jump_ms=600000i,offset_ms=0i {T0 + 25 * MIN}"
     )
+
+
+def test_a_checkpoint_from_before_the_journal_recomputes_every_compartment_it_holds(
+    tmp_path: Path,
+) -> None:
+    clock = _Clock(T0)
+    first = _live_stage(tmp_path, clock)
+    first._feed(_item(_at(3, c1_air=-20.0, c1_prod=-19.0), 1))
+    state = first._state()
+    del state["fed_through"]  # as written before the journal existed
+    first._registry.save_checkpoint("rules-engine", state)
+    first._registry.close()
+    second = _live_stage(tmp_path, clock)
+    second.resume(backlog_row=1)
+    assert {k: p.from_ms for k, p in second._pending.items()} == {(TRUCK, "c1"): T0 + 3 * MIN}
+    assert second._held == {TRUCK}
