@@ -11,6 +11,10 @@ Guarantees:
 - Dead letters keep every rejected byte: each references its message's full payload, stored once
   (``dead_letter_payloads``, keyed by sha256) however many units of it were rejected. With a
   retention, letters older than it are pruned hourly, and payloads no letter references with them.
+- With ``rules_journal=True`` each message that carries a device time (``from_ms``) also gets a
+  row in ``rules_journal`` (spool row id, device, oldest device time) in the same transaction:
+  the rules engine's record of what was acknowledged after its last checkpoint, which the
+  writer's deletes do not touch (pruned by the rules stage once a checkpoint covers it).
 
 A ``Spool`` is used by one thread at a time (it may be handed from the thread that opened it to
 the one that uses it); concurrent users open their own, and WAL lets a reader and a writer
@@ -60,6 +64,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
 CREATE INDEX IF NOT EXISTS dead_letters_received ON dead_letters (received_ms);
 CREATE INDEX IF NOT EXISTS dead_letters_payload ON dead_letters (payload_id);
+CREATE TABLE IF NOT EXISTS rules_journal (
+    row_id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    from_ms INTEGER NOT NULL
+);
 """
 
 # Spools written before payloads were stored apart kept (at most 64 KiB of) the payload in each
@@ -104,6 +113,9 @@ class SpooledMessage:
     received_ms: int
     device_id: str
     lines: list[str]
+    # Oldest device time of the samples (or event) the message carries: what a rules
+    # recompute after a restart must start from (None: nothing for the rules).
+    from_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +153,8 @@ class Spool:
         path: Path,
         synchronous: str = "FULL",
         dead_letter_retention_days: float | None = None,
+        *,
+        rules_journal: bool = False,
     ):
         """``dead_letter_retention_days``: prune older dead letters (None: keep them all)."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +163,7 @@ class Spool:
             None if dead_letter_retention_days is None else dead_letter_retention_days * 86_400_000
         )
         self._next_prune = 0.0  # monotonic seconds: the first append prunes
+        self._journal = rules_journal
         try:
             self._db = sqlite3.connect(
                 path, timeout=30.0, isolation_level=None, check_same_thread=False
@@ -176,6 +191,7 @@ class Spool:
         Returns the id of the last spool row written (0 when the group had no points): once the
         writer has deleted through that id, every point of the group is in InfluxDB.
         """
+        messages = list(messages)
         rows = [(m.received_ms, m.device_id, len(m.lines), "\n".join(m.lines)) for m in messages]
         dead = list(dead)
         try:
@@ -187,6 +203,20 @@ class Spool:
                     rows,
                 )
                 last_id = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
+                if self._journal:
+                    # One transaction holds the write lock: the rows got consecutive ids.
+                    first = last_id - len(rows) + 1
+                    journal = [
+                        (first + i, m.device_id, m.from_ms)
+                        for i, m in enumerate(messages)
+                        if m.from_ms is not None
+                    ]
+                    if journal:
+                        self._db.executemany(
+                            "INSERT OR REPLACE INTO rules_journal (row_id, device_id, from_ms)"
+                            " VALUES (?,?,?)",
+                            journal,
+                        )
             if dead:
                 self._insert_dead(dead)
             if self._retention_ms is not None and time.monotonic() >= self._next_prune:
@@ -279,6 +309,26 @@ class Spool:
             self._db.execute("DELETE FROM spool WHERE id BETWEEN ? AND ?", (first_id, last_id))
         except sqlite3.Error as exc:
             raise StoreError(f"spool delete failed: {exc}") from exc
+
+    def journal_since(self, after_row: int) -> dict[str, int]:
+        """Device -> oldest device time of the messages spooled after row ``after_row``
+        (the rules journal; empty unless written with ``rules_journal=True``)."""
+        try:
+            cur = self._db.execute(
+                "SELECT device_id, MIN(from_ms) FROM rules_journal WHERE row_id > ?"
+                " GROUP BY device_id",
+                (after_row,),
+            )
+            return {str(d): int(t) for d, t in cur}
+        except sqlite3.Error as exc:
+            raise StoreError(f"spool journal read failed: {exc}") from exc
+
+    def prune_journal(self, through_row: int) -> None:
+        """Forget the journal through row ``through_row``: a rules checkpoint covers it."""
+        try:
+            self._db.execute("DELETE FROM rules_journal WHERE row_id <= ?", (through_row,))
+        except sqlite3.Error as exc:
+            raise StoreError(f"spool journal prune failed: {exc}") from exc
 
     def last_id(self) -> int:
         """The newest row's id (0 when empty): what a restart must see written first."""

@@ -27,6 +27,7 @@ from coldchain.rules.excursion import Excursion, ExcursionStatus
 from registry import audit, checkpoints, custody, excursions, profiles
 from registry.db import make_engine, make_session_factory, translate_errors
 from registry.ids import require_actor, require_identifier, require_shipment_id
+from registry.integrity import IntegrityStore
 from registry.models import (
     AuditRow,
     CustodyEventRow,
@@ -73,7 +74,7 @@ def open_registry(
     return registry
 
 
-class Registry:
+class Registry(IntegrityStore):
     def __init__(self, engine: Engine, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.engine = engine
         self._sessions = make_session_factory(engine)

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from coldchain.contract import CompartmentState, Position, Sample
 from coldchain.trace import control_series
 from timeseries.client import InfluxClient
 
-__all__ = ["quote_ident", "quote_str", "read_control_series", "read_samples"]
+__all__ = ["quote_ident", "quote_str", "read_clock_jumps", "read_control_series", "read_samples"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+Fix = Literal["none", "2d", "3d"]
+_FIXES: dict[Any, Fix] = {"none": "none", "2d": "2d", "3d": "3d"}
 
 
 def quote_str(value: str) -> str:
@@ -38,16 +40,16 @@ def _window(asset_id: str, from_ms: int, to_ms: int) -> str:
 
 def read_samples(client: InfluxClient, asset_id: str, from_ms: int, to_ms: int) -> list[Sample]:
     """The asset's samples in [from_ms, to_ms], in device-time order (temperatures, doors,
-    reefer mode and setpoint, speed: what the rules read)."""
+    reefer mode and setpoint, speed and GNSS fix: what the rules read)."""
     where = _window(asset_id, from_ms, to_ms)
     temps: dict[int, dict[str, float]] = defaultdict(dict)
     comps: dict[int, dict[str, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
-    speeds: dict[int, float | None] = {}
+    speeds: dict[int, tuple[float | None, Fix]] = {}
     q = (
         f'SELECT "temp_c" FROM "temperature" {where} GROUP BY "sensor";'
         f'SELECT "open" FROM "door" {where} GROUP BY "compartment";'
         f'SELECT "mode", "setpoint_c" FROM "reefer" {where} GROUP BY "compartment";'
-        f'SELECT "speed_kmh" FROM "position" {where}'
+        f'SELECT "speed_kmh", "fix" FROM "position" {where}'
     )
     for series in client.query(q):
         for rec in series.records():
@@ -64,7 +66,8 @@ def read_samples(client: InfluxClient, asset_id: str, from_ms: int, to_ms: int) 
                     state["setpoint_c"] = float(rec["setpoint_c"])
             elif series.name == "position":
                 v = rec.get("speed_kmh")
-                speeds[t] = None if v is None else float(v)
+                fix = rec.get("fix")
+                speeds[t] = (None if v is None else float(v), _FIXES.get(fix, "3d"))
     out = []
     for t in sorted(temps.keys() | comps.keys() | speeds.keys()):
         # model_construct: these values passed validation on the way in.
@@ -73,7 +76,7 @@ def read_samples(client: InfluxClient, asset_id: str, from_ms: int, to_ms: int) 
                 ts=_EPOCH + timedelta(milliseconds=t),
                 seq=0,
                 temps_c=temps.get(t, {}),
-                position=Position.model_construct(speed_kmh=speeds[t], fix="3d")
+                position=Position.model_construct(speed_kmh=speeds[t][0], fix=speeds[t][1])
                 if t in speeds
                 else None,
                 compartments={
@@ -84,6 +87,20 @@ def read_samples(client: InfluxClient, asset_id: str, from_ms: int, to_ms: int) 
             )
         )
     return out
+
+
+def read_clock_jumps(
+    client: InfluxClient, asset_id: str, from_ms: int, to_ms: int
+) -> list[tuple[int, int]]:
+    """Forward jumps of the asset's device clocks in [from_ms, to_ms], as the rules engine
+    wrote them live (``clock`` points): ``(device time after the jump, jump ms)`` in order."""
+    q = f'SELECT "jump_ms" FROM "clock" {_window(asset_id, from_ms, to_ms)}'
+    out = []
+    for series in client.query(q):
+        for rec in series.records():
+            if rec.get("jump_ms") is not None:
+                out.append((int(rec["time"]), int(rec["jump_ms"])))
+    return sorted(out)
 
 
 def read_control_series(

@@ -113,3 +113,9 @@ def test_oversize_payload_never_raises() -> None:
     msg, dead, *_ = deliver(payload)
     assert msg is None and dead[0].reason == "payload_too_large"
     assert hashlib.sha256(dead[0].payload).hexdigest() == hashlib.sha256(payload).hexdigest()
+
+
+def test_a_message_carries_its_oldest_device_time_for_the_rules_journal() -> None:
+    raw = batch([sample(-60, 1, temps_c={"t-front-air": 3.0}), sample(-120, 2), sample(-1, 3)])
+    msg, *_ = deliver(dumps(raw))
+    assert msg is not None and msg.from_ms == NOW_MS - 120_000

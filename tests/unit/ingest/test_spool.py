@@ -157,3 +157,35 @@ def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "dir.sqlite3").mkdir()
     with pytest.raises(StoreError, match="cannot open spool"):
         Spool(tmp_path / "dir.sqlite3")
+
+
+def test_the_rules_journal_outlives_the_writers_deletes_until_pruned(path: Path) -> None:
+    spool = Spool(path, synchronous="NORMAL", rules_journal=True)
+    try:
+        spool.append([msg(1, "a")], [])  # no device time: not journaled
+        last = spool.append(
+            [
+                SpooledMessage(1, "a", ["x v=1i 5"], from_ms=500),
+                SpooledMessage(1, "b", ["x v=1i 7"], from_ms=700),
+                SpooledMessage(1, "a", ["x v=1i 3"], from_ms=300),
+            ],
+            [],
+        )
+        assert last == 4
+        spool.delete_through(1, last)  # the writer put everything in InfluxDB
+        assert spool.depth() == (0, 0)
+        assert spool.journal_since(0) == {"a": 300, "b": 700}
+        assert spool.journal_since(3) == {"a": 300}  # rows after a checkpoint at row 3
+        spool.prune_journal(3)
+        assert spool.journal_since(0) == {"a": 300}
+        spool.prune_journal(4)
+        assert spool.journal_since(0) == {}
+    finally:
+        spool.close()
+    # Off by default: nothing journaled.
+    plain = Spool(path, synchronous="NORMAL")
+    try:
+        plain.append([SpooledMessage(1, "a", ["x v=1i 5"], from_ms=500)], [])
+        assert plain.journal_since(0) == {}
+    finally:
+        plain.close()

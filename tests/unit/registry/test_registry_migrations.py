@@ -22,6 +22,7 @@ TABLES = {
     "audit_log",
     "custody_events",
     "excursions",
+    "integrity_evidence",
     "profile_assignments",
     "rule_checkpoints",
     "shipments",
