@@ -18,7 +18,7 @@ from coldchain.contract import device_id_from_topic
 from coldchain.contract.events import AlarmEvent, CustodyEvent, DoorEvent, parse_event
 from coldchain.exceptions import RecordRejected, TelemetryRejected
 from coldchain.fleet import Fleet
-from coldchain.lineprotocol import format_fields, series_key
+from coldchain.lineprotocol import FieldValue, format_fields, series_key
 from registry import Registry
 
 __all__ = ["EventOutcome", "process_event"]
@@ -91,7 +91,7 @@ def process_event(
             event.ts.isoformat(),
         )
     tags = {"asset": event.asset_id, "compartment": comp, "type": event.type}
-    common = {"device": device_id, "seq": event.seq}
+    common: dict[str, FieldValue] = {"device": device_id, "seq": event.seq}
     if isinstance(event, CustodyEvent):
         if registry is not None:
             try:

@@ -80,7 +80,12 @@ def build_engine(settings: Settings, fleet: Fleet, registry: Registry) -> RulesE
     profiles = load_presets(settings.profiles_path)
     assignments = [
         ProfileAssignment(
-            a.asset_id, a.compartment_id, a.profile, a.from_ms, a.assigned_by, a.reason
+            asset=a.asset_id,
+            compartment=a.compartment_id,
+            profile=a.profile,
+            from_ms=a.from_ms,
+            by=a.assigned_by,
+            reason=a.reason,
         )
         for a in registry.profile_history()
     ]
