@@ -11,6 +11,7 @@ from typing import Any
 from coldchain.exceptions import ColdchainError
 from coldchain.fleet import Fleet
 from coldchain.rules import ProfileSet
+from coldchain.rules.excursion import Excursion
 from coldchain.rules.kinds import gap_cap_ms, gap_spec
 from coldchain.rules.profiles import Profile, RangeRule
 from coldchain.trace import (
@@ -68,7 +69,7 @@ class TraceService:
         profile = self._profiles[shipment.profile]
         low, high = _limits(profile)
         reports: list[LegReport] = []
-        excursions = {}
+        excursions: dict[str, Excursion] = {}
         # As of ``now_ms`` (device time): legs that began later do not exist yet, and one that
         # ended later is still open then.
         legs = [
