@@ -90,3 +90,20 @@ def test_alert_and_annotation_carry_the_excursion(tmp_path: Path) -> None:
     assert line.startswith("excursion,asset=truck-1,compartment=c1,rule=range ")
     assert line.endswith(f" {T0}")
     assert 'detail="door \\"left\\" open"' in line and "duration_s=600" in line
+
+
+def test_a_quick_stop_turns_the_queue_into_saved_recomputes(tmp_path: Path) -> None:
+    stage = _stage(tmp_path, max_queue=100)
+    stage.submit(Accepted("load-truck-0001", [_sample(9), _sample(7)], row_id=4))
+    stage.submit(CustodyChange("load-truck-0000", "c2", T0 + 60_000, row_id=5))
+    # The rules lag: nothing was evaluated yet when the service stops.
+    stage.stop(catch_up=False)
+    stage.run()  # returns after one round, without evaluating what was queued
+    saved = stage._registry.load_checkpoint("rules-engine")
+    assert saved is not None
+    assert sorted(map(tuple, saved["pending_recomputes"])) == [
+        ("load-truck-0000", "c2", T0 + 60_000),
+        ("load-truck-0001", "c1", T0 + 7 * 60_000),
+        ("load-truck-0001", "c2", T0 + 7 * 60_000),
+    ]
+    assert stage.stats()["rules_changes"] == 0

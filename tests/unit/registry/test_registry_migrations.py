@@ -24,6 +24,7 @@ TABLES = {
     "profile_assignments",
     "rule_checkpoints",
     "shipments",
+    "spool_identities",
 }
 
 
@@ -50,12 +51,13 @@ def test_compare_does_notice_a_difference(registry_url: str) -> None:
 
 
 def test_upgrade_is_idempotent_and_reaches_head(registry_url: str) -> None:
-    assert upgrade(registry_url) == head_revision() == "0001"
-    assert upgrade(registry_url) == "0001"
+    head = head_revision()
+    assert upgrade(registry_url) == head
+    assert upgrade(registry_url) == head
     engine = make_engine(registry_url)
     try:
         assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == head
     finally:
         engine.dispose()
 
@@ -68,7 +70,7 @@ def test_downgrade_to_base_then_upgrade_again(registry_url: str) -> None:
         assert set(inspect(engine).get_table_names()) == {"alembic_version"}
     finally:
         engine.dispose()
-    assert upgrade(registry_url) == "0001"
+    assert upgrade(registry_url) == head_revision()
     assert _diff(registry_url) == []
 
 
@@ -110,11 +112,13 @@ def test_cli_init_migrates_settings_url(
     assert main(["init", "--verify-audit"]) == 0
     assert main(["init"]) == 0  # repeatable
     out = capsys.readouterr().out
-    assert "schema at revision 0001" in out
+    assert f"schema at revision {head_revision()}" in out
     assert "audit chain intact" in out
     db = registry_url.removeprefix("sqlite:///")
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            (head_revision(),)
+        ]
 
 
 def test_cli_init_reports_a_bad_url(capsys: pytest.CaptureFixture[str]) -> None:
