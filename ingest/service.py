@@ -242,9 +242,14 @@ class IngestService:
             self.evaluate.stop(catch_up=False)
             if "rules" in threads:
                 threads["rules"].join(left(keep_s=min(1.0, timeout_s / 4)))
-        writer = threads.get("writer")
-        while writer is not None and writer.is_alive() and self.metrics.spool_depth_messages > 0:
-            if time.monotonic() >= deadline - 0.3:
+        # Flush while the writer makes progress (not into an InfluxDB that is down).
+        writer, m = threads.get("writer"), self.metrics
+        written, progressed_at = m.written_messages, time.monotonic()
+        while writer is not None and writer.is_alive() and m.spool_depth_messages > 0:
+            now = time.monotonic()
+            if m.written_messages != written:
+                written, progressed_at = m.written_messages, now
+            if now >= deadline - 0.3 or now - progressed_at > 1.0:
                 break
             time.sleep(0.05)
         self._drainer.stop()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from deploy.launcher import Services
+from registry import open_registry
 from simulators.loadgen import LoadMessage, LoadPublisher, SeededLoad, make_fleet
 from tests.e2e.ingest_process import ROOT, IngestProcess
 from tests.harness import expected_readings, spine_settings, stored_counts, wait_for
@@ -46,8 +47,7 @@ def _want(messages: list[LoadMessage]) -> dict[str, int]:
 
 
 def _all_stored(services: Services, database: str, want: dict[str, int]) -> bool:
-    got = stored_counts(services, database)
-    return all(got[a] >= n for a, n in want.items())
+    return stored_counts(services, database) == want
 
 
 def test_spool_deleted_while_stopped_is_reported_until_accepted(
@@ -56,15 +56,24 @@ def test_spool_deleted_while_stopped_is_reported_until_accepted(
     settings = spine_settings(services, unique_name, tmp_path)
     settings.fleet_path.write_text(make_fleet(4).to_yaml())
     ingest = IngestProcess(settings, tmp_path / "ingest.log").start()
-    first, later = _messages(4, 20, seed=1), _messages(4, 40, seed=2)[len(_messages(4, 20, 1)) :]
+    messages = _messages(4, 40, seed=1)
+    first, later = messages[:80], messages[80:]
+
+    def recorded() -> int:
+        with open_registry(settings.registry_url) as reg:
+            record = reg.spool_identity(settings.mqtt.client_id)
+        return record.high_water if record is not None else 0
+
     try:
         _publish(services, unique_name, first)
         db = settings.influx.database
         assert wait_for(lambda: _all_stored(services, db, _want(first)), 60)
         assert wait_for(lambda: ingest.metrics()["spool_depth_messages"] == 0, 30)
         assert ingest.healthz() == (200, "ok\n")
-        time.sleep(HOUSEKEEPING_WAIT_S)  # the high-water mark reaches the registry
+        # Housekeeping records how far the spool's row ids went.
+        assert wait_for(lambda: recorded() >= len(first), 30)
         assert ingest.sigterm(30) == 0
+        high_water = recorded()
         for side in tmp_path.glob("spool.sqlite3*"):
             if not side.name.endswith(".reserve"):
                 side.unlink()  # an operator "cleans up" while ingest is stopped
@@ -72,11 +81,12 @@ def test_spool_deleted_while_stopped_is_reported_until_accepted(
         status, body = ingest.healthz()
         assert status == 503 and body.startswith("spool_replaced: ")
         assert "not the one ingest client" in body and "are lost" in body
+        assert f"row ids up to at least {high_water}" in body
         assert ingest.metrics()["spool_replaced"] == 1
         assert "SPOOL REPLACED" in ingest.log.read_text()
         # It keeps running: what the broker holds is still delivered.
         _publish(services, unique_name, later)
-        assert wait_for(lambda: _all_stored(services, db, _want(first + later)), 60)
+        assert wait_for(lambda: _all_stored(services, db, _want(messages)), 60)
         assert ingest.healthz()[0] == 503  # until an operator accepts it
         accepted = subprocess.run(
             [sys.executable, "-m", "cli.main", "spool", "accept", "--by", "test-operator"],
@@ -90,9 +100,6 @@ def test_spool_deleted_while_stopped_is_reported_until_accepted(
         assert wait_for(lambda: ingest.healthz() == (200, "ok\n"), 30)
     finally:
         ingest.kill()
-
-
-HOUSEKEEPING_WAIT_S = 6.0  # > ingest.service.HOUSEKEEPING_S
 
 
 def test_damaged_spool_is_moved_aside_salvaged_and_ingest_starts(
