@@ -304,6 +304,7 @@ class SpoolWatch:
         elif isinstance(exc, SpoolCorrupt):
             reason = f"spool damaged while running ({who}): {exc}; restart ingest (the start-up"
             reason += " check moves the file aside and salvages what it can)"
+            self._health.raise_problem("spool_corrupt", reason)
         else:
             reason = f"spool {who} failed: {exc}; acks are held, retrying"
         with self._lock:

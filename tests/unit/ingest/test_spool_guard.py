@@ -157,3 +157,6 @@ def test_watch_holds_the_problem_until_the_reserve_is_back(tmp_path: Path) -> No
     assert not metrics.health.ok
     watch.ok("writer")
     assert metrics.health.ok
+    watch.failed(SpoolCorrupt("database disk image is malformed"), "writer")
+    assert set(metrics.health.problems()) == {"spool_unwritable", "spool_corrupt"}
+    assert "restart ingest" in metrics.health.problems()["spool_corrupt"]
