@@ -11,6 +11,7 @@ from typing import Any
 from coldchain.exceptions import ColdchainError
 from coldchain.fleet import Fleet
 from coldchain.rules import ProfileSet, plausible_limits
+from coldchain.rules.excursion import Excursion
 from coldchain.rules.kinds import gap_cap_ms, gap_spec
 from coldchain.rules.profiles import Profile, RangeRule
 from coldchain.trace import (
@@ -69,7 +70,7 @@ class TraceService:
         low, high = _limits(profile)
         plausible = plausible_limits(profile)  # implausible values are no temperature
         reports: list[LegReport] = []
-        excursions = {}
+        excursions: dict[str, Excursion] = {}
         # As of ``now_ms`` (device time): legs that began later do not exist yet, and one that
         # ended later is still open then.
         legs = [

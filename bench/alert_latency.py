@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from coldchain.contract import device_topic
 from coldchain.rules import load_presets
@@ -48,7 +49,7 @@ class _Watcher:
         self.arrivals: dict[str, float] = {}
         self.payloads: list[dict[str, Any]] = []
         self._ready = threading.Event()
-        self._c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"watch-{time.time()}")
+        self._c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{time.time()}")
         self._c.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         self._c.on_subscribe = lambda *_: self._ready.set()
         self._c.on_message = self._on_message
@@ -83,7 +84,7 @@ def _q(values: list[float]) -> dict[str, float]:
 
 def measure(trials: int = 30) -> dict[str, Any]:
     profile = load_presets()["chilled"]
-    delay_min = round(next(r.delay_min for r in profile.rules if r.kind == "range"))  # type: ignore[union-attr]
+    delay_min = round(next(r.delay_min for r in profile.rules if r.kind == "range"))
     fleet = make_fleet(trials + 1)
     with (
         tempfile.TemporaryDirectory(prefix="coldchain-alerts-") as tmp,

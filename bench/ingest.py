@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -81,7 +82,7 @@ def _prequeue(services: Services, messages: list[LoadMessage]) -> float:
 
 def _discard_session(port: int, client_id: str) -> None:
     """Drop a persistent session so the broker stops queueing copies for it."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
     client.connect("127.0.0.1", port)  # MQTT 3.1.1, clean_session=True: the session is dropped
     client.loop_start()
     time.sleep(0.2)
@@ -103,11 +104,11 @@ class _Counter:
         self.client_id = f"count-{group}"
         if mqtt5:
             self.client = cls(
-                mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
+                CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
             )
         else:
             self.client = cls(
-                mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False
+                CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False
             )
         self.client.on_connect = lambda c, *_: c.subscribe(shared_subscription(group), qos=1)
         self.subscribed = threading.Event()
@@ -122,7 +123,7 @@ class _Counter:
 
     def connect(self, *, wait_subscribed: bool = True) -> None:
         if self.mqtt5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 3600
             self.client.connect("127.0.0.1", self.port, clean_start=False, properties=props)
         else:

@@ -2,7 +2,9 @@
 
 Settings come from ``COLDCHAIN_*`` environment variables (see README); several processes with
 distinct ``COLDCHAIN_MQTT__CLIENT_ID`` and spool paths share the load through the broker's
-shared subscription.
+shared subscription. On SIGTERM it exits within ``--stop-timeout-s`` (default 8 s): the group
+being committed is finished and acknowledged, the rules checkpoint without catching up, the
+writer flushes until the deadline and the rest waits in the spool (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 from coldchain.fleet import load_fleet
 from coldchain.settings import load_settings
 
+STOP_TIMEOUT_S = 8.0  # = ingest.service.STOP_TIMEOUT_S (not imported: adapters load lazily)
+
 __all__ = ["register", "run"]
 
 
@@ -27,10 +31,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--fleet", type=Path, help="fleet file (default: COLDCHAIN_FLEET_PATH)")
     p.add_argument(
-        "--drain-timeout-s",
+        "--stop-timeout-s",
         type=float,
-        default=10.0,
-        help="on shutdown, wait this long for the spool to drain to InfluxDB (default 10)",
+        default=STOP_TIMEOUT_S,
+        help="on SIGTERM/SIGINT, exit within this many seconds; what the writer has not "
+        f"flushed by then stays in the spool (default {STOP_TIMEOUT_S:g})",
     )
     p.set_defaults(func=run)
 
@@ -54,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
     )
     while not stop.wait(1.0):
         pass
-    service.stop(drain_timeout_s=args.drain_timeout_s)
+    service.stop(timeout_s=args.stop_timeout_s)
     print(json.dumps(service.stats(), sort_keys=True), flush=True)
     return 0

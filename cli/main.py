@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "cli.init",
     "cli.schema",
     "cli.simulate",
+    "cli.spool",
 ]
 
 

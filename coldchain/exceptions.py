@@ -9,8 +9,11 @@
      ├── TelemetryRejected    a message or sample broke the contract; dead-lettered
      └── StoreError           a store adapter failed (spool, InfluxDB), third-party errors mapped
           ├── WriteRejected   InfluxDB refused points for good (4xx): retrying will not help
-          └── RecordRejected  the registry DB refused a record for good (unknown reference,
-                              contradictory duplicate, constraint): retrying will not help
+          ├── RecordRejected  the registry DB refused a record for good (unknown reference,
+          │                   contradictory duplicate, constraint): retrying will not help
+          └── SpoolError      the spool (SQLite) could not read or write
+               ├── SpoolFull     the disk under the spool is full: retry once space is back
+               └── SpoolCorrupt  the spool file is damaged: retrying will not help
 
 Adapters catch third-party exceptions (sqlite3, httpx, paho) and raise these, so callers never
 depend on a client library's hierarchy.
@@ -24,6 +27,9 @@ __all__ = [
     "ProfileError",
     "RecordRejected",
     "RegistryError",
+    "SpoolCorrupt",
+    "SpoolError",
+    "SpoolFull",
     "StoreError",
     "TelemetryRejected",
     "WriteRejected",
@@ -98,6 +104,19 @@ class RecordRejected(StoreError):
     """The registry database refused a record for good: an unknown shipment or excursion, a
     duplicate that contradicts the stored record, a violated constraint. Retrying will not help.
     """
+
+
+class SpoolError(StoreError):
+    """The spool database failed a read or a write; usually transient (retry)."""
+
+
+class SpoolFull(SpoolError):
+    """The filesystem under the spool has no space left (SQLITE_FULL, ENOSPC)."""
+
+
+class SpoolCorrupt(SpoolError):
+    """The spool file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB): retrying will not help; the
+    start-up check moves such a file aside (ingest/spool_guard.py)."""
 
 
 def _bounded_repr(value: object, limit: int = 120) -> str:

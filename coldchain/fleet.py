@@ -39,6 +39,10 @@ class Compartment(BaseModel):
 
 
 class Asset(BaseModel):
+    """A truck or a store. ``devices`` report for it (telemetry and events); ``scanners`` are
+    other devices (handheld or dock readers at the site) that may post events naming it, such
+    as custody scans. Any other device naming it is rejected (``foreign_asset``)."""
+
     model_config = _CFG
 
     id: Identifier
@@ -59,6 +63,8 @@ class Asset(BaseModel):
             raise ValueError("a GLN is 13 digits ending in its GS1 check digit")
         return value
 
+    scanners: tuple[Identifier, ...] = ()
+
     @model_validator(mode="after")
     def _unique_ids(self) -> Asset:
         comp_dups = _duplicates(c.id for c in self.compartments)
@@ -73,6 +79,11 @@ class Asset(BaseModel):
         device_dups = _duplicates(self.devices)
         if device_dups:
             raise ValueError(f"asset {self.id}: duplicate device id(s) {device_dups}")
+        scanner_dups = _duplicates((*self.devices, *self.scanners))
+        if scanner_dups:
+            raise ValueError(
+                f"asset {self.id}: scanner id(s) {scanner_dups} listed twice or also as devices"
+            )
         return self
 
 
@@ -98,6 +109,8 @@ class Fleet:
     def __init__(self, assets: tuple[Asset, ...] | list[Asset]) -> None:
         self.assets: dict[str, Asset] = {}
         self._device_asset: dict[str, Asset] = {}
+        # scanner device -> the assets it may name in events (besides its own, if it has one)
+        self._scans_for: dict[str, set[str]] = {}
         # (asset_id, sensor_id) -> (compartment_id, probe)
         self._sensor: dict[tuple[str, str], tuple[str, str]] = {}
         for asset in assets:
@@ -111,12 +124,26 @@ class Fleet:
                         f"{self._device_asset[device_id].id!r} and {asset.id!r}"
                     )
                 self._device_asset[device_id] = asset
+            for scanner in asset.scanners:
+                self._scans_for.setdefault(scanner, set()).add(asset.id)
             for comp in asset.compartments:
                 for sensor in comp.sensors:
                     self._sensor[(asset.id, sensor.id)] = (comp.id, sensor.probe)
 
     def asset_of(self, device_id: str) -> Asset | None:
         return self._device_asset.get(device_id)
+
+    def is_known_device(self, device_id: str) -> bool:
+        """A device of an asset, or a scanner registered for one."""
+        return device_id in self._device_asset or device_id in self._scans_for
+
+    def may_name(self, device_id: str, asset_id: str) -> bool:
+        """May ``device_id`` post events naming ``asset_id``: its own asset, or one that lists
+        it among its ``scanners``."""
+        own = self._device_asset.get(device_id)
+        if own is not None and own.id == asset_id:
+            return True
+        return asset_id in self._scans_for.get(device_id, ())
 
     def sensor(self, asset_id: str, sensor_id: str) -> tuple[str, str] | None:
         """(compartment_id, probe) of a sensor on an asset, or None if not registered."""
@@ -131,8 +158,14 @@ class Fleet:
         return sorted(self._device_asset)
 
     def to_yaml(self) -> str:
+        # ``scanners`` only where there are some: most assets have none.
         data = {
-            "assets": [a.model_dump(mode="json", exclude_none=True) for a in self.assets.values()]
+            "assets": [
+                a.model_dump(
+                    mode="json", exclude_none=True, exclude=set() if a.scanners else {"scanners"}
+                )
+                for a in self.assets.values()
+            ]
         }
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 

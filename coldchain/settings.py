@@ -77,6 +77,9 @@ class SpoolSettings(BaseModel):
     linger_ms: float = Field(default=5.0, ge=0, le=10_000)
     # FULL survives power loss (fsync per group commit); NORMAL survives process crashes only.
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # Disk kept in hand next to the spool (<path>.reserve), given back when the disk fills so the
+    # spool can still drain and checkpoint; appends resume once it can be taken again. 0: off.
+    reserve_mb: int = Field(default=64, ge=0, le=65_536)
 
 
 class ValidationSettings(BaseModel):

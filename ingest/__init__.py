@@ -2,7 +2,9 @@
 
 Stages, one module each: ``decode``, ``validate``, ``spool``, ``write``, ``evaluate`` (rules)
 and ``events`` (custody scans); ``consumer`` is the MQTT adapter, ``service`` wires them,
-``metrics`` exposes counters and ``health`` the raised problems behind ``/healthz``.
+``metrics`` exposes counters and ``health`` the raised problems behind ``/healthz``;
+``spool_guard`` (identity, damaged files, the disk reserve) and ``watchdog`` (threads that die)
+keep failures visible and recoverable.
 """
 
 from ingest.consumer import Delivery, MqttSource

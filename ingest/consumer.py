@@ -20,10 +20,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from coldchain.contract import shared_subscription
@@ -60,7 +63,7 @@ class MqttSource:
         self.connected = threading.Event()
         self._v5 = settings.protocol == "5"
         client = BatchedClient(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
             protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
             # MQTT 3.1.1 keeps the session by clean_session=False; MQTT 5 by clean_start below.
@@ -73,13 +76,14 @@ class MqttSource:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.reconnect_delay_set(0.2, 10)
+        # paho's hint says int; its reconnect loop takes float seconds.
+        client.reconnect_delay_set(0.2, 10)  # type: ignore[arg-type]
         self._client = client
 
     def start(self) -> None:
         s = self.settings
         if self._v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = s.session_expiry_s
             props.ReceiveMaximum = s.max_inflight
             self._client.connect_async(
@@ -115,8 +119,11 @@ class MqttSource:
             self.connected.set()
             return
         group = self.settings.share_group
-        qos: SubscribeOptions | int = SubscribeOptions(qos=1) if self._v5 else 1
-        client.subscribe([(shared_subscription(group, kind), qos) for kind in self.kinds])
+        topics = [shared_subscription(group, kind) for kind in self.kinds]
+        if self._v5:
+            client.subscribe([(t, SubscribeOptions(qos=1)) for t in topics])
+        else:
+            client.subscribe([(t, 1) for t in topics])
         log.info("connected to MQTT %s:%d", self.settings.host, self.settings.port)
 
     def _on_subscribe(
@@ -124,8 +131,8 @@ class MqttSource:
         client: mqtt.Client,
         userdata: object,
         mid: int,
-        reason_codes: list[object],
-        properties: object,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
     ) -> None:
         if any(getattr(rc, "is_failure", False) for rc in reason_codes):
             log.error("MQTT subscription refused: %s", reason_codes)
@@ -145,9 +152,11 @@ class MqttSource:
         log.warning("MQTT disconnected: %s", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        # paho types payload as bytes | bytearray; a received PUBLISH's is always bytes.
+        payload = cast(bytes, msg.payload)
         self._deliver(
             Delivery(
-                msg.topic, msg.payload, msg.mid, msg.qos, int(time.time() * 1000), self._generation
+                msg.topic, payload, msg.mid, msg.qos, int(time.time() * 1000), self._generation
             )
         )
 

@@ -118,6 +118,7 @@ class EvaluateStage:
         self._asset_row: dict[str, int] = {}
         self._recomputed_at: dict[tuple[str, str], float] = {}
         self._pruned = (0, 0.0)  # (row, monotonic time) of the last journal prune
+        self._quick_stop = False
         self.changes_total = 0
         self.recomputes_total = 0
         self.errors_total = 0
@@ -179,7 +180,12 @@ class EvaluateStage:
                 else (min(old[0], from_ms), max(old[1], item.row_id))
             )
 
-    def stop(self) -> None:
+    def stop(self, *, catch_up: bool = True) -> None:
+        """Stop the thread, which saves a checkpoint last. With ``catch_up`` it first evaluates
+        everything queued; without, it stops after its current round and what is still queued
+        becomes recomputes saved in the checkpoint (a restart runs them from InfluxDB), so a
+        shutdown does not wait for the rules to catch up."""
+        self._quick_stop = not catch_up
         self._inbox.append(None)
         self._wake.set()
 
@@ -212,7 +218,7 @@ class EvaluateStage:
     def run(self) -> None:
         next_tick = next_checkpoint = time.monotonic()
         retry_at = 0.0
-        while True:
+        while not self._quick_stop:
             items = self._take()
             self._take_spilled()
             stop = bool(items) and items[-1] is None
@@ -239,8 +245,15 @@ class EvaluateStage:
                 log.error("rules evaluation failed (retrying in 5 s): %s", exc)
             finally:
                 self._done += len(work)
-            if stop:
+            if stop or self._quick_stop:
                 break
+        if self._quick_stop:
+            # A quick stop: what is still queued becomes recomputes saved in the checkpoint.
+            while self._inbox:
+                left = self._inbox.popleft()
+                if left is not None:
+                    self._spill(left)
+            self._take_spilled()
         try:
             self._apply([])
             self._save_checkpoint(prune=True)

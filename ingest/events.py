@@ -3,6 +3,9 @@
 Guarantee: like telemetry, never raises on bad input. A custody scan is recorded in the registry
 (idempotently: a redelivered scan is the same record) before its message is acknowledged; a
 scan the registry refuses (unknown shipment, contradicting an earlier scan) is dead-lettered.
+An event may name only the publishing device's own asset, or an asset that registers the device
+among its ``scanners`` in the fleet file; any other is dead-lettered (``foreign_asset``). A
+registry that is locked or down raises ``StoreError`` (the caller holds the acks and retries).
 Door and alarm events become ``door``/``reefer`` points at their exact device time. Every event
 is also stored as an ``event`` point so the time series alone tells the whole story.
 """
@@ -18,7 +21,7 @@ from coldchain.contract import device_id_from_topic
 from coldchain.contract.events import AlarmEvent, CustodyEvent, DoorEvent, parse_event
 from coldchain.exceptions import RecordRejected, TelemetryRejected
 from coldchain.fleet import Fleet
-from coldchain.lineprotocol import format_fields, series_key
+from coldchain.lineprotocol import FieldValue, format_fields, series_key
 from registry import Registry
 
 __all__ = ["EventOutcome", "process_event"]
@@ -47,7 +50,8 @@ def process_event(
     max_payload_bytes: int,
     received_ms: int,
 ) -> EventOutcome:
-    """Raises ``TelemetryRejected`` for anything that must be dead-lettered."""
+    """Raises ``TelemetryRejected`` for anything that must be dead-lettered, ``StoreError``
+    when the registry cannot record a custody scan now."""
     device_id = device_id_from_topic(topic)
     if device_id is None:
         _reject("bad_topic", "topic is not a device topic", None, "topic", topic)
@@ -67,11 +71,21 @@ def process_event(
             "device_id",
             event.device_id,
         )
-    if fleet.asset_of(device_id) is None:
+    if not fleet.is_known_device(device_id):
         _reject("unknown_device", "device is not registered", device_id, "device_id", device_id)
     asset = fleet.assets.get(event.asset_id)
     if asset is None:
         _reject("unknown_asset", "asset is not registered", device_id, "asset_id", event.asset_id)
+    if not fleet.may_name(device_id, event.asset_id):
+        own = fleet.asset_of(device_id)
+        _reject(
+            "foreign_asset",
+            f"device may name only its own asset ({own.id if own else 'none'}) unless the fleet"
+            f" lists it among the scanners of {event.asset_id}",
+            device_id,
+            "asset_id",
+            event.asset_id,
+        )
     comp = event.compartment_id
     if comp is not None and not fleet.has_compartment(event.asset_id, comp):
         _reject(
@@ -91,7 +105,7 @@ def process_event(
             event.ts.isoformat(),
         )
     tags = {"asset": event.asset_id, "compartment": comp, "type": event.type}
-    common = {"device": device_id, "seq": event.seq}
+    common: dict[str, FieldValue] = {"device": device_id, "seq": event.seq}
     if isinstance(event, CustodyEvent):
         if registry is not None:
             try:

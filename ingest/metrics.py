@@ -33,6 +33,13 @@ class IngestMetrics:
         self.write_errors = 0
         self.dead_letters: Counter[str] = Counter()
         self.receive_lag_s = 0.0
+        # Durability faults (docs/operations.md): spool writes that failed (disk full, I/O),
+        # spools found replaced or damaged at start-up, registry calls that failed and were
+        # retried with the acks held.
+        self.spool_errors = 0
+        self.spool_replaced = 0
+        self.spool_corrupt = 0
+        self.registry_errors = 0
         self.health = Health()
         # Other stages' counters (e.g. the rules stage's ``stats``), merged into the snapshot.
         self.sources: list[Callable[[], dict[str, object]]] = []
@@ -50,20 +57,23 @@ class IngestMetrics:
         data = {
             k: v for k, v in vars(self).items() if k not in ("dead_letters", "health", "sources")
         }
-        for source in self.sources:
-            data |= source()
         data["spool_depth_messages"] = self.spool_depth_messages
         data["dead_letters"] = dict(self.dead_letters)
         data["dead_letters_total"] = sum(self.dead_letters.values())
-        data["healthy"] = int(self.health.ok)
+        problems = self.health.problems()
+        data["healthy"] = int(not problems)
+        data["health_problems"] = dict.fromkeys(sorted(problems), 1)
+        for source in self.sources:
+            data |= source()
         return data
 
     def prometheus(self) -> str:
         out = []
         for key, value in self.snapshot().items():
             if isinstance(value, dict):
-                for reason, n in sorted(value.items()):
-                    out.append(f'coldchain_ingest_{key}{{reason="{reason}"}} {n}')
+                label = "problem" if key == "health_problems" else "reason"
+                for name, n in sorted(value.items()):
+                    out.append(f'coldchain_ingest_{key}{{{label}="{name}"}} {n}')
             else:
                 out.append(f"coldchain_ingest_{key} {value}")
         return "\n".join(out) + "\n"

@@ -2,14 +2,27 @@
 the rules engine. This module is the bootstrap: it builds every stage from ``Settings``.
 
 Threads: paho's network loop (enqueues deliveries), the pipeline (group commit per batch, then
-acks), the writer (drains the spool to InfluxDB) and the evaluator (rules over what was
-acknowledged). Work in flight is bounded by the delivery queue (``mqtt.max_inflight``): when it
-is full paho's thread waits, and so does the broker, until the pipeline has made a batch durable
-and acknowledged it.
+acks), the writer (drains the spool to InfluxDB), the evaluator (rules over what was
+acknowledged) and housekeeping. Work in flight is bounded by the delivery queue
+(``mqtt.max_inflight``): when it is full paho's thread waits, and so does the broker, until the
+pipeline has made a batch durable and acknowledged it.
+
+Guarantees (docs/operations.md, "Failures and recovery"):
+- Nothing is acknowledged that is not durable: a group whose spool commit or custody
+  registration fails is held (no ack) and retried with backoff while a health problem
+  (``spool_unwritable``, ``registry_unavailable``) says so; it clears by itself on recovery.
+- A thread that dies raises ``pipeline_dead``/``writer_dead``/``rules_dead`` (ingest.watchdog).
+- At start the spool is checked (damaged: moved aside, ``spool_corrupt``) and compared with
+  the identity the registry recorded (deleted or replaced: ``spool_replaced``); both stay raised
+  until an operator accepts them (``coldchain spool accept``).
+- ``stop()`` returns within ``timeout_s`` (default ``STOP_TIMEOUT_S``): it finishes the group
+  being committed and its acks, checkpoints the rules without letting them catch up, lets the
+  writer flush until the deadline and leaves the rest in the spool.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -19,7 +32,7 @@ from dataclasses import replace
 from typing import NamedTuple
 
 from coldchain.contract import Limits, PointEncoder, Sample, ts_ms
-from coldchain.exceptions import TelemetryRejected
+from coldchain.exceptions import SpoolError, StoreError, TelemetryRejected
 from coldchain.fleet import Fleet
 from coldchain.rules import ProfileAssignment, RulesEngine, load_presets
 from coldchain.settings import Settings
@@ -29,14 +42,20 @@ from ingest.evaluate import Accepted, CustodyChange, EvaluateStage
 from ingest.events import process_event
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.spool import DeadLetter, Spool, SpooledMessage
+from ingest.spool_guard import DiskReserve, SpoolWatch, check_identity, open_spool
 from ingest.validate import validate
+from ingest.watchdog import guarded
 from ingest.write import SpoolDrainer
 from registry import Registry, open_registry
 from timeseries.client import InfluxClient
 
-__all__ = ["IngestService", "Processed", "process_delivery"]
+__all__ = ["STOP_TIMEOUT_S", "IngestService", "Processed", "process_delivery"]
 
 log = logging.getLogger("coldchain.ingest")
+
+STOP_TIMEOUT_S = 8.0  # stop() returns within this (a container runtime's default grace is 10 s)
+HOUSEKEEPING_S = 5.0  # spool high-water to the registry, operator acceptance, disk reserve
+_RETRY_MAX_S = 5.0  # backoff ceiling while the spool or the registry fails (acks held)
 
 
 class Processed(NamedTuple):
@@ -79,10 +98,17 @@ def process_delivery(
 
 
 def build_engine(settings: Settings, fleet: Fleet, registry: Registry) -> RulesEngine:
+    """The rules engine with the profiles (presets + ``profiles_path``) and the registry's
+    profile assignment history."""
     profiles = load_presets(settings.profiles_path)
     assignments = [
         ProfileAssignment(
-            a.asset_id, a.compartment_id, a.profile, a.from_ms, a.assigned_by, a.reason
+            asset=a.asset_id,
+            compartment=a.compartment_id,
+            profile=a.profile,
+            from_ms=a.from_ms,
+            by=a.assigned_by,
+            reason=a.reason,
         )
         for a in registry.profile_history()
     ]
@@ -90,6 +116,8 @@ def build_engine(settings: Settings, fleet: Fleet, registry: Registry) -> RulesE
 
 
 class IngestService:
+    """One ingest process: ``start()``, then ``stop()`` (see the module docstring)."""
+
     def __init__(
         self,
         settings: Settings,
@@ -109,23 +137,48 @@ class IngestService:
         v = settings.validation
         self._limits = Limits(v.max_future_skew_s, v.max_sample_age_s)
         self._enqueued = 0  # written only by paho's thread
+        self._stopping = threading.Event()
+        self.metrics = IngestMetrics()
+        health = self.metrics.health
+        # Always opened, rules or not: it records the spool's identity (run `coldchain init`).
+        self.registry: Registry = open_registry(settings.registry_url)
+        sp = settings.spool
+        spool_args = (sp.path, sp.synchronous, v.dead_letter_retention_days)
+        self._drain_spool, recovery = open_spool(*spool_args)
+        self.metrics.spool_corrupt += recovery is not None
+        self._spool_id = self._drain_spool.spool_id
+        verdict = check_identity(
+            self.registry, settings.mqtt.client_id, self._drain_spool, recovery
+        )
+        self._spool_problem = verdict.problem
+        if verdict.problem is not None:
+            self.metrics.spool_replaced += verdict.problem == "spool_replaced" and recovery is None
+            health.raise_problem(verdict.problem, verdict.detail)
+        self._last_row = self._recorded_row = self._drain_spool.high_water()
+        self._reserve = DiskReserve(
+            sp.path.with_name(sp.path.name + ".reserve"), sp.reserve_mb << 20
+        )
+        self._watch = SpoolWatch(self.metrics, self._reserve)
+        if not self._reserve.take():
+            self._watch.waiting()
+        self._pipeline_spool = Spool(*spool_args, rules_journal=rules)
+        self._annotation_spool = Spool(*spool_args)  # used by the evaluator thread only
         kinds = ("telemetry", "events") if rules else ("telemetry",)
         self._source = MqttSource(settings.mqtt, self._enqueue, kinds)
         self._writer = InfluxClient(settings.influx)
-        spool_args = (settings.spool.path, settings.spool.synchronous, v.dead_letter_retention_days)
-        self._drain_spool = Spool(*spool_args)
         self._drainer = SpoolDrainer(
-            self._drain_spool, self._writer, settings.influx, self._on_written, self._on_write_error
+            self._drain_spool,
+            self._writer,
+            settings.influx,
+            self._on_written,
+            self._on_write_error,
+            on_spool_error=self._watch.failed,
         )
-        self._threads: list[threading.Thread] = []
+        self._threads: dict[str, threading.Thread] = {}
         self._metrics_server: MetricsServer | None = None
-        backlog_rows, _ = self._drain_spool.depth()
-        self.metrics = IngestMetrics(spool_backlog_messages=backlog_rows)
-        self.registry: Registry | None = None
+        self.metrics.spool_backlog_messages = self._drain_spool.depth()[0]
         self.evaluate: EvaluateStage | None = None
         if rules:
-            self.registry = open_registry(settings.registry_url)
-            self._annotation_spool = Spool(*spool_args)  # used by the evaluator thread only
             self.evaluate = EvaluateStage(
                 build_engine(settings, fleet, self.registry),
                 fleet,
@@ -147,15 +200,16 @@ class IngestService:
             self._writer.create_database()
         except Exception as exc:  # InfluxDB may be down at start; the writer retries later.
             log.warning("could not ensure database: %s", exc)
-        self._threads = [
-            threading.Thread(target=self._pipeline, name="ingest-pipeline", daemon=True),
-            threading.Thread(target=self._drainer.run, name="ingest-writer", daemon=True),
-        ]
+        health, stopping = self.metrics.health, self._stopping
+        targets: dict[str, Callable[[], None]] = {
+            "pipeline": self._pipeline,
+            "writer": self._drainer.run,
+            "housekeeping": self._housekeeping,
+        }
         if self.evaluate is not None:
-            self._threads.append(
-                threading.Thread(target=self.evaluate.run, name="ingest-rules", daemon=True)
-            )
-        for t in self._threads:
+            targets["rules"] = self.evaluate.run
+        self._threads = {n: guarded(n, t, health, stopping) for n, t in targets.items()}
+        for t in self._threads.values():
             t.start()
         if self.settings.metrics_port:
             self._metrics_server = MetricsServer(self.metrics, self.settings.metrics_port)
@@ -164,27 +218,71 @@ class IngestService:
         if wait_connected_s and not self._source.wait_connected(wait_connected_s):
             log.warning("MQTT not connected after %.0f s; paho keeps retrying", wait_connected_s)
 
-    def stop(self, drain_timeout_s: float = 0.0) -> None:
-        """Stop intake; spool what was received; optionally let the writer drain the spool."""
-        self._source.stop()
-        self._queue.put(None)
-        self._threads[0].join(30)
+    def stop(self, drain_timeout_s: float = 0.0, *, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop within ``timeout_s`` (after waiting up to ``drain_timeout_s`` for everything
+        received to be written and evaluated, when given).
+
+        In order: the pipeline finishes the group it is committing and acknowledges it, taking
+        nothing more (deliveries still queued are not acknowledged: the broker redelivers them);
+        the MQTT connection closes; the rules stop after their current round and checkpoint
+        (what they had queued becomes recomputes a restart runs); the writer flushes until the
+        deadline and the rest stays in the spool.
+        """
         if drain_timeout_s:
             self.wait_drained(drain_timeout_s)
+        deadline = time.monotonic() + timeout_s
+
+        def left(keep_s: float = 0.0) -> float:
+            return max(0.05, deadline - keep_s - time.monotonic())
+
+        self._stopping.set()
+        threads = self._threads
+        if "pipeline" in threads:
+            threads["pipeline"].join(left(keep_s=min(3.0, timeout_s / 2)))
+        self._discard_queued()
+        self._source.stop()
+        self._discard_queued()
         if self.evaluate is not None:
-            self.evaluate.stop()
-            self._threads[2].join(60)
+            self.evaluate.stop(catch_up=False)
+            if "rules" in threads:
+                threads["rules"].join(left(keep_s=min(1.0, timeout_s / 4)))
+        # Flush while the writer makes progress (not into an InfluxDB that is down).
+        writer, m = threads.get("writer"), self.metrics
+        written, progressed_at = m.written_messages, time.monotonic()
+        while writer is not None and writer.is_alive() and m.spool_depth_messages > 0:
+            now = time.monotonic()
+            if m.written_messages != written:
+                written, progressed_at = m.written_messages, now
+            if now >= deadline - 0.3 or now - progressed_at > 1.0:
+                break
+            time.sleep(0.05)
         self._drainer.stop()
-        self._threads[1].join(30)
+        for name in ("writer", "housekeeping"):
+            if name in threads:
+                threads[name].join(left())
         if self._metrics_server:
             self._metrics_server.stop()
+        alive = sorted(n for n, t in threads.items() if t.is_alive())
+        if alive:  # let the process exit; what they hold stays in the spool or the broker
+            log.warning("stopped with threads still busy after %.1f s: %s", timeout_s, alive)
+            return
         self._writer.close()
-        self._drain_spool.close()
-        if self.registry is not None:
-            self._annotation_spool.close()
-            self.registry.close()
+        for spool in (self._drain_spool, self._pipeline_spool, self._annotation_spool):
+            spool.close()
+        self.registry.close()
+
+    def _discard_queued(self) -> None:
+        """Drop deliveries not yet committed (never acknowledged: the broker redelivers them),
+        so that paho's thread, maybe blocked on a full queue, can finish."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
 
     def _enqueue(self, delivery: Delivery) -> None:
+        if self._stopping.is_set():
+            return  # not acknowledged: the broker redelivers it after the restart
         self._enqueued += 1
         self._queue.put(delivery)
 
@@ -201,24 +299,19 @@ class IngestService:
         return False
 
     def stats(self) -> dict[str, object]:
-        data = self.metrics.snapshot()
-        if self.evaluate is not None:
-            data |= self.evaluate.stats()
-        return data
+        """The metrics snapshot (counters, health, the rules stage's gauges)."""
+        return self.metrics.snapshot()
 
     # -- threads ----------------------------------------------------------------------------
     def _pipeline(self) -> None:
-        s = self.settings
-        spool = Spool(
-            s.spool.path,
-            s.spool.synchronous,
-            s.validation.dead_letter_retention_days,
-            rules_journal=self.evaluate is not None,
-        )
-        batch_max, linger_s = s.spool.batch_max_messages, s.spool.linger_ms / 1000.0
-        running = True
-        while running:
-            first = self._queue.get()
+        spool, stopping = self._pipeline_spool, self._stopping
+        batch_max, linger_s = self.settings.spool.batch_max_messages, self.settings.spool.linger_ms
+        linger_s /= 1000.0
+        while not stopping.is_set():
+            try:
+                first = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
             if first is None:
                 break
             batch = [first]
@@ -230,25 +323,61 @@ class IngestService:
                 except queue.Empty:
                     break
                 if item is None:
-                    running = False
                     break
                 batch.append(item)
             self._commit(spool, batch)
-        spool.close()
 
-    def _process(self, d: Delivery) -> tuple[Processed, CustodyChange | None]:
+    def _process(self, d: Delivery) -> tuple[Processed, CustodyChange | None] | None:
+        """One delivery; None when the service stops while the registry is unavailable."""
         max_bytes = self.settings.validation.max_payload_bytes
         if not d.topic.endswith("/events"):
             return process_delivery(d, self.fleet, self._encoder, self._limits, max_bytes), None
-        try:
-            out = process_event(
-                d.topic, d.payload, self.fleet, self.registry, max_bytes, d.received_ms
-            )
-        except TelemetryRejected as exc:
-            return Processed(None, [_dead(d, exc, d.payload)]), None
+        delay = 0.5
+        while True:
+            try:
+                out = process_event(
+                    d.topic, d.payload, self.fleet, self.registry, max_bytes, d.received_ms
+                )
+                break
+            except TelemetryRejected as exc:
+                return Processed(None, [_dead(d, exc, d.payload)]), None
+            except StoreError as exc:
+                # The registry is locked or down: the scan is not recorded, so nothing of this
+                # group may be acknowledged. Hold it and retry (paho's queue fills meanwhile).
+                self.metrics.registry_errors += 1
+                self.metrics.health.raise_problem(
+                    "registry_unavailable",
+                    f"custody scan not recorded ({exc}); acks held, retrying in {delay:.1f} s",
+                )
+                if self._stopping.wait(delay):
+                    return None
+                delay = min(delay * 2, _RETRY_MAX_S)
+        if delay > 0.5:
+            self.metrics.health.clear("registry_unavailable")
         device = d.topic.split("/")[-2]
         custody = CustodyChange(*out.custody) if out.custody else None
         return Processed(SpooledMessage(d.received_ms, device, out.lines), []), custody
+
+    def _append(self, spool: Spool, messages: list[SpooledMessage], dead: list[DeadLetter]) -> int:
+        """Commit a group, retrying (acks held) while the spool fails; -1 when the service
+        stops first (nothing of the group is acknowledged)."""
+        watch, delay = self._watch, 0.5
+        while True:
+            if watch.ready():
+                try:
+                    last_row = spool.append(messages, dead)
+                    watch.ok("append")
+                    return last_row
+                except SpoolError as exc:
+                    watch.failed(exc, "append")
+                    # After a failed write SQLite's connection may keep a stale state.
+                    with contextlib.suppress(SpoolError):
+                        spool.reopen()
+            else:
+                watch.waiting()
+            if self._stopping.wait(delay):
+                return -1
+            delay = min(delay * 2, _RETRY_MAX_S)
 
     def _commit(self, spool: Spool, batch: list[Delivery]) -> None:
         m = self.metrics
@@ -257,7 +386,10 @@ class IngestService:
         # (index of the message's spool row in this group, what the rules get)
         to_rules: list[tuple[int, tuple[str, Sequence[Sample], str] | CustodyChange]] = []
         for d in batch:
-            processed, custody = self._process(d)
+            result = self._process(d)
+            if result is None:
+                return  # stopping: nothing of this group is acknowledged
+            processed, custody = result
             if processed.spooled is not None:
                 messages.append(processed.spooled)
             idx = len(messages) - 1
@@ -268,13 +400,10 @@ class IngestService:
             if custody is not None:
                 to_rules.append((idx, custody))
             dead.extend(processed.dead)
-        while True:
-            try:
-                last_row = spool.append(messages, dead)
-                break
-            except Exception as exc:  # disk full or locked: hold the acks and retry
-                log.error("spool append failed, retrying: %s", exc)
-                time.sleep(1.0)
+        last_row = self._append(spool, messages, dead)
+        if last_row < 0:
+            return
+        self._last_row = max(self._last_row, last_row)
         # Only now is everything durable: acknowledge.
         m.received_messages += len(batch)
         m.accepted_messages += len(messages)
@@ -303,14 +432,41 @@ class IngestService:
                 for i, x in to_rules
             )
 
+    def _housekeeping(self) -> None:
+        """Every ``HOUSEKEEPING_S``: record the spool's high-water mark in the registry, clear
+        an accepted spool problem, take the disk reserve back once space returned."""
+        client = self.settings.mqtt.client_id
+        while not self._stopping.wait(HOUSEKEEPING_S):
+            self._watch.poll()
+            try:
+                if self._last_row > self._recorded_row:
+                    row = self._last_row
+                    self.registry.advance_spool_high_water(client, self._spool_id, row)
+                    self._recorded_row = row
+                if self._spool_problem is not None:
+                    record = self.registry.spool_identity(client)
+                    if record is not None and record.problem is None:
+                        log.warning("spool problem accepted by an operator: %s", client)
+                        self.metrics.health.clear(self._spool_problem)
+                        self._spool_problem = None
+            except StoreError as exc:
+                log.warning("housekeeping: registry unavailable, retrying: %s", exc)
+
     def _annotate(self, lines: list[str]) -> None:
-        self._annotation_spool.append([SpooledMessage(self._clock_ms(), "rules", lines)], [])
+        try:
+            self._annotation_spool.append([SpooledMessage(self._clock_ms(), "rules", lines)], [])
+        except SpoolError as exc:  # the rules thread retries; the spool's state is reported
+            self._watch.failed(exc, "annotation")
+            self._annotation_spool.reopen()
+            raise
+        self._watch.ok("annotation")
         self.metrics.annotation_messages += 1
         self._drainer.wake()
 
     def _on_written(self, messages: int, points: int) -> None:
         self.metrics.written_messages += messages
         self.metrics.written_points += points
+        self._watch.ok("writer")
 
     def _on_write_error(self, exc: Exception) -> None:
         self.metrics.write_errors += 1

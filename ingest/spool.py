@@ -16,6 +16,13 @@ Guarantees:
   the rules engine's record of what was acknowledged after its last checkpoint, which the
   writer's deletes do not touch (pruned by the rules stage once a checkpoint covers it).
 
+- Every SQLite error leaves as a ``SpoolError``: ``SpoolFull`` when the disk is full,
+  ``SpoolCorrupt`` when the file is damaged (what to do then: ingest/spool_guard.py), a plain
+  ``SpoolError`` otherwise. After a failed write the caller may ``reopen()`` the connection.
+- The spool carries an identity (``spool_id``, random, made when the file is created) and a
+  row-id sequence that only grows (``high_water()``): recorded in the registry, they let a
+  restart notice a deleted, replaced or rolled-back spool (ingest/spool_guard.py).
+
 A ``Spool`` is used by one thread at a time (it may be handed from the thread that opened it to
 the one that uses it); concurrent users open their own, and WAL lets a reader and a writer
 proceed together.
@@ -23,16 +30,18 @@ proceed together.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from coldchain.exceptions import StoreError
+from coldchain.exceptions import SpoolCorrupt, SpoolError, SpoolFull
 
-__all__ = ["DeadLetter", "Spool", "SpoolBatch", "SpooledMessage"]
+__all__ = ["DeadLetter", "Spool", "SpoolBatch", "SpooledMessage", "spool_error"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -106,6 +115,40 @@ DROP TABLE dead_letters_inline;
 """
 _PRUNE_EVERY_S = 3600.0
 _PRUNE_MAX_LETTERS = 10_000
+# Kept apart from _SCHEMA: the spool's identity, made once when the file is created.
+_META_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO spool_meta (key, value) VALUES ('spool_id', '{spool_id}');
+"""
+
+_CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def spool_error(what: str, path: Path, exc: sqlite3.Error) -> SpoolError:
+    """Map a sqlite3 error to SpoolFull, SpoolCorrupt or SpoolError (primary result code)."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    cls = (
+        SpoolFull
+        if code == sqlite3.SQLITE_FULL
+        else SpoolCorrupt
+        if code in _CORRUPT_CODES
+        else SpoolError
+    )
+    if what == "open":
+        return cls(f"cannot open spool {path}: {exc}")
+    return cls(f"spool {what} failed ({path}): {exc}")
+
+
+def _migrate_dead_letters(db: sqlite3.Connection) -> None:
+    """Move an older spool's inline dead-letter payloads to ``dead_letter_payloads``."""
+    cols = {row[1] for row in db.execute("PRAGMA table_info(dead_letters)")}
+    if "payload" in cols:
+        try:
+            db.executescript(f"BEGIN IMMEDIATE;{_MIGRATE_INLINE_PAYLOADS}COMMIT;")
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,26 +207,59 @@ class Spool:
         )
         self._next_prune = 0.0  # monotonic seconds: the first append prunes
         self._journal = rules_journal
+        self._synchronous = synchronous
+        self._db = self._connect()
         try:
-            self._db = sqlite3.connect(
-                path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._migrate_dead_letters()
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_META_SCHEMA.format(spool_id=uuid.uuid4().hex))
+            row = self._db.execute("SELECT value FROM spool_meta WHERE key = 'spool_id'").fetchone()
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open spool {path}: {exc}") from exc
+            self._db.close()
+            raise spool_error("reading its identity", path, exc) from exc
+        self.spool_id = str(row[0])
 
-    def _migrate_dead_letters(self) -> None:
-        cols = {row[1] for row in self._db.execute("PRAGMA table_info(dead_letters)")}
-        if "payload" in cols:
-            try:
-                self._db.executescript(f"BEGIN IMMEDIATE;{_MIGRATE_INLINE_PAYLOADS}COMMIT;")
-            except sqlite3.Error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+    def _connect(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = None
+        try:
+            db = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self._synchronous}")
+            _migrate_dead_letters(db)
+            db.executescript(_SCHEMA)
+            return db
+        except sqlite3.Error as exc:
+            if db is not None:
+                db.close()
+            raise spool_error("open", self.path, exc) from exc
+
+    def reopen(self) -> None:
+        """A fresh connection: after a failed write (disk full, I/O error) the old one may keep
+        a stale view or a sticky error; raises SpoolError if the file cannot be opened now."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        self._db = self._connect()
+
+    def high_water(self) -> int:
+        """The largest row id this spool ever issued (AUTOINCREMENT never reuses one), 0 when
+        none: it only grows, so a spool below a recorded mark is an older copy."""
+        try:
+            row = self._db.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'spool'"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise spool_error("reading its sequence", self.path, exc) from exc
+        return int(row[0]) if row else 0
+
+    def quick_check(self) -> None:
+        """Raise SpoolCorrupt unless SQLite's ``PRAGMA quick_check`` finds the file intact (reads
+        every page: O(size), about a second per few hundred MB)."""
+        try:
+            rows = self._db.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.Error as exc:
+            raise spool_error("checking", self.path, exc) from exc
+        if rows != [("ok",)]:
+            raise SpoolCorrupt(f"spool {self.path}: quick_check: {rows[0][0]}")
 
     def append(self, messages: Iterable[SpooledMessage], dead: Iterable[DeadLetter]) -> int:
         """Commit a group of messages and dead letters atomically.
@@ -230,10 +306,13 @@ class Spool:
         except BaseException as exc:
             # Any failure (also a non-sqlite one) must not leave the transaction open, or every
             # later BEGIN fails with "cannot start a transaction within a transaction".
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+            try:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the caller reopens the connection; the failed transaction is not kept
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"spool append failed: {exc}") from exc
+                raise spool_error("append", self.path, exc) from exc
             raise
 
     def _insert_dead(self, dead: list[DeadLetter]) -> None:
@@ -282,24 +361,27 @@ class Spool:
                     " (SELECT payload_id FROM dead_letters)"
                 )
         except sqlite3.Error as exc:
-            raise StoreError(f"dead-letter pruning failed: {exc}") from exc
+            raise SpoolError(f"dead-letter pruning failed: {exc}") from exc
         return int(deleted)
 
     def peek(self, max_points: int, after_id: int = 0) -> SpoolBatch | None:
         """The oldest rows holding about ``max_points`` points (at least one row)."""
-        cur = self._db.execute(
-            "SELECT id, n_points, lines FROM spool WHERE id > ? ORDER BY id LIMIT ?",
-            # A message row holds at least one point (its device line): max_points rows suffice.
-            (after_id, max(1, max_points)),
-        )
         rows: list[tuple[int, int, str]] = []
         total = 0
-        for row in cur:
-            if rows and total + row[1] > max_points:
-                break
-            rows.append(row)
-            total += row[1]
-        cur.close()
+        try:
+            cur = self._db.execute(
+                "SELECT id, n_points, lines FROM spool WHERE id > ? ORDER BY id LIMIT ?",
+                # A message row holds at least one point (its device line): max_points rows do.
+                (after_id, max(1, max_points)),
+            )
+            for row in cur:
+                if rows and total + row[1] > max_points:
+                    break
+                rows.append(row)
+                total += row[1]
+            cur.close()
+        except sqlite3.Error as exc:
+            raise spool_error("read", self.path, exc) from exc
         if not rows:
             return None
         return SpoolBatch(rows[0][0], rows[-1][0], rows)
@@ -308,7 +390,7 @@ class Spool:
         try:
             self._db.execute("DELETE FROM spool WHERE id BETWEEN ? AND ?", (first_id, last_id))
         except sqlite3.Error as exc:
-            raise StoreError(f"spool delete failed: {exc}") from exc
+            raise spool_error("delete", self.path, exc) from exc
 
     def journal_since(self, after_row: int) -> dict[str, int]:
         """Device -> oldest device time of the messages spooled after row ``after_row``
@@ -321,22 +403,30 @@ class Spool:
             )
             return {str(d): int(t) for d, t in cur}
         except sqlite3.Error as exc:
-            raise StoreError(f"spool journal read failed: {exc}") from exc
+            raise SpoolError(f"spool journal read failed: {exc}") from exc
 
     def prune_journal(self, through_row: int) -> None:
         """Forget the journal through row ``through_row``: a rules checkpoint covers it."""
         try:
             self._db.execute("DELETE FROM rules_journal WHERE row_id <= ?", (through_row,))
         except sqlite3.Error as exc:
-            raise StoreError(f"spool journal prune failed: {exc}") from exc
+            raise SpoolError(f"spool journal prune failed: {exc}") from exc
 
     def last_id(self) -> int:
         """The newest row's id (0 when empty): what a restart must see written first."""
-        return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM spool").fetchone()[0])
+        try:
+            return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM spool").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise spool_error("read", self.path, exc) from exc
 
     def depth(self) -> tuple[int, int]:
         """(messages, points) waiting for InfluxDB."""
-        n, p = self._db.execute("SELECT COUNT(*), COALESCE(SUM(n_points), 0) FROM spool").fetchone()
+        try:
+            n, p = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(n_points), 0) FROM spool"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise spool_error("read", self.path, exc) from exc
         return int(n), int(p)
 
     def dead_letters(self, limit: int = 1000) -> list[dict[str, object]]:

@@ -7,16 +7,19 @@ Guarantees:
 - A 400/413 (InfluxDB refused some points for good) is bisected down to the offending row,
   which moves to the dead-letter store; every other row is written. Rewriting a row that was
   already accepted is harmless (idempotent points).
+- A spool failure (disk full, I/O error) is reported to ``on_spool_error`` and retried with the
+  same backoff on a fresh connection; the rows stay until a delete succeeds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 
-from coldchain.exceptions import StoreError, WriteRejected
+from coldchain.exceptions import SpoolError, StoreError, WriteRejected
 from coldchain.settings import InfluxSettings
 from ingest.spool import DeadLetter, Spool, SpoolBatch
 from timeseries.client import InfluxClient
@@ -36,12 +39,15 @@ class SpoolDrainer:
         settings: InfluxSettings,
         on_written: Callable[[int, int], None] = lambda messages, points: None,
         on_error: Callable[[Exception], None] = lambda exc: None,
+        *,
+        on_spool_error: Callable[[SpoolError, str], None] = lambda exc, who: None,
     ) -> None:
         self._spool = spool
         self._writer = writer
         self._settings = settings
         self._on_written = on_written
         self._on_error = on_error
+        self._on_spool_error = on_spool_error
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.written_through = 0
@@ -59,6 +65,15 @@ class SpoolDrainer:
             try:
                 progressed = self.drain_once()
                 backoff = self._settings.retry_initial_s
+            except SpoolError as exc:
+                self._on_spool_error(exc, "writer")
+                log.warning("spool failed in the writer, retrying in %.1f s: %s", backoff, exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self._settings.retry_max_s)
+                # After a failed write SQLite's connection may keep a stale state.
+                with contextlib.suppress(SpoolError):
+                    self._spool.reopen()
+                continue
             except StoreError as exc:
                 self._on_error(exc)
                 log.warning("write failed, retrying in %.1f s: %s", backoff, exc)

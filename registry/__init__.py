@@ -26,6 +26,7 @@ from registry.records import (
     ExcursionRecord,
     ProfileAssignment,
     Shipment,
+    SpoolIdentity,
 )
 from registry.repository import Registry, open_registry, wall_clock_ms
 
@@ -41,6 +42,7 @@ __all__ = [
     "ProfileAssignment",
     "Registry",
     "Shipment",
+    "SpoolIdentity",
     "canonical_json",
     "check_schema",
     "current_revision",

@@ -38,6 +38,7 @@ __all__ = [
     "IntegrityEvidenceRow",
     "ProfileAssignmentRow",
     "ShipmentRow",
+    "SpoolIdentityRow",
 ]
 
 NAMING_CONVENTION = {
@@ -211,3 +212,29 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(HASH))
+
+
+class SpoolIdentityRow(Base):
+    """The spool an ingest process (``client_id``, its MQTT session) writes, recorded outside
+    the spool so that a deleted, replaced or rolled-back spool file is noticed at start-up.
+
+    ``high_water`` is a lower bound of the spool's row-id sequence (raised periodically); a spool
+    whose sequence is below it is an older copy. ``problem`` (``spool_replaced`` or
+    ``spool_corrupt``) stays set until an operator accepts it (``coldchain spool accept``).
+    """
+
+    __tablename__ = "spool_identities"
+    __table_args__ = (
+        CheckConstraint(
+            "problem IS NULL OR problem IN ('spool_replaced', 'spool_corrupt')", name="problem"
+        ),
+    )
+
+    client_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    spool_id: Mapped[str] = mapped_column(String(ID))
+    spool_path: Mapped[str] = mapped_column(Text)
+    high_water: Mapped[int] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+    problem: Mapped[str | None] = mapped_column(String(32))
+    problem_detail: Mapped[str] = mapped_column(Text)
+    problem_ms: Mapped[int | None] = mapped_column(BigInteger)

@@ -17,10 +17,13 @@ __all__ = [
     "ExcursionRecord",
     "ProfileAssignment",
     "Shipment",
+    "SpoolIdentity",
+    "SpoolProblem",
 ]
 
 CustodyAction = Literal["load", "unload", "handover", "deliver"]
 CustodySource = Literal["api", "mqtt"]
+SpoolProblem = Literal["spool_replaced", "spool_corrupt"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +124,21 @@ class ChainReport:
                 f"audit chain intact: {self.checked} entries, head {self.head_seq} {self.head_hash}"
             )
         return f"audit chain broken at seq {self.bad_seq}: {self.problem}"
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolIdentity:
+    """Which spool an ingest client writes (see ``registry.models.SpoolIdentityRow``).
+
+    ``problem`` is set while a replaced or corrupt spool has not been accepted by an operator;
+    ``problem_detail`` says what was found and what may be lost.
+    """
+
+    client_id: str
+    spool_id: str
+    spool_path: str
+    high_water: int
+    updated_ms: int
+    problem: SpoolProblem | None = None
+    problem_detail: str = ""
+    problem_ms: int | None = None

@@ -46,6 +46,7 @@ from registry.records import (
     ProfileAssignment,
     Shipment,
 )
+from registry.spools import SpoolIdentities
 
 __all__ = ["Registry", "open_registry", "wall_clock_ms"]
 
@@ -74,7 +75,7 @@ def open_registry(
     return registry
 
 
-class Registry(IntegrityStore):
+class Registry(IntegrityStore, SpoolIdentities):
     def __init__(self, engine: Engine, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.engine = engine
         self._sessions = make_session_factory(engine)

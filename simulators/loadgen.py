@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from coldchain.contract import device_topic
 from coldchain.fleet import Asset, Compartment, Fleet, SensorSpec
@@ -164,7 +165,7 @@ class LoadPublisher:
 
     def __init__(self, host: str, port: int, client_id: str, max_inflight: int = 100) -> None:
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
         )
         self._client.max_inflight_messages_set(max_inflight)
         self._max_outstanding = max_inflight

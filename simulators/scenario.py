@@ -236,6 +236,8 @@ class StoreSpec(BaseModel):
     device: Identifier | None = None
     staff: str = Field(default="dock-staff", min_length=1, max_length=64)
     zones: tuple[ZoneSpec, ...] = Field(min_length=1, max_length=8)
+    # Dock readers registered to post events for this store (the fleet's ``scanners``).
+    scanners: tuple[Identifier, ...] = ()
     working_hours_local: tuple[float, float] = (6.0, 22.0)
     sample_interval_s: PositiveSeconds | None = Field(default=None, alias="sample_interval")
 
@@ -439,6 +441,7 @@ class Scenario(BaseModel):
                         )
                         for c in units
                     ),
+                    scanners=spec.scanners if isinstance(spec, StoreSpec) else (),
                 )
             )
         return Fleet(assets)

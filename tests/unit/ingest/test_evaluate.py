@@ -258,3 +258,20 @@ def test_a_checkpoint_from_before_the_journal_recomputes_every_compartment_it_ho
     second.resume(backlog_row=1)
     assert {k: p.from_ms for k, p in second._pending.items()} == {(TRUCK, "c1"): T0 + 3 * MIN}
     assert second._held == {TRUCK}
+
+
+def test_a_quick_stop_turns_the_queue_into_saved_recomputes(tmp_path: Path) -> None:
+    stage = _stage(tmp_path, max_queue=100)
+    stage.submit(Accepted("load-truck-0001", [_sample(9), _sample(7)], row_id=4))
+    stage.submit(CustodyChange("load-truck-0000", "c2", T0 + 60_000, row_id=5))
+    # The rules lag: nothing was evaluated yet when the service stops.
+    stage.stop(catch_up=False)
+    stage.run()  # returns after one round, without evaluating what was queued
+    saved = stage._registry.load_checkpoint("rules-engine")
+    assert saved is not None
+    assert sorted(map(tuple, saved["pending_recomputes"])) == [
+        ("load-truck-0000", "c2", T0 + 60_000),
+        ("load-truck-0001", "c1", T0 + 7 * 60_000),
+        ("load-truck-0001", "c2", T0 + 7 * 60_000),
+    ]
+    assert stage.stats()["rules_changes"] == 0

@@ -26,6 +26,7 @@ TABLES = {
     "profile_assignments",
     "rule_checkpoints",
     "shipments",
+    "spool_identities",
 }
 
 
