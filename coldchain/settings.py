@@ -51,6 +51,13 @@ class MqttSettings(BaseModel):
     # first window anyway: ingest bounds its own in-flight work with either (docs/architecture.md).
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     keepalive_s: int = Field(default=30, ge=5, le=3600)
+    # Liveness (ingest/liveness.py): a probe through this process's own share group every
+    # probe_interval_s; nothing received for probe_missed_intervals of them raises
+    # mqtt_not_receiving and subscribes again. Down longer than disconnected_grace_s raises
+    # mqtt_disconnected.
+    probe_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    probe_missed_intervals: int = Field(default=3, ge=1, le=1000)
+    disconnected_grace_s: float = Field(default=15.0, ge=0, le=86400)
 
 
 class InfluxSettings(BaseModel):

@@ -151,7 +151,7 @@ class Mosquitto(_Service):
       (unbuffered, so failures can be read while the broker runs);
     - credentials: anonymous access on loopback, no password file or ACL, unless
       ``credentials={"user": "password"}`` is given: then production's settings with a password
-      file of those users and deploy/mosquitto/acl;
+      file of those users and deploy/mosquitto/acl (or ``acl``, the text of another ACL file);
     - ``user``: the account that launched it, which owns ``data_dir``. Production's broker
       starts as root and drops to ``mosquitto``, which owns its data directory (the image's
       entrypoint and Debian's package chown it); a temporary directory here belongs to the
@@ -175,10 +175,12 @@ class Mosquitto(_Service):
         port: int | None = None,
         *,
         credentials: Mapping[str, str] | None = None,
+        acl: str | None = None,
         user: str | None = None,
     ) -> None:
         super().__init__(data_dir, port)
         self.credentials = dict(credentials) if credentials is not None else None
+        self.acl = acl
         self.user = user or pwd.getpwuid(os.geteuid()).pw_name
 
     @property
@@ -234,7 +236,8 @@ class Mosquitto(_Service):
                 lines += ["# launcher override (not set in production)", value]
         if self.credentials is not None:
             self._write_passwd(d / "passwd", self.credentials)
-            shutil.copyfile(MOSQUITTO_CONFIG_DIR / "acl", d / "acl")
+            acl = self.acl if self.acl is not None else (MOSQUITTO_CONFIG_DIR / "acl").read_text()
+            (d / "acl").write_text(acl)
         self.config_path.write_text("\n".join(lines) + "\n")
         return self.config_path
 
