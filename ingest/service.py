@@ -119,6 +119,7 @@ class IngestService:
         self._metrics_server: MetricsServer | None = None
         backlog_rows, _ = self._drain_spool.depth()
         self.metrics = IngestMetrics(spool_backlog_messages=backlog_rows)
+        self._source.health = self.metrics.health  # mqtt_not_receiving, mqtt_disconnected
         self.registry: Registry | None = None
         self.evaluate: EvaluateStage | None = None
         if rules:
@@ -196,7 +197,7 @@ class IngestService:
         return False
 
     def stats(self) -> dict[str, object]:
-        data = self.metrics.snapshot()
+        data = self.metrics.snapshot() | self._source.stats()
         if self.evaluate is not None:
             data |= self.evaluate.stats()
         return data
