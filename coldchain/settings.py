@@ -41,7 +41,10 @@ class MqttSettings(BaseModel):
     username: str | None = None
     password: str | None = None
     client_id: str = Field(default="coldchain-ingest-1", min_length=1, max_length=64)
-    share_group: str = Field(default="coldchain-ingest", pattern=r"^[A-Za-z0-9_-]+$")
+    # Empty: a plain (not shared) subscription, for a deployment of exactly one ingest process.
+    # mosquitto 2.0 restores a plain subscription from its store after a restart but not a
+    # shared one, which ingest must make again first (docs/operations.md, broker restarts).
+    share_group: str = Field(default="coldchain-ingest", pattern=r"^[A-Za-z0-9_-]*$")
     # Bound on unacknowledged messages the broker may have in flight to one ingest process.
     max_inflight: int = Field(default=2000, ge=1, le=65535)
     session_expiry_s: int = Field(default=7 * 86400, ge=0)

@@ -39,7 +39,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from coldchain.contract import shared_subscription
+from coldchain.contract import device_topic, shared_subscription
 from coldchain.settings import MqttSettings
 from ingest.health import Health
 from ingest.liveness import ProbeAction, ProbeMonitor, probe_subscription, probe_topic
@@ -87,8 +87,9 @@ class MqttSource:
         self._probe_topic = probe_topic(settings.client_id)
         self._probe_subscription = probe_subscription(settings.client_id)
         # One SUBSCRIBE: the telemetry kinds through the share group, then the probe.
+        group = settings.share_group
         self._subscriptions = [
-            *(shared_subscription(settings.share_group, kind) for kind in kinds),
+            *(shared_subscription(group, k) if group else device_topic("+", k) for k in kinds),
             self._probe_subscription,
         ]
         self._messages = 0  # every message read, probes included; written by paho's thread
@@ -112,7 +113,10 @@ class MqttSource:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.reconnect_delay_set(0.2, 10)  # type: ignore[arg-type]  # paho says int; floats work
+        # Back quickly after a broker restart: until this process has subscribed again, the
+        # broker drops what devices publish (shared subscriptions are not restored). At most
+        # one connection attempt a second while the broker is away.
+        client.reconnect_delay_set(0.05, 1)  # type: ignore[arg-type]  # paho says int; floats work
         self._client = client
 
     def start(self) -> None:

@@ -159,3 +159,43 @@ def test_ingest_receives_everything_after_a_broker_restart_under_load(
     finally:
         src2.stop()
         broker.cleanup()
+
+
+@pytest.mark.parametrize("how", ["graceful", "sigkill"])
+def test_a_plain_subscription_outlives_a_restart_while_ingest_is_away(
+    tmp_path: Path, how: str
+) -> None:
+    """With ``share_group=""`` (one ingest process) the subscription is in the broker's store:
+    what devices publish after a restart, before ingest is back, is queued for it, not
+    dropped. (A shared subscription is not restored by mosquitto 2.0: docs/operations.md.)"""
+    broker = Mosquitto(tmp_path / "mosquitto")
+    broker.start()
+    settings = MqttSettings(port=broker.port, client_id="plain-ingest", share_group="")
+    sink = _Sink(hold=set())
+    src = MqttSource(settings, sink)
+    sink.src = src
+    pub: _Publisher | None = None
+    try:
+        src.start()
+        assert src.wait_connected(10)
+        src.stop()
+        if how == "graceful":
+            broker.restart()
+        else:
+            broker.save_store()
+            broker.kill()
+            broker.start()
+        pub = _Publisher(broker.port, "plain-pub")
+        payloads = [f"p{i}".encode() for i in range(200)]
+        pub.publish(payloads)
+        assert pub.wait_all_acked(30)
+        src = MqttSource(settings, sink)
+        sink.src = src
+        src.start()
+        assert src.wait_connected(10)
+        assert wait_for(lambda: sink.payloads() >= set(payloads), 30), len(sink.payloads())
+    finally:
+        src.stop()
+        if pub is not None:
+            pub.close()
+        broker.cleanup()
