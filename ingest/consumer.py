@@ -289,8 +289,9 @@ class MqttSource:
         self._client.publish(topic, payload, qos=1)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Disconnect after the acks queued so far are written (paho's loop would otherwise
-        stop before writing them, and the broker would redeliver those messages)."""
+        """Disconnect, waiting (up to ``timeout_s``) until the DISCONNECT, written after every
+        ack queued before it, has gone out: acks that never left would make the broker
+        redeliver those messages to the next connection."""
         self._stopping.set()
         if self._client.disconnect() == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._closed.wait(timeout_s)
