@@ -18,13 +18,15 @@ Guarantees:
   are dropped rather than sent (the redelivered copy is spooled again, which is idempotent).
   Acks of the current connection are written in order with the SUBSCRIBE; one the broker did
   not act on leaves its message unacknowledged, so it comes back on the next connection: a
-  duplicate, never a loss. ``stop()`` waits until the acks queued before it are written.
+  duplicate, never a loss. ``stop()`` returns once the broker has read the acks queued before
+  it (a QoS 1 publish after them is acknowledged), so a clean stop leaves nothing to redeliver.
 - Liveness: see ``ingest.liveness``; problems go to ``health`` (the service passes its own).
   Probes never reach ``deliver``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -289,10 +291,21 @@ class MqttSource:
         self._client.publish(topic, payload, qos=1)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Disconnect, waiting (up to ``timeout_s``) until the DISCONNECT, written after every
-        ack queued before it, has gone out: acks that never left would make the broker
-        redeliver those messages to the next connection."""
+        """Disconnect once the broker has processed every ack queued so far (up to
+        ``timeout_s``); acks it never read make it redeliver those messages next time.
+
+        mosquitto reads one packet per connection per turn of its event loop and, when the
+        same client id connects again, drops the old connection with whatever it had not read
+        yet: the acks and the DISCONNECT of a process stopped and started within
+        milliseconds were lost that way. So a QoS 1 publish goes out after the acks, and its
+        PUBACK, sent once the broker has read everything before it, is awaited first."""
         self._stopping.set()
+        if self._client.is_connected():
+            barrier = self._client.publish(
+                self._probe_topic, str(time.monotonic_ns()).encode(), qos=1
+            )
+            with contextlib.suppress(RuntimeError, ValueError):
+                barrier.wait_for_publish(timeout_s)
         if self._client.disconnect() == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._closed.wait(timeout_s)
         self._client.loop_stop()
