@@ -227,21 +227,21 @@ class MqttSource:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         self._messages += 1
-        if msg.topic == self._probe_topic:
+        topic = msg.topic  # a property that decodes the topic bytes: read it once
+        if topic == self._probe_topic:
             self._probe_returned(cast(bytes, msg.payload))
             return
-        self._delivering = True
+        d = Delivery(
+            topic,
+            cast(bytes, msg.payload),
+            msg.mid,
+            msg.qos,
+            int(time.time() * 1000),
+            self._generation,
+        )
+        self._delivering = True  # a full pipeline queue blocks here: backpressure, not deafness
         try:
-            self._deliver(
-                Delivery(
-                    msg.topic,
-                    cast(bytes, msg.payload),
-                    msg.mid,
-                    msg.qos,
-                    int(time.time() * 1000),
-                    self._generation,
-                )
-            )
+            self._deliver(d)
         finally:
             self._delivering = False
 
