@@ -7,6 +7,7 @@ the project's files in deploy/, so what the tests run is what production runs.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import http.client
 import os
@@ -69,6 +70,7 @@ class _Service:
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = self.data_dir / f"{self.name}.log"
+        self._atexit_registered = False
 
     def _command(self) -> list[str]:
         raise NotImplementedError
@@ -91,6 +93,11 @@ class _Service:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        if not self._atexit_registered:
+            # In its own session the service would outlive a caller that dies without
+            # cleanup (a failed test, an interrupted demo).
+            atexit.register(self.stop, 5.0)
+            self._atexit_registered = True
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

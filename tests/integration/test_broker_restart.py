@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -89,6 +90,17 @@ class _Sink:
             }
 
 
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker of the test's own (it is restarted and killed), stopped whatever happens."""
+    m = Mosquitto(tmp_path / "mosquitto")
+    m.start()
+    try:
+        yield m
+    finally:
+        m.cleanup()
+
+
 def _settings(port: int, name: str, protocol: Literal["3.1.1", "5"]) -> MqttSettings:
     return MqttSettings(
         port=port, client_id=name, share_group=name, max_inflight=N, protocol=protocol
@@ -98,10 +110,8 @@ def _settings(port: int, name: str, protocol: Literal["3.1.1", "5"]) -> MqttSett
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 @pytest.mark.parametrize("how", ["graceful", "sigkill"])
 def test_ingest_receives_everything_after_a_broker_restart_under_load(
-    tmp_path: Path, how: str, protocol: Literal["3.1.1", "5"]
+    broker: Mosquitto, how: str, protocol: Literal["3.1.1", "5"]
 ) -> None:
-    broker = Mosquitto(tmp_path / "mosquitto")
-    broker.start()
     before = [f"a{i}".encode() for i in range(N)]
     after = [f"b{i}".encode() for i in range(N)]
     sink = _Sink(hold={p for i, p in enumerate(before) if i % 10 == 0})
@@ -158,18 +168,15 @@ def test_ingest_receives_everything_after_a_broker_restart_under_load(
         assert not wait_for(lambda: bool(again.items), 1.5), len(again.items)
     finally:
         src2.stop()
-        broker.cleanup()
 
 
 @pytest.mark.parametrize("how", ["graceful", "sigkill"])
 def test_a_plain_subscription_outlives_a_restart_while_ingest_is_away(
-    tmp_path: Path, how: str
+    broker: Mosquitto, how: str
 ) -> None:
     """With ``share_group=""`` (one ingest process) the subscription is in the broker's store:
     what devices publish after a restart, before ingest is back, is queued for it, not
     dropped. (A shared subscription is not restored by mosquitto 2.0: docs/operations.md.)"""
-    broker = Mosquitto(tmp_path / "mosquitto")
-    broker.start()
     settings = MqttSettings(port=broker.port, client_id="plain-ingest", share_group="")
     sink = _Sink(hold=set())
     src = MqttSource(settings, sink)
@@ -198,4 +205,3 @@ def test_a_plain_subscription_outlives_a_restart_while_ingest_is_away(
         src.stop()
         if pub is not None:
             pub.close()
-        broker.cleanup()

@@ -104,10 +104,10 @@ def test_a_process_that_lost_its_subscriptions_turns_red_and_recovers(
 
 def test_a_broker_away_longer_than_the_grace_is_mqtt_disconnected(tmp_path: Path) -> None:
     broker = Mosquitto(tmp_path / "mosquitto")
-    broker.start()
     src = _source(broker.port, "liveness-away")
-    src.start()
     try:
+        broker.start()
+        src.start()
         assert src.wait_connected(10)
         broker.kill()
         assert wait_for(lambda: MQTT_DISCONNECTED in src.health.problems(), 10)
@@ -144,7 +144,6 @@ def test_each_process_of_a_share_group_gets_its_own_probes(
 def test_the_production_acl_lets_ingest_probe_and_receive(tmp_path: Path) -> None:
     creds = {"coldchain-ingest": "ingest-pw", "dev-1": "dev-pw"}
     broker = Mosquitto(tmp_path / "mosquitto", credentials=creds)
-    broker.start()
     src = _source(
         broker.port,
         "coldchain-ingest-1",
@@ -156,6 +155,7 @@ def test_the_production_acl_lets_ingest_probe_and_receive(tmp_path: Path) -> Non
     device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="dev-1")
     device.username_pw_set("dev-1", "dev-pw")
     try:
+        broker.start()
         src.start()
         assert src.wait_connected(10)
         assert wait_for(lambda: _returned(src) >= 3, 10)
