@@ -41,7 +41,10 @@ class MqttSettings(BaseModel):
     username: str | None = None
     password: str | None = None
     client_id: str = Field(default="coldchain-ingest-1", min_length=1, max_length=64)
-    share_group: str = Field(default="coldchain-ingest", pattern=r"^[A-Za-z0-9_-]+$")
+    # Empty: a plain (not shared) subscription, for a deployment of exactly one ingest process.
+    # mosquitto 2.0 restores a plain subscription from its store after a restart but not a
+    # shared one, which ingest must make again first (docs/operations.md, broker restarts).
+    share_group: str = Field(default="coldchain-ingest", pattern=r"^[A-Za-z0-9_-]*$")
     # Bound on unacknowledged messages the broker may have in flight to one ingest process.
     max_inflight: int = Field(default=2000, ge=1, le=65535)
     session_expiry_s: int = Field(default=7 * 86400, ge=0)
@@ -51,6 +54,13 @@ class MqttSettings(BaseModel):
     # first window anyway: ingest bounds its own in-flight work with either (docs/architecture.md).
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     keepalive_s: int = Field(default=30, ge=5, le=3600)
+    # Liveness (ingest/liveness.py): a probe through this process's own share group every
+    # probe_interval_s; nothing received for probe_missed_intervals of them raises
+    # mqtt_not_receiving and subscribes again. Down longer than disconnected_grace_s raises
+    # mqtt_disconnected.
+    probe_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    probe_missed_intervals: int = Field(default=3, ge=1, le=1000)
+    disconnected_grace_s: float = Field(default=15.0, ge=0, le=86400)
 
 
 class InfluxSettings(BaseModel):

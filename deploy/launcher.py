@@ -7,21 +7,25 @@ the project's files in deploy/, so what the tests run is what production runs.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import http.client
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
 __all__ = ["Influxd", "Mosquitto", "ServiceError", "Services", "free_port"]
 
 DEPLOY_DIR = Path(__file__).resolve().parent
+MOSQUITTO_CONFIG_DIR = DEPLOY_DIR / "mosquitto"
 
 
 class ServiceError(RuntimeError):
@@ -66,6 +70,7 @@ class _Service:
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = self.data_dir / f"{self.name}.log"
+        self._atexit_registered = False
 
     def _command(self) -> list[str]:
         raise NotImplementedError
@@ -88,6 +93,11 @@ class _Service:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        if not self._atexit_registered:
+            # In its own session the service would outlive a caller that dies without
+            # cleanup (a failed test, an interrupted demo).
+            atexit.register(self.stop, 5.0)
+            self._atexit_registered = True
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -112,7 +122,8 @@ class _Service:
             proc.wait(5)
 
     def kill(self) -> None:
-        """SIGKILL: for failure tests."""
+        """SIGKILL, for failure tests: no chance to save anything. ``start()`` runs the service
+        again on the same port with the same data directory."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             proc.kill()
@@ -136,21 +147,119 @@ class _Service:
 
 
 class Mosquitto(_Service):
-    """mosquitto 2 with deploy/mosquitto/coldchain.conf, anonymous on a loopback port."""
+    """mosquitto 2 running production's configuration on a loopback port, with a working store.
+
+    The config is generated from deploy/mosquitto/mosquitto.conf and the coldchain.conf it
+    includes; only these lines differ (``config_overrides()`` lists them):
+
+    - ``listener``: ``<port> 127.0.0.1`` instead of 1883 on every interface;
+    - ``persistence_location``: ``data_dir`` instead of /mosquitto/data;
+    - ``log_dest``: stderr, which the launcher appends to ``data_dir/mosquitto.log``
+      (unbuffered, so failures can be read while the broker runs);
+    - credentials: anonymous access on loopback, no password file or ACL, unless
+      ``credentials={"user": "password"}`` is given: then production's settings with a password
+      file of those users and deploy/mosquitto/acl (or ``acl``, the text of another ACL file);
+    - ``user``: the account that launched it, which owns ``data_dir``. Production's broker
+      starts as root and drops to ``mosquitto``, which owns its data directory (the image's
+      entrypoint and Debian's package chown it); a temporary directory here belongs to the
+      launching account and sits under directories (pytest's, mode 0700) that another account
+      cannot enter, so the broker runs as its owner instead. ``user=`` chooses another account
+      (a test of a store the broker cannot write).
+
+    ``start()`` asks the broker to save its store (SIGUSR1) and waits for ``mosquitto.db`` to be
+    rewritten: a broker that cannot write its store raises ``ServiceError`` naming the
+    directory instead of running without persistence. ``restart()`` is a graceful restart
+    (SIGTERM, which saves the store; same port, same data); ``kill()`` then ``start()`` is a
+    crash (SIGKILL: whatever changed since the last autosave is lost).
+    """
 
     name = "mosquitto"
+    store_name = "mosquitto.db"
+
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        port: int | None = None,
+        *,
+        credentials: Mapping[str, str] | None = None,
+        acl: str | None = None,
+        user: str | None = None,
+    ) -> None:
+        super().__init__(data_dir, port)
+        self.credentials = dict(credentials) if credentials is not None else None
+        self.acl = acl
+        self.user = user or pwd.getpwuid(os.geteuid()).pw_name
+
+    @property
+    def store_path(self) -> Path:
+        """The broker's persistence file (written at each autosave, SIGUSR1 and shutdown)."""
+        return self.data_dir / self.store_name
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "mosquitto.conf"
+
+    def config_overrides(self) -> dict[str, str | None]:
+        """Production setting -> the line the launcher runs instead (None: left out)."""
+        d = self.data_dir
+        overrides: dict[str, str | None] = {
+            "listener": f"listener {self.port} 127.0.0.1",
+            "persistence_location": f"persistence_location {d}/",
+            "log_dest": "log_dest stderr",
+            "include_dir": f"include_dir {d / 'conf.d'}",
+            "user": f"user {self.user}",
+        }
+        if self.credentials is None:
+            overrides |= {
+                "allow_anonymous": "allow_anonymous true",
+                "password_file": None,
+                "acl_file": None,
+            }
+        else:
+            overrides |= {
+                "password_file": f"password_file {d / 'passwd'}",
+                "acl_file": f"acl_file {d / 'acl'}",
+            }
+        return overrides
+
+    def _write_config(self) -> Path:
+        d = self.data_dir
+        conf_d = d / "conf.d"
+        conf_d.mkdir(exist_ok=True)
+        shutil.copyfile(MOSQUITTO_CONFIG_DIR / "coldchain.conf", conf_d / "coldchain.conf")
+        overrides = self.config_overrides()
+        lines = []
+        for line in (MOSQUITTO_CONFIG_DIR / "mosquitto.conf").read_text().splitlines():
+            key = line.split(maxsplit=1)[0] if line.strip() else ""
+            if key in overrides:
+                replacement = overrides.pop(key)
+                lines.append(f"# launcher override of: {line}")
+                if replacement is not None:
+                    lines.append(replacement)
+            else:
+                lines.append(line)
+        for value in overrides.values():
+            if value is not None:
+                lines += ["# launcher override (not set in production)", value]
+        if self.credentials is not None:
+            self._write_passwd(d / "passwd", self.credentials)
+            acl = self.acl if self.acl is not None else (MOSQUITTO_CONFIG_DIR / "acl").read_text()
+            (d / "acl").write_text(acl)
+        self.config_path.write_text("\n".join(lines) + "\n")
+        return self.config_path
+
+    @staticmethod
+    def _write_passwd(path: Path, credentials: Mapping[str, str]) -> None:
+        path.unlink(missing_ok=True)
+        path.touch(mode=0o600)
+        tool = _find_binary("mosquitto_passwd")
+        for username, password in credentials.items():
+            subprocess.run(
+                [tool, "-b", str(path), username, password], check=True, capture_output=True
+            )
 
     def _command(self) -> list[str]:
-        conf = self.data_dir / "mosquitto.conf"
-        base = (DEPLOY_DIR / "mosquitto" / "coldchain.conf").read_text()
-        conf.write_text(
-            base
-            + "\nper_listener_settings false\nallow_anonymous true\n"
-            + f"persistence true\npersistence_location {self.data_dir}/\n"
-            + f"log_dest file {self._log}\nlog_type error\nlog_type warning\n"
-            + f"listener {self.port} 127.0.0.1\n"
-        )
-        return [_find_binary("mosquitto"), "-c", str(conf)]
+        return [_find_binary("mosquitto"), "-c", str(self._write_config())]
 
     def _ready(self) -> bool:
         with (
@@ -159,6 +268,75 @@ class Mosquitto(_Service):
         ):
             return True
         return False
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        if self.running:
+            return
+        super().start(timeout_s)
+        try:
+            self.save_store(timeout_s)
+        except ServiceError:
+            self.stop()
+            raise
+
+    def _store_version(self) -> tuple[int, int] | None:
+        try:
+            st = self.store_path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
+    def _store_error(self, log_from: int) -> ServiceError:
+        return ServiceError(
+            f"mosquitto (running as user {self.user!r}) cannot write its store in "
+            f"{self.data_dir}: persistence would be silently off. Log: "
+            f"{self._log_since(log_from).strip() or self.log_tail()}"
+        )
+
+    def save_store(self, timeout_s: float = 30.0) -> None:
+        """Make the broker write its store now (SIGUSR1) and wait until it is rewritten.
+
+        Raises ServiceError naming the data directory when the broker cannot write it (its log
+        says why, e.g. "Permission denied")."""
+        if self.proc is None or not self.running:
+            raise ServiceError("mosquitto is not running")
+        log_from = self._log_size()
+        before = self._store_version()
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            # mosquitto writes mosquitto.db.new, fsyncs and renames it: a new inode.
+            if self._store_version() not in (None, before):
+                return
+            if ": Error: " in self._log_since(log_from):
+                break
+            time.sleep(0.02)
+        raise self._store_error(log_from)
+
+    def restart(self, timeout_s: float = 30.0) -> None:
+        """Graceful restart: SIGTERM (mosquitto saves its store on the way out), then start on
+        the same port with the same data directory. Raises ServiceError if the store was not
+        saved or the broker does not come back."""
+        log_from = self._log_size()
+        before = self._store_version()
+        self.stop(timeout_s)
+        if self._store_version() in (None, before):
+            raise self._store_error(log_from)
+        self.start(timeout_s)
+
+    def _log_size(self) -> int:
+        try:
+            return self._log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with open(self._log, "rb") as f:
+                f.seek(offset)
+                return f.read(4000).decode(errors="replace")
+        except OSError:
+            return ""
 
 
 class Influxd(_Service):

@@ -177,6 +177,8 @@ class IngestService:
         self._threads: dict[str, threading.Thread] = {}
         self._metrics_server: MetricsServer | None = None
         self.metrics.spool_backlog_messages = self._drain_spool.depth()[0]
+        self._source.health = self.metrics.health  # mqtt_not_receiving, mqtt_disconnected
+        self.metrics.sources.append(self._source.stats)
         self.evaluate: EvaluateStage | None = None
         if rules:
             self.evaluate = EvaluateStage(

@@ -177,18 +177,20 @@ def test_every_batched_ack_reaches_the_broker(
 
 
 @PROTOCOLS
-def test_a_resumed_session_is_ready_before_its_backlog_is_through(
+def test_a_resumed_session_subscribes_again_and_the_acks_around_it_hold(
     services: Services, unique_name: str, protocol: Literal["3.1.1", "5"]
 ) -> None:
-    """The broker sends a resumed session's backlog ahead of the SUBACK; readiness must not
-    wait for the whole backlog to be processed."""
+    """A resumed session is subscribed again (mosquitto forgets shared subscriptions across a
+    restart). Its backlog comes ahead of the SUBACK and is acknowledged while the SUBSCRIBE is
+    in flight: those acks hold (nothing comes back), readiness comes at the SUBACK, and what is
+    published afterwards arrives."""
     _source(services, unique_name, _Collector(), protocol=protocol).stop()
     pub = LoadPublisher("127.0.0.1", services.mosquitto.port, f"pub-{unique_name}")
     for i in range(500):
         pub.publish(device_topic("dev-1"), f"m{i}".encode())
     assert pub.flush(10)
-    pub.close()
-    gate = threading.Event()
+    sink = _Collector()
+    acked: list[bool] = []
     settings = MqttSettings(
         port=services.mosquitto.port,
         client_id=unique_name,
@@ -196,13 +198,31 @@ def test_a_resumed_session_is_ready_before_its_backlog_is_through(
         max_inflight=100,
         protocol=protocol,
     )
-    src = MqttSource(settings, lambda _d: gate.wait(10))  # a pipeline that is not keeping up
+
+    def ack_at_once(d: Delivery) -> None:
+        sink(d)
+        acked.append(src.ack(d))
+
+    src = MqttSource(settings, ack_at_once)
     src.start()
     try:
-        assert src.wait_connected(5)
+        assert src.wait_connected(10)
+        assert src.session_present is True
+        for i in range(500, 510):
+            pub.publish(device_topic("dev-1"), f"m{i}".encode())
+        assert pub.flush(10)
+        assert wait_for(lambda: len(sink.items) >= 510, 10)
+        assert sorted(sink.payloads()) == sorted(f"m{i}".encode() for i in range(510))
+        assert all(acked)
     finally:
-        gate.set()
         src.stop()
+        pub.close()
+    again = _Collector()
+    src2 = _source(services, unique_name, again, protocol=protocol)
+    try:
+        assert not wait_for(lambda: len(again.items) > 0, 1.5), len(again.items)
+    finally:
+        src2.stop()
 
 
 def test_two_sources_in_one_share_group_split_the_load(

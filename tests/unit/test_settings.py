@@ -45,6 +45,16 @@ def test_nested_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.fleet_path == Path("fleet/other.yaml")
 
 
+def test_liveness_settings_and_a_plain_subscription(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert (s.mqtt.probe_interval_s, s.mqtt.probe_missed_intervals) == (5.0, 3)
+    assert s.mqtt.disconnected_grace_s == 15.0
+    monkeypatch.setenv("COLDCHAIN_MQTT__SHARE_GROUP", "")  # one process: plain subscription
+    monkeypatch.setenv("COLDCHAIN_MQTT__PROBE_INTERVAL_S", "0.5")
+    s = load_settings()
+    assert (s.mqtt.share_group, s.mqtt.probe_interval_s) == ("", 0.5)
+
+
 def test_overrides_win() -> None:
     assert load_settings(mqtt={"port": 2000}).mqtt.port == 2000
 
@@ -59,6 +69,8 @@ def test_overrides_win() -> None:
         ("COLDCHAIN_INFLUX__DATABASE", "bad name", "pattern"),
         ("COLDCHAIN_METRICS_PORT", "-1", "greater than or equal to 0"),
         ("COLDCHAIN_API__PORT", "0", "greater than or equal to 1"),
+        ("COLDCHAIN_MQTT__PROBE_INTERVAL_S", "0", "greater than 0"),
+        ("COLDCHAIN_MQTT__SHARE_GROUP", "a/b", "pattern"),
     ],
 )
 def test_bad_value_names_the_variable_and_value(
