@@ -275,7 +275,7 @@ class MqttSource:
             "mqtt_probes_returned": m.probes_returned if m else 0,
             "mqtt_resubscribes": m.resubscribes if m else 0,
             "mqtt_probe_rtt_s": self.probe_rtt_s,
-            "mqtt_session_present": int(self.session_present),
+            "mqtt_session_present": int(bool(self.session_present)),
         }
 
     # -- acks and publishing -----------------------------------------------------------------
