@@ -74,8 +74,12 @@ class IngestMetrics:
                 label = "problem" if key == "health_problems" else "reason"
                 for name, n in sorted(value.items()):
                     out.append(f'coldchain_ingest_{key}{{{label}="{name}"}} {n}')
+            elif value is None:
+                continue  # not measured yet (e.g. no probe returned): no sample, not "None"
             else:
-                out.append(f"coldchain_ingest_{key} {value}")
+                out.append(
+                    f"coldchain_ingest_{key} {int(value) if isinstance(value, bool) else value}"
+                )
         return "\n".join(out) + "\n"
 
 

@@ -63,7 +63,7 @@ def test_healthz_is_red_while_the_broker_is_away_and_ingest_receives_after_it_re
         assert _healthz(port)[0] == 503
         services.mosquitto.start()
         assert wait_for(lambda: _healthz(port) == (200, "ok\n"), 30), _healthz(port)
-        assert service.stats()["mqtt_session_present"] is True
+        assert service.stats()["mqtt_session_present"] == 1
         pub = LoadPublisher("127.0.0.1", services.mosquitto.port, f"pub2-{unique_name}")
         for m in messages[200:]:
             pub.publish(m.topic, m.payload)

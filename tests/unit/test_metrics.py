@@ -80,3 +80,13 @@ def test_healthz_red_while_a_problem_is_raised() -> None:
         assert m.snapshot()["healthy"] == 1
     finally:
         server.stop()
+
+
+def test_prometheus_text_skips_unmeasured_gauges_and_writes_booleans_as_numbers() -> None:
+    m = IngestMetrics()
+    m.sources.append(lambda: {"probe_rtt_s": None, "session_present": True})
+    lines = m.prometheus().splitlines()
+    assert not [x for x in lines if x.startswith("coldchain_ingest_probe_rtt_s")]
+    assert "coldchain_ingest_session_present 1" in lines
+    for line in lines:
+        float(line.rsplit(" ", 1)[1])
