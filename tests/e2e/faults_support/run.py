@@ -1,0 +1,415 @@
+"""One fault run end to end, and what it is judged on.
+
+A run: a fresh registry (migrated, with the plan's shipments) and spool, one ``coldchain ingest``
+process, the alert watcher and the ``/healthz`` poller, the publisher sending the plan at a
+steady rate; at 40 % of the messages the fault is injected (it returns when the fault is over);
+then the run settles (every acknowledged reading in InfluxDB, or nothing moving any more),
+ingest is stopped with SIGTERM and the outcome is read back: InfluxDB point by point, the
+registry's excursions and custody scans, the alerts seen, the health polls.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy.launcher import Influxd, Mosquitto, free_port
+from registry import open_registry, upgrade
+from tests.e2e.faults_support.plan import Plan
+from tests.e2e.faults_support.probes import (
+    AlertWatcher,
+    HealthProbe,
+    IngestProcess,
+    Publisher,
+    discard_session,
+)
+
+__all__ = ["Outcome", "Run", "compare", "run_case"]
+
+_ids = itertools.count(1)
+ReadingKey = tuple[str, str, int]  # (asset, sensor, ts_ms)
+
+
+@dataclass
+class Run:
+    """Everything a fault may touch while it is injected."""
+
+    name: str
+    plan: Plan
+    mosquitto: Mosquitto
+    influxd: Influxd
+    root: Path
+    var: Path  # spool and registry live here
+    database: str
+    ingest: IngestProcess
+    health: HealthProbe
+    publisher: Publisher
+    # (start, end) monotonic: when /healthz must be red at least once (None: no expectation)
+    fault_window: tuple[float, float] | None = None
+    marks: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spool_path(self) -> Path:
+        return self.var / "spool.sqlite3"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.var / "registry.sqlite3"
+
+    def mark(self, label: str) -> float:
+        self.marks[label] = t = time.monotonic()
+        return t
+
+    def stored(self) -> dict[ReadingKey, float]:
+        return stored_readings(self.influxd, self.database, self.plan.asset_ids)
+
+
+class Fault:
+    """A fault: ``prepare`` before anything starts, ``inject`` at 40 % (returns when the fault
+    is over and sets ``run.fault_window``), ``cleanup`` at the end whatever happened."""
+
+    name = "none"
+    # The design loses nothing: losses must be 0 and everything must match the baseline.
+    covered = True
+
+    def prepare(self, run: Run) -> None:
+        pass
+
+    def inject(self, run: Run) -> None:
+        pass
+
+    def cleanup(self, run: Run) -> None:
+        pass
+
+
+def stored_readings(influxd: Influxd, database: str, assets: list[str]) -> dict[ReadingKey, float]:
+    """Every temperature point of ``assets``: {(asset, sensor, ts_ms): temp_c}."""
+    out: dict[ReadingKey, float] = {}
+    for asset in assets:
+        try:
+            res = influxd.query(
+                f'SELECT "temp_c" FROM "temperature" WHERE "asset" = \'{asset}\' GROUP BY "sensor"',
+                database,
+            )
+        except Exception:  # database not there yet, or influxd down
+            return out
+        results: list[dict[str, Any]] = res.get("results", [])  # type: ignore[assignment]
+        for result in results:
+            assert not result.get("partial"), "InfluxDB truncated the read-back"
+            for series in result.get("series", []):
+                sensor = series["tags"]["sensor"]
+                for t, v in series["values"]:
+                    out[(asset, sensor, int(t))] = float(v)
+    return out
+
+
+def _env(run: Run, metrics_port: int) -> dict[str, str]:
+    return {
+        "COLDCHAIN_FLEET_PATH": str(run.root / "fleet.yaml"),
+        "COLDCHAIN_REGISTRY_URL": f"sqlite:///{run.registry_path}",
+        "COLDCHAIN_METRICS_PORT": str(metrics_port),
+        "COLDCHAIN_MQTT__PORT": str(run.mosquitto.port),
+        "COLDCHAIN_MQTT__CLIENT_ID": f"ingest-{run.name}",
+        "COLDCHAIN_MQTT__SHARE_GROUP": run.name,
+        "COLDCHAIN_INFLUX__URL": run.influxd.url,
+        "COLDCHAIN_INFLUX__DATABASE": run.database,
+        # The operator default is 30 s; 5 s keeps a run short after InfluxDB returns.
+        "COLDCHAIN_INFLUX__RETRY_MAX_S": "5",
+        "COLDCHAIN_SPOOL__PATH": str(run.spool_path),
+    }
+
+
+@dataclass
+class Outcome:
+    """What one run produced, as read back after it settled."""
+
+    case: str
+    plan: Plan
+    ack_times: list[float | None]
+    stored: dict[ReadingKey, float]
+    excursions: dict[str, tuple[Any, ...]]  # id -> compared fields
+    custody: Counter[tuple[str, str, str, str | None, int]]
+    alerts: list[tuple[float, dict[str, Any], bool]]
+    health: list[tuple[float, int | None, str]]
+    fault_window: tuple[float, float] | None
+    marks: dict[str, float]
+    notes: dict[str, Any]
+    ingest_log: str
+    final_stats: dict[str, Any]
+
+    def acked_readings(self, until: float | None = None) -> dict[ReadingKey, float]:
+        out: dict[ReadingKey, float] = {}
+        for m, t in zip(self.plan.messages, self.ack_times, strict=True):
+            if t is not None and (until is None or t <= until):
+                for asset, sensor, ts, temp in m.readings:
+                    out[(asset, sensor, ts)] = temp
+        return out
+
+    def acked_custody(self) -> set[tuple[str, str, str, str | None, int]]:
+        return {
+            m.custody
+            for m, t in zip(self.plan.messages, self.ack_times, strict=True)
+            if t is not None and m.custody is not None
+        }
+
+    def lost(self) -> list[ReadingKey]:
+        """Readings the broker acknowledged that InfluxDB does not hold with their value."""
+        return sorted(k for k, v in self.acked_readings().items() if self.stored.get(k) != v)
+
+    def alert_counts(self) -> Counter[tuple[str, str]]:
+        """(excursion id, change) -> times ingest published it (broker redeliveries to the
+        watcher, flagged DUP, are the broker's doing and not counted)."""
+        return Counter((a["id"], a["change"]) for _, a, dup in self.alerts if not dup)
+
+
+def run_case(
+    name: str,
+    plan: Plan,
+    mosquitto: Mosquitto,
+    influxd: Influxd,
+    root: Path,
+    fault: Fault,
+    *,
+    rate: float,
+    fault_fraction: float = 0.4,
+    settle_timeout_s: float = 120.0,
+    on_fault: Callable[[Run], None] | None = None,
+) -> Outcome:
+    """Run the plan through real services with ``fault`` injected at ``fault_fraction``."""
+    tag = f"f{next(_ids)}_{name}"[:40]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "fleet.yaml").write_text(plan.fleet.to_yaml())
+    metrics_port = free_port()
+    run = Run(
+        tag,
+        plan,
+        mosquitto,
+        influxd,
+        root,
+        root / "var",
+        tag,
+        IngestProcess({}, root / "ingest.log", root / "ingest.out"),
+        HealthProbe(metrics_port),
+        Publisher(
+            mosquitto.port,
+            f"pub-{tag}",
+            [(m.topic, m.payload) for m in plan.messages],
+            rate,
+            hold_at=plan.tail_index,
+        ),
+    )
+    run.ingest.env |= _env(run, metrics_port)
+    run.var.mkdir(parents=True, exist_ok=True)
+    watcher = AlertWatcher(mosquitto.port, f"alerts-{tag}", set(plan.asset_ids))
+    fault.prepare(run)
+    try:
+        _init_registry(run)
+        watcher.start()
+        run.ingest.start()
+        run.mark("ingest_ready")
+        run.health.start()
+        run.publisher.start()
+        at = plan.fault_index(fault_fraction)
+        assert run.publisher.wait_published(at, 300), "publisher stalled before the fault"
+        run.mark("fault")
+        run.notes["fault_at_message"] = run.publisher.published
+        fault.inject(run)
+        run.mark("fault_over")
+        if on_fault is not None:
+            on_fault(run)
+        hold = plan.tail_index
+        assert run.publisher.wait_published(hold, 300), "publisher stalled"
+        run.publisher.wait_acked(hold, 300)
+        run.mark("published_main")
+        _settle(run, _acked_so_far(plan, hold), settle_timeout_s)
+        run.mark("tail")
+        run.publisher.release()
+        ack_times = run.publisher.result()
+        run.mark("published")
+        _settle(run, ack_times, settle_timeout_s)
+        run.mark("settled")
+        watcher.wait_quiet(2.0, 30.0)
+        run.notes["healthz_final"] = _final_health(run)
+        run.health.stop()
+        rc, stop_s = run.ingest.terminate()
+        run.notes["final_stop"] = {"exit_code": rc, "seconds": round(stop_s, 2)}
+        run.mark("stopped")
+        excursions, custody = _read_registry(run)
+        return Outcome(
+            case=name,
+            plan=plan,
+            ack_times=ack_times,
+            stored=run.stored(),
+            excursions=excursions,
+            custody=custody,
+            alerts=watcher.snapshot(),
+            health=list(run.health.samples),
+            fault_window=run.fault_window,
+            marks=dict(run.marks),
+            notes=run.notes,
+            ingest_log=run.ingest.log_tail(None),
+            final_stats=run.ingest.final_stats(),
+        )
+    finally:
+        run.health.stop()
+        run.publisher.stop()
+        if run.ingest.running:
+            run.ingest.terminate(30)
+        watcher.close()
+        fault.cleanup(run)
+        if mosquitto.running:
+            discard_session(mosquitto.port, f"ingest-{tag}")
+
+
+def _init_registry(run: Run) -> None:
+    """``coldchain init`` and the shipments an operator registers before the scans come."""
+    url = f"sqlite:///{run.registry_path}"
+    upgrade(url)
+    with open_registry(url) as reg:
+        for shipment in run.plan.shipments:
+            reg.create_shipment(shipment, profile="chilled", actor="faults-test")
+
+
+def _acked_so_far(plan: Plan, hold: int) -> list[float | None]:
+    """Stand-in ack times for the messages before the hold (all sent; settling only needs
+    which ones to wait for)."""
+    return [0.0 if i < hold else None for i in range(len(plan.messages))]
+
+
+def _settle(run: Run, ack_times: list[float | None], timeout_s: float) -> None:
+    """Wait until InfluxDB holds every acknowledged reading, or until nothing moves for 10 s
+    (a run that lost readings never gets there)."""
+    want = {
+        (a, s, ts)
+        for m, t in zip(run.plan.messages, ack_times, strict=True)
+        if t is not None
+        for a, s, ts, _ in m.readings
+    }
+    deadline = time.monotonic() + timeout_s
+    last, last_change = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        have = run.stored()
+        if want <= have.keys():
+            break
+        if len(have) != last:
+            last, last_change = len(have), time.monotonic()
+        elif time.monotonic() - last_change > 10.0:
+            break
+        time.sleep(0.5)
+    # The rules run behind the writes: give them the same chance (spool drained, queue empty).
+    deadline = min(deadline, time.monotonic() + 30)
+    while time.monotonic() < deadline:
+        m = run.health.metrics()
+        if not m or m.get("spool_depth_messages", 1) == 0:
+            break
+        time.sleep(0.2)
+
+
+def _final_health(run: Run) -> int | None:
+    """/healthz once the run settled, waiting up to 30 s for it to come back by itself."""
+    status: int | None = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, _ = run.health.poll()
+        if status == 200:
+            break
+        time.sleep(0.5)
+    return status
+
+
+def _read_registry(
+    run: Run,
+) -> tuple[dict[str, tuple[Any, ...]], Counter[tuple[str, str, str, str | None, int]]]:
+    url = f"sqlite:///{run.registry_path}"
+    excursions: dict[str, tuple[Any, ...]] = {}
+    custody: Counter[tuple[str, str, str, str | None, int]] = Counter()
+    with open_registry(url) as reg:
+        for asset in run.plan.asset_ids:
+            for rec in reg.find_excursions(asset_id=asset, limit=100_000):
+                e = rec.excursion
+                excursions[e.id] = excursion_key(e)
+        for shipment in run.plan.shipments:
+            for ev in reg.custody_events(shipment):
+                custody[(ev.shipment_id, ev.action, ev.asset_id, ev.compartment_id, ev.ts_ms)] += 1
+    return excursions, custody
+
+
+def excursion_key(e: Any) -> tuple[Any, ...]:
+    """What must be equal between a fault run and the baseline (not wall-clock fields:
+    ``detected_ms``, ``detected_late``)."""
+    return (
+        e.asset_id,
+        e.compartment_id,
+        e.rule,
+        e.kind,
+        e.start_ms,
+        e.end_ms,
+        e.status,
+        e.severity,
+        None if e.peak_c is None else round(e.peak_c, 2),
+        round(e.degree_minutes, 2),
+        e.superseded,
+    )
+
+
+def compare(out: Outcome, baseline: Outcome | None) -> dict[str, Any]:
+    """The run's report: losses, duplicates, health, and differences from the baseline."""
+    lost = out.lost()
+    acked = out.acked_readings()
+    alerts = out.alert_counts()
+    dup_alerts = {f"{k[0]}:{k[1]}": n for k, n in alerts.items() if n > 1}
+    custody_acked = out.acked_custody()
+    lost_custody = sorted(c for c in custody_acked if out.custody.get(c, 0) == 0)
+    dup_custody = sorted(c for c, n in out.custody.items() if n > 1)
+    red: list[tuple[float, int | None, str]] = []
+    if out.fault_window is not None:
+        t0, t1 = out.fault_window
+        red = [s for s in out.health if t0 <= s[0] <= t1 and s[1] != 200]
+    report: dict[str, Any] = {
+        "case": out.case,
+        "messages": len(out.plan.messages),
+        "acked_messages": sum(t is not None for t in out.ack_times),
+        "readings_acked": len(acked),
+        "readings_stored": sum(1 for k in acked if k in out.stored),
+        "lost_readings": len(lost),
+        "lost_custody_scans": len(lost_custody),
+        "duplicate_custody_scans": len(dup_custody),
+        "excursions": len(out.excursions),
+        "alerts": sum(alerts.values()),
+        "duplicate_alerts": dup_alerts,
+        "alerts_redelivered_by_broker": sum(dup for *_, dup in out.alerts),
+        "healthz_red_during_fault": bool(red) if out.fault_window is not None else None,
+        "healthz_red_reasons": sorted({s[2].strip() for s in red if s[2].strip()})[:5],
+        "healthz_final": out.notes.get("healthz_final"),
+        **{k: v for k, v in out.notes.items() if not k.startswith("_") and k != "healthz_final"},
+    }
+    if baseline is not None:
+        b_alerts = baseline.alert_counts()
+        report["excursions_missing_vs_baseline"] = sorted(
+            baseline.excursions.keys() - out.excursions.keys()
+        )
+        report["excursions_extra_vs_baseline"] = sorted(
+            out.excursions.keys() - baseline.excursions.keys()
+        )
+        report["excursions_differing_vs_baseline"] = sorted(
+            i
+            for i in baseline.excursions.keys() & out.excursions.keys()
+            if baseline.excursions[i] != out.excursions[i]
+        )
+        report["alerts_missing_vs_baseline"] = sorted(
+            f"{i}:{c}" for i, c in b_alerts.keys() - alerts.keys()
+        )
+        report["alerts_extra_vs_baseline"] = sorted(
+            f"{i}:{c}" for i, c in alerts.keys() - b_alerts.keys()
+        )
+    t_ready = out.marks.get("ingest_ready", 0.0)
+    report["timeline_s"] = {k: round(v - t_ready, 2) for k, v in out.marks.items()}
+    if lost:
+        report["lost_examples"] = [list(k) for k in lost[:5]]
+    return report
