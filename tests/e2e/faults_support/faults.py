@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from deploy.launcher import Mosquitto
-from tests.e2e.faults_support.run import Fault, Run
+from tests.e2e.faults_support.run import Fault, Run, setting
 
 __all__ = [
     "FAULTS",
@@ -47,7 +47,7 @@ class IngestKill(Fault):
         t0 = run.mark("ingest_killed")
         run.ingest.kill()
         time.sleep(1.0)
-        run.ingest.start()
+        run.start_ingest()
         run.fault_window = (t0, run.mark("ingest_restarted"))
 
 
@@ -63,12 +63,22 @@ class IngestTerm(Fault):
         run.notes["sigterm_exit_code"] = rc
         run.notes["sigterm_drain_s"] = round(seconds, 2)
         run.notes["sigterm_bound_s"] = stop_grace_s()
-        run.ingest.start()
+        run.start_ingest()
         run.fault_window = (t0, run.mark("ingest_restarted"))
 
 
+def _broker_down_s(run: Run, at_least_s: float) -> float:
+    """Down long enough that ingest must report it: past its disconnect grace, if it has one
+    (a restart shorter than the grace is meant to stay green)."""
+    grace = setting("mqtt", "disconnected_grace_s", run.ingest.env) or 0.0
+    down = max(at_least_s, float(grace) + 3.0)
+    run.notes["broker_down_s"] = down
+    return down
+
+
 class BrokerRestart(Fault):
-    """Graceful broker restart (SIGTERM, mosquitto saves its store), down for ``down_s``."""
+    """Graceful broker restart (SIGTERM, mosquitto saves its store), down for ``down_s`` or
+    3 s past ingest's disconnect grace, whichever is longer."""
 
     name = "broker_restart"
 
@@ -76,15 +86,16 @@ class BrokerRestart(Fault):
         self.down_s = down_s
 
     def inject(self, run: Run) -> None:
+        down_s = _broker_down_s(run, self.down_s)
         t0 = run.mark("broker_stopped")
         run.mosquitto.stop()
-        time.sleep(self.down_s)
+        time.sleep(down_s)
         run.mosquitto.start()
         run.fault_window = (t0, run.mark("broker_started") + DETECT_S)
 
 
 class BrokerKill(Fault):
-    """SIGKILL the broker, down for ``down_s``, start it on the same port and store. Readings
+    """SIGKILL the broker, down as for a restart, start it on the same port and store. Readings
     the broker acknowledged after its last autosave may be lost: the documented exception."""
 
     name = "broker_sigkill"
@@ -95,9 +106,10 @@ class BrokerKill(Fault):
 
     def inject(self, run: Run) -> None:
         run.notes["autosave_window"] = autosave_window(run.mosquitto)
+        down_s = _broker_down_s(run, self.down_s)
         t0 = run.mark("broker_killed")
         run.mosquitto.kill()
-        time.sleep(self.down_s)
+        time.sleep(down_s)
         run.mosquitto.start()
         run.fault_window = (t0, run.mark("broker_started") + DETECT_S)
 
@@ -129,14 +141,17 @@ class DiskFull(Fault):
 
     name = "disk_full"
 
-    def __init__(self, full_s: float = 8.0, size_mb: int = 64) -> None:
+    def __init__(self, full_s: float = 8.0) -> None:
         self.full_s = full_s
-        self.size_mb = size_mb
         self._mounted: Path | None = None
 
     def prepare(self, run: Run) -> None:
+        # Room for the spool, the registry and ingest's disk reserve (if it keeps one) with as
+        # much again to spare: a disk ingest can run on and recover on once space is back.
+        reserve_mb = setting("spool", "reserve_mb", run.ingest.env) or 0
+        size_mb = 64 + 3 * int(reserve_mb)
         done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={self.size_mb}m,mode=0755", "tmpfs", run.var],
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", run.var],
             check=False,
             capture_output=True,
             text=True,
@@ -147,7 +162,7 @@ class DiskFull(Fault):
                 f"with CAP_SYS_ADMIN (as scripts/test.sh runs): {done.stderr.strip()}"
             )
         self._mounted = run.var
-        run.notes["disk_full_mechanism"] = f"tmpfs {self.size_mb} MiB filled by a ballast file"
+        run.notes["disk_full_mechanism"] = f"tmpfs {size_mb} MiB filled by a ballast file"
 
     def inject(self, run: Run) -> None:
         ballast = run.var / "ballast"
@@ -227,7 +242,7 @@ class SpoolDeleted(Fault):
         for suffix in ("", "-wal", "-shm"):
             Path(f"{run.spool_path}{suffix}").unlink(missing_ok=True)
         run.notes["_log_offset"] = len(run.ingest.log_tail(None))
-        run.ingest.start()
+        run.start_ingest()
         # Detection is judged on everything after the restart (health or log).
         run.fault_window = (run.mark("ingest_restarted"), float("inf"))
 
@@ -252,7 +267,7 @@ class SpoolCorrupted(Fault):
                 left -= f.write(pattern[: min(left, len(pattern))])
         run.notes["spool_corrupted_bytes"] = size - 100
         run.notes["_log_offset"] = len(run.ingest.log_tail(None))
-        run.ingest.start()
+        run.start_ingest()
         run.fault_window = (run.mark("ingest_restarted"), float("inf"))
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 __all__ = ["AlertWatcher", "HealthProbe", "IngestProcess", "Publisher", "discard_session"]
 
@@ -67,12 +68,10 @@ def _publish_loop(
                 record(i, now)
             lock.notify_all()
 
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
-    )
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     window = 100  # unacknowledged at most: 16-bit packet ids never wrap onto a live one
     client.max_inflight_messages_set(window)
-    client.reconnect_delay_set(0.1, 1.0)
+    client.reconnect_delay_set(1, 1)  # as soon as the broker is back
     client.on_publish = on_publish
     client.connect("127.0.0.1", port, keepalive=10)
     client.loop_start()
@@ -190,7 +189,7 @@ class Publisher:
 
 def discard_session(port: int, client_id: str) -> None:
     """Drop a persistent session (connect clean), so the broker stops queueing for it."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
     done = threading.Event()
     client.on_connect = lambda *_: done.set()
     try:
@@ -292,12 +291,15 @@ class HealthProbe:
     unreachable, body)."""
 
     def __init__(self, port: int, interval_s: float = 0.1) -> None:
-        self.url = f"http://127.0.0.1:{port}/healthz"
-        self.metrics_url = f"http://127.0.0.1:{port}/metrics"
+        self.set_port(port)
         self.samples: list[tuple[float, int | None, str]] = []
         self._interval = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="healthz-probe")
+
+    def set_port(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/healthz"
+        self.metrics_url = f"http://127.0.0.1:{port}/metrics"
 
     def start(self) -> HealthProbe:
         self._thread.start()
@@ -320,7 +322,8 @@ class HealthProbe:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
 
     def red_between(self, t0: float, t1: float) -> list[tuple[float, int | None, str]]:
         """Polls in [t0, t1] that were not 200 (unreachable counts: a probe fails too)."""
@@ -357,13 +360,13 @@ class AlertWatcher:
         self._assets = assets
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         # Subscribing again on every connect is harmless for a plain (non-shared) filter and
         # covers a broker that came back without this session.
         c.on_connect = lambda c, *_: c.subscribe("coldchain/v1/alerts/#", qos=1)
         c.on_subscribe = lambda *_: self._subscribed.set()
         c.on_message = self._on_message
-        c.reconnect_delay_set(0.1, 1.0)
+        c.reconnect_delay_set(1, 1)
         self._c = c
         self.port = port
 

@@ -10,6 +10,7 @@ registry's excursions and custody scans, the alerts seen, the health polls.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections import Counter
@@ -18,6 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import BaseModel
+
+from coldchain.settings import Settings
 from deploy.launcher import Influxd, Mosquitto, free_port
 from registry import open_registry, upgrade
 from tests.e2e.faults_support.plan import Plan
@@ -29,9 +34,10 @@ from tests.e2e.faults_support.probes import (
     discard_session,
 )
 
-__all__ = ["Outcome", "Run", "compare", "run_case"]
+__all__ = ["Fault", "Outcome", "Run", "compare", "production_env", "run_case", "setting"]
 
 _ids = itertools.count(1)
+REPO = Path(__file__).resolve().parents[3]
 ReadingKey = tuple[str, str, int]  # (asset, sensor, ts_ms)
 
 
@@ -61,6 +67,21 @@ class Run:
     @property
     def registry_path(self) -> Path:
         return self.var / "registry.sqlite3"
+
+    def start_ingest(self) -> None:
+        """Start ``coldchain ingest`` and wait until it is ready. The metrics port is picked
+        free beforehand, but another process on the machine may take it meanwhile: then it
+        is started again on another port."""
+        for attempt in range(3):
+            try:
+                self.ingest.start()
+                return
+            except AssertionError as exc:
+                if "Address already in use" not in str(exc) or attempt == 2:
+                    raise
+            port = free_port()
+            self.ingest.env["COLDCHAIN_METRICS_PORT"] = str(port)
+            self.health.set_port(port)
 
     def mark(self, label: str) -> float:
         self.marks[label] = t = time.monotonic()
@@ -109,14 +130,63 @@ def stored_readings(influxd: Influxd, database: str, assets: list[str]) -> dict[
     return out
 
 
+# What a test run sets itself, whatever production says: addresses, paths, credentials, the
+# client id (one session per run) and the metrics port.
+_RUN_OWN = frozenset(
+    {
+        "COLDCHAIN_FLEET_PATH",
+        "COLDCHAIN_REGISTRY_URL",
+        "COLDCHAIN_METRICS_PORT",
+        "COLDCHAIN_SPOOL__PATH",
+        "COLDCHAIN_MQTT__HOST",
+        "COLDCHAIN_MQTT__PORT",
+        "COLDCHAIN_MQTT__USERNAME",
+        "COLDCHAIN_MQTT__PASSWORD",
+        "COLDCHAIN_MQTT__CLIENT_ID",
+        "COLDCHAIN_INFLUX__URL",
+        "COLDCHAIN_INFLUX__DATABASE",
+        "COLDCHAIN_INFLUX__TOKEN",
+        "COLDCHAIN_INFLUX__USERNAME",
+        "COLDCHAIN_INFLUX__PASSWORD",
+    }
+)
+
+
+def production_env() -> dict[str, str]:
+    """The ingest service's other ``COLDCHAIN_*`` settings in deploy/compose.yaml (e.g. its
+    share group): a fault run is configured as production runs ingest."""
+    compose = yaml.safe_load((REPO / "deploy" / "compose.yaml").read_text())
+    env = compose["services"]["ingest"].get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {
+        k: "" if v is None else str(v)
+        for k, v in env.items()
+        if k.startswith("COLDCHAIN_") and k not in _RUN_OWN and "${" not in str(v)
+    }
+
+
+def setting(section: str, name: str, env: dict[str, str]) -> Any:
+    """The value ingest will use for ``section.name``: from ``env``, else the default; None
+    when this version of coldchain has no such setting."""
+    model = Settings.model_fields[section].annotation
+    assert isinstance(model, type) and issubclass(model, BaseModel), section
+    field_info = model.model_fields.get(name)
+    if field_info is None:
+        return None
+    raw = env.get(f"COLDCHAIN_{section.upper()}__{name.upper()}")
+    return field_info.default if raw is None else type(field_info.default)(raw)
+
+
 def _env(run: Run, metrics_port: int) -> dict[str, str]:
     return {
+        "COLDCHAIN_MQTT__SHARE_GROUP": run.name,
+        **production_env(),
         "COLDCHAIN_FLEET_PATH": str(run.root / "fleet.yaml"),
         "COLDCHAIN_REGISTRY_URL": f"sqlite:///{run.registry_path}",
         "COLDCHAIN_METRICS_PORT": str(metrics_port),
         "COLDCHAIN_MQTT__PORT": str(run.mosquitto.port),
         "COLDCHAIN_MQTT__CLIENT_ID": f"ingest-{run.name}",
-        "COLDCHAIN_MQTT__SHARE_GROUP": run.name,
         "COLDCHAIN_INFLUX__URL": run.influxd.url,
         "COLDCHAIN_INFLUX__DATABASE": run.database,
         # The operator default is 30 s; 5 s keeps a run short after InfluxDB returns.
@@ -211,7 +281,7 @@ def run_case(
     try:
         _init_registry(run)
         watcher.start()
-        run.ingest.start()
+        run.start_ingest()
         run.mark("ingest_ready")
         run.health.start()
         run.publisher.start()
@@ -257,14 +327,17 @@ def run_case(
             final_stats=run.ingest.final_stats(),
         )
     finally:
-        run.health.stop()
-        run.publisher.stop()
-        if run.ingest.running:
-            run.ingest.terminate(30)
-        watcher.close()
-        fault.cleanup(run)
-        if mosquitto.running:
-            discard_session(mosquitto.port, f"ingest-{tag}")
+        # Every step runs even if one fails: a tmpfs left mounted or an ingest left running
+        # would outlive the test.
+        with contextlib.ExitStack() as cleanup:
+            if mosquitto.running:
+                cleanup.callback(discard_session, mosquitto.port, f"ingest-{tag}")
+            cleanup.callback(fault.cleanup, run)
+            cleanup.callback(watcher.close)
+            if run.ingest.running:
+                cleanup.callback(run.ingest.terminate, 30)
+            cleanup.callback(run.publisher.stop)
+            cleanup.callback(run.health.stop)
 
 
 def _init_registry(run: Run) -> None:
