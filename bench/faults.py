@@ -28,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy.launcher import Services
 from tests.e2e.faults_support.faults import FAULTS
+from tests.e2e.faults_support.outcome import compare
 from tests.e2e.faults_support.plan import build_plan
-from tests.e2e.faults_support.run import Fault, compare, run_case
+from tests.e2e.faults_support.run import Fault, run_case
 
 # Faults that stop or restart a service get services of their own.
 _OWN_SERVICES = {"broker_restart", "broker_sigkill", "influx_down"}

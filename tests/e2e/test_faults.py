@@ -44,8 +44,9 @@ from tests.e2e.faults_support.faults import (
     SpoolCorrupted,
     SpoolDeleted,
 )
+from tests.e2e.faults_support.outcome import Outcome, compare
 from tests.e2e.faults_support.plan import Plan, build_plan
-from tests.e2e.faults_support.run import Fault, Outcome, compare, run_case
+from tests.e2e.faults_support.run import Fault, run_case
 
 pytestmark = pytest.mark.e2e
 
