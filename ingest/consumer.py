@@ -62,6 +62,10 @@ class Delivery:
     generation: int
 
 
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class MqttSource:
     """One MQTT connection delivering telemetry (and events) to ``deliver`` on paho's thread.
 
@@ -76,8 +80,12 @@ class MqttSource:
         deliver: Callable[[Delivery], None],
         kinds: tuple[str, ...] = ("telemetry",),
         health: Health | None = None,
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
+        """``clock_ms``: the ingest clock stamped on each delivery as ``received_ms`` (epoch
+        ms; default the wall clock; a replay passes its simulated clock)."""
         self.settings = settings
+        self._clock_ms = clock_ms if clock_ms is not None else _wall_ms
         self.kinds = kinds
         self.health = health if health is not None else Health()
         self._deliver = deliver
@@ -236,7 +244,7 @@ class MqttSource:
             cast(bytes, msg.payload),
             msg.mid,
             msg.qos,
-            int(time.time() * 1000),
+            self._clock_ms(),
             self._generation,
         )
         self._delivering = True  # a full pipeline queue blocks here: backpressure, not deafness

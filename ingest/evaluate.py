@@ -29,6 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from coldchain.contract import alert_topic, ts_ms
 from coldchain.exceptions import ColdchainError, RecordRejected
@@ -51,6 +52,9 @@ __all__ = ["Accepted", "CustodyChange", "EvaluateStage", "alert_payload", "excur
 log = logging.getLogger("coldchain.ingest.evaluate")
 
 CHECKPOINT_KEY = "rules-engine"
+# How far back a restart without a journal reads when the checkpoint knows nothing: the
+# contract's default accepted sample age (30 days).
+_MAX_REPLAY_MS = 30 * 86_400_000
 
 Item = Accepted | CustodyChange
 
@@ -129,15 +133,23 @@ class EvaluateStage:
         self.held_total = 0
 
     # -- start-up ------------------------------------------------------------------------------
-    def resume(self, backlog_row: int) -> None:
+    def resume(self, backlog_row: int, *, spool_replaced: bool = False) -> None:
         """Restore the checkpoint; recompute (and hold until then) every asset with messages
         acknowledged after it, once the spool backlog (rows up to ``backlog_row``) is in
-        InfluxDB. The spool's rules journal names them, checkpointed or not."""
+        InfluxDB. The spool's rules journal names them, checkpointed or not.
+
+        ``spool_replaced``: the spool is not the one the checkpoint's ``fed_through`` row id
+        refers to (deleted, replaced, damaged and salvaged): its journal cannot say what came
+        after the checkpoint, so every checkpointed compartment is recomputed from its
+        checkpoint time, as for a checkpoint from before the journal existed."""
         saved = self._registry.load_checkpoint(CHECKPOINT_KEY) or {}
         now = self._clock_ms()
         if saved:
             self.engine.restore(saved)
-        journal = self._journal_since(int(saved.get("fed_through") or 0))
+        if spool_replaced:
+            journal = self._journal_everything(saved)
+        else:
+            journal = self._journal_since(int(saved.get("fed_through") or 0))
         todo, heard = restart_recomputes(self.engine, self._fleet, saved, journal)
         for key, from_ms in todo.items():
             self._add_pending(key, from_ms, backlog_row, hold=True)
@@ -145,6 +157,23 @@ class EvaluateStage:
         self._heard.update((a, (ts, now)) for a, ts in heard.items())
         if self._held:
             log.info("rules: %d assets held for their restart recompute", len(self._held))
+
+    def _journal_everything(self, saved: dict[str, Any]) -> dict[str, int]:
+        """Stand-in for a lost journal: every device of the fleet, from its asset's oldest
+        checkpointed device time, else the oldest of the whole checkpoint (an asset the
+        checkpoint does not know may have reported after it), else the accepted sample age."""
+        oldest: dict[str, int] = {}
+        for entry in saved.get("compartments", []):
+            asset = str(entry["asset"])
+            ts = self.engine.evaluator(asset, str(entry["compartment"])).ts
+            if ts >= 0 and asset in self._fleet.assets:
+                oldest[asset] = min(ts, oldest.get(asset, ts))
+        floor = min(oldest.values(), default=self._clock_ms() - _MAX_REPLAY_MS)
+        return {
+            device: oldest.get(asset.id, floor)
+            for asset in self._fleet.assets.values()
+            for device in asset.devices
+        }
 
     # -- intake (pipeline thread) ----------------------------------------------------------------
     def submit(self, item: Item) -> None:

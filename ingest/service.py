@@ -164,7 +164,7 @@ class IngestService:
         self._pipeline_spool = Spool(*spool_args, rules_journal=rules)
         self._annotation_spool = Spool(*spool_args)  # used by the evaluator thread only
         kinds = ("telemetry", "events") if rules else ("telemetry",)
-        self._source = MqttSource(settings.mqtt, self._enqueue, kinds)
+        self._source = MqttSource(settings.mqtt, self._enqueue, kinds, clock_ms=clock_ms)
         self._writer = InfluxClient(settings.influx)
         self._drainer = SpoolDrainer(
             self._drain_spool,
@@ -193,7 +193,11 @@ class IngestService:
                 journal_since=self._drain_spool.journal_since,
                 prune_journal=self._annotation_spool.prune_journal,
             )
-            self.evaluate.resume(self._drain_spool.last_id())
+            # A spool that is not the one the checkpoint's row ids refer to: recompute every
+            # checkpointed compartment from its checkpoint time instead of trusting them.
+            self.evaluate.resume(
+                self._drain_spool.last_id(), spool_replaced=verdict.problem is not None
+            )
             self.metrics.sources.append(self.evaluate.stats)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -386,7 +390,7 @@ class IngestService:
         messages: list[SpooledMessage] = []
         dead: list[DeadLetter] = []
         # (index of the message's spool row in this group, what the rules get)
-        to_rules: list[tuple[int, tuple[str, Sequence[Sample], str] | CustodyChange]] = []
+        to_rules: list[tuple[int, tuple[str, Sequence[Sample], str, int] | CustodyChange]] = []
         for d in batch:
             result = self._process(d)
             if result is None:
@@ -396,8 +400,9 @@ class IngestService:
                 messages.append(processed.spooled)
             idx = len(messages) - 1
             if processed.asset_id is not None and processed.spooled is not None:
+                spooled = processed.spooled
                 to_rules.append(
-                    (idx, (processed.asset_id, processed.samples, processed.spooled.device_id))
+                    (idx, (processed.asset_id, processed.samples, spooled.device_id, d.received_ms))
                 )
             if custody is not None:
                 to_rules.append((idx, custody))
@@ -423,12 +428,12 @@ class IngestService:
             self._drainer.wake()
         if self.evaluate is not None:
             # Each message's points are in InfluxDB once the writer passes its own row (rows
-            # of one group commit are consecutive). Receive time on the ingest clock: the
-            # clock the rules judge device clocks against.
+            # of one group commit are consecutive). Receive time on the ingest clock, taken
+            # when the message arrived (not after the group commit, whose queueing and fsync
+            # would read as device clock skew): the clock the rules judge device clocks by.
             first_row = last_row - len(messages) + 1
-            received = self._clock_ms()
             self.evaluate.submit_many(
-                Accepted(x[0], x[1], first_row + i, x[2], received)
+                Accepted(x[0], x[1], first_row + i, x[2], x[3])
                 if isinstance(x, tuple)
                 else replace(x, row_id=first_row + i)
                 for i, x in to_rules
@@ -469,9 +474,16 @@ class IngestService:
         self.metrics.written_messages += messages
         self.metrics.written_points += points
         self._watch.ok("writer")
+        self.metrics.health.clear("influx_unavailable")
 
     def _on_write_error(self, exc: Exception) -> None:
+        # Readings stay in the spool and are acknowledged; what is red is the record's
+        # freshness in InfluxDB (dashboards, traces, recomputes wait).
         self.metrics.write_errors += 1
+        self.metrics.health.raise_problem(
+            "influx_unavailable",
+            f"InfluxDB write failed, retrying; the spool holds the rest: {exc}",
+        )
 
     def dead_letters(self, limit: int = 1000) -> list[dict[str, object]]:
         spool = Spool(self.settings.spool.path)
