@@ -59,8 +59,10 @@ def backoff_s(attempts: int, retry_max_s: float) -> float:
 class AlertDelivery:
     """Run ``run()`` in its own thread; ``wake()`` after alerts were queued; ``stop()``.
 
-    ``publish(topic, payload)`` sends one QoS 1 message and returns its handle; ``hold_s``
-    (fault tests only) delays a row's first attempt after it was queued.
+    ``publish(topic, payload)`` sends one QoS 1 message and returns its handle; nothing is
+    attempted while ``connected()`` is false (paho would queue the message and send it on
+    reconnect while the round counts it failed and sends it again later). ``hold_s`` (fault
+    tests only) delays a row's first attempt after it was queued.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class AlertDelivery:
         publish: Callable[[str, bytes], PublishHandle],
         *,
         clock_ms: Callable[[], int],
+        connected: Callable[[], bool] = lambda: True,
         ack_timeout_s: float = 10.0,
         retry_max_s: float = 300.0,
         hold_s: float = 0.0,
@@ -78,6 +81,7 @@ class AlertDelivery:
         self._registry = registry
         self._publish = publish
         self._clock_ms = clock_ms
+        self._connected = connected
         self._ack_timeout_s = ack_timeout_s
         self._retry_max_s = retry_max_s
         self._hold_ms = round(hold_s * 1000)
@@ -122,6 +126,8 @@ class AlertDelivery:
         """Publish the due rows (at most ``batch``), wait for their PUBACKs up to
         ``ack_timeout_s`` in all, mark the acknowledged ones delivered and the rest failed with
         their retry time. Returns the number of rows attempted. Raises StoreError (registry)."""
+        if not self._connected():
+            return 0
         now = self._clock_ms()
         due = self._registry.due_alerts("mqtt", now_ms=now - self._hold_ms, limit=self._batch)
         if not due:

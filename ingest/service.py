@@ -188,6 +188,7 @@ class IngestService:
                 self.registry,
                 self._source.publish,
                 clock_ms=clock_ms,
+                connected=self._source.connected.is_set,
                 ack_timeout_s=a.ack_timeout_s,
                 retry_max_s=a.retry_max_s,
                 hold_s=a.hold_s,

@@ -157,6 +157,17 @@ def test_an_unacknowledged_alert_is_retried_with_backoff_until_acknowledged(
     assert len(broker.sent) == 2
 
 
+def test_nothing_is_attempted_while_disconnected(reg: Registry) -> None:
+    clock: _Clock = reg.test_clock  # type: ignore[attr-defined]
+    broker, up = _Broker(), [False]
+    d = AlertDelivery(reg, broker.publish, clock_ms=clock, connected=lambda: up[0])
+    _record(reg, Change("opened", _exc()))
+    assert d.deliver_round() == 0 and broker.sent == []
+    assert reg.outbox_entries()[0].attempts == 0  # not counted as a failed attempt
+    up[0] = True
+    assert d.deliver_round() == 1 and len(broker.sent) == 1
+
+
 def test_hold_delays_the_first_attempt(reg: Registry) -> None:
     clock: _Clock = reg.test_clock  # type: ignore[attr-defined]
     broker = _Broker()
