@@ -59,6 +59,7 @@ def backoff_s(attempts: int, retry_max_s: float) -> float:
 class AlertDelivery:
     """Run ``run()`` in its own thread; ``wake()`` after alerts were queued; ``stop()``.
 
+    ``clock_ms`` must be the registry's clock (it stamps ``created_ms``/``next_attempt_ms``).
     ``publish(topic, payload)`` sends one QoS 1 message and returns its handle; nothing is
     attempted while ``connected()`` is false (paho would queue the message and send it on
     reconnect while the round counts it failed and sends it again later). ``hold_s`` (fault

@@ -47,7 +47,7 @@ from ingest.spool_guard import DiskReserve, SpoolWatch, check_identity, open_spo
 from ingest.validate import validate
 from ingest.watchdog import guarded
 from ingest.write import SpoolDrainer
-from registry import Registry, open_registry
+from registry import Registry, open_registry, wall_clock_ms
 from timeseries.client import InfluxClient
 
 __all__ = ["STOP_TIMEOUT_S", "IngestService", "Processed", "process_delivery"]
@@ -187,7 +187,8 @@ class IngestService:
             self.alerts = AlertDelivery(
                 self.registry,
                 self._source.publish,
-                clock_ms=clock_ms,
+                # The registry's clock, which stamps the rows: not the (injectable) ingest clock.
+                clock_ms=wall_clock_ms,
                 connected=self._source.connected.is_set,
                 ack_timeout_s=a.ack_timeout_s,
                 retry_max_s=a.retry_max_s,
