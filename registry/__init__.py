@@ -1,8 +1,9 @@
 """The registry database: what is not a time series.
 
 Shipments, custody events, excursions and their lifecycle, compartment profile assignments
-(with history), rules-engine checkpoints and an append-only hash-chained audit log, on
-SQLAlchemy 2 + Alembic; SQLite by default, PostgreSQL with the same code. See docs/registry.md.
+(with history), rules-engine checkpoints, the alert outbox and an append-only hash-chained audit
+log, on SQLAlchemy 2 + Alembic; SQLite by default, PostgreSQL with the same code. See
+docs/registry.md.
 
 Typical use::
 
@@ -16,6 +17,7 @@ from registry.audit import GENESIS, canonical_json, entry_hash
 from registry.custody import derive_legs
 from registry.db import make_engine
 from registry.migrate import check_schema, current_revision, head_revision, upgrade
+from registry.outbox import OutboxEntry, OutboxMessage
 from registry.records import (
     AuditEntry,
     ChainReport,
@@ -39,6 +41,8 @@ __all__ = [
     "CustodyLeg",
     "CustodySource",
     "ExcursionRecord",
+    "OutboxEntry",
+    "OutboxMessage",
     "ProfileAssignment",
     "Registry",
     "Shipment",

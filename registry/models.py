@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AlertOutboxRow",
     "AuditHeadRow",
     "AuditRow",
     "Base",
@@ -238,3 +239,32 @@ class SpoolIdentityRow(Base):
     problem: Mapped[str | None] = mapped_column(String(32))
     problem_detail: Mapped[str] = mapped_column(Text)
     problem_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AlertOutboxRow(Base):
+    """A notification queued for one channel, in the transaction that recorded its change.
+
+    ``key`` is the idempotency key (``<excursion id>:<change>``, ingest.rules_io.alert_key),
+    unique per channel: queuing the same change twice is a no-op. ``payload`` is the message
+    body (JSON text); ``topic`` the channel's address (the MQTT topic). A row is pending while
+    ``delivered_ms`` is NULL and is retried from ``next_attempt_ms`` on. Not audited: it is
+    delivery bookkeeping derived from audited excursion changes (docs/registry.md).
+    """
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (
+        UniqueConstraint("channel", "key"),
+        CheckConstraint("channel IN ('mqtt')", name="channel"),
+        Index(None, "delivered_ms", "next_attempt_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(16))
+    topic: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_ms: Mapped[int] = mapped_column(BigInteger)
+    delivered_ms: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str] = mapped_column(Text)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from coldchain.exceptions import RecordRejected
 from coldchain.rules.excursion import Excursion, ExcursionStatus
-from registry import audit, checkpoints, custody, excursions, profiles
+from registry import audit, checkpoints, custody, excursions, outbox, profiles
 from registry.db import make_engine, make_session_factory, translate_errors
 from registry.ids import require_actor, require_identifier, require_shipment_id
 from registry.integrity import IntegrityStore
@@ -35,6 +35,7 @@ from registry.models import (
     ProfileAssignmentRow,
     ShipmentRow,
 )
+from registry.outbox import AlertOutbox, OutboxMessage
 from registry.records import (
     AuditEntry,
     ChainReport,
@@ -75,7 +76,7 @@ def open_registry(
     return registry
 
 
-class Registry(IntegrityStore, SpoolIdentities):
+class Registry(IntegrityStore, SpoolIdentities, AlertOutbox):
     def __init__(self, engine: Engine, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.engine = engine
         self._sessions = make_session_factory(engine)
@@ -116,13 +117,15 @@ class Registry(IntegrityStore, SpoolIdentities):
         *,
         actor: str = "rules-engine",
         checkpoints: Mapping[str, Mapping[str, Any]] | None = None,
+        alerts: Iterable[OutboxMessage] = (),
     ) -> list[str]:
         """Insert or update excursions by id, in one transaction; returns the ids that changed.
 
         Idempotent: an excursion equal to the stored one changes nothing and writes no audit
         entry. The acknowledgement and the first ``detected_ms``/``detected_late`` survive.
         ``checkpoints`` (key -> state) are saved in the same transaction, so the evaluator's
-        state and the excursions it produced commit together.
+        state and the excursions it produced commit together; so are ``alerts``, queued in the
+        outbox (registry/outbox.py), so a recorded change always has its notification queued.
         """
         batch = list(items)
         changed: list[str] = []
@@ -145,6 +148,7 @@ class Registry(IntegrityStore, SpoolIdentities):
                 changed.append(exc.id)
             for key, state in (checkpoints or {}).items():
                 self._save_checkpoint(session, key, state, now)
+            outbox.enqueue(session, alerts, now)
         return changed
 
     def upsert_excursion(self, exc: Excursion, *, actor: str = "rules-engine") -> bool:

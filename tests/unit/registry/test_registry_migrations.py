@@ -18,6 +18,7 @@ from registry.migrate import current_revision, downgrade
 from registry.models import Base
 
 TABLES = {
+    "alert_outbox",
     "audit_head",
     "audit_log",
     "custody_events",
