@@ -81,7 +81,13 @@ def create_app(
         with open_backends(
             settings, registry=registry, influx=influx, fleet=fleet, profiles=profiles
         ) as b:
-            tracer = TraceService(b.registry, b.influx, b.fleet, b.profiles)
+            tracer = TraceService(
+                b.registry,
+                b.influx,
+                b.fleet,
+                b.profiles,
+                max_readings=settings.api.trace_max_readings,
+            )
             app.state.resources = Resources(b.registry, tracer, clock_ms)
             if not settings.api.keys:
                 log.warning(

@@ -18,8 +18,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from api.auth import authenticate
 from api.export import trace_to_csv
 from api.times import parse_time_param
-from api.trace import ShipmentNotFound, TraceService, trace_to_dict
+from api.trace import ShipmentNotFound, TraceService, detail_to_dict
 from coldchain.rules.excursion import ExcursionStatus
+from coldchain.series import (
+    DEFAULT_BUCKETS_PER_LEG,
+    MAX_BUCKETS_PER_LEG,
+    MAX_RESOLUTION_S,
+    MIN_RESOLUTION_S,
+)
 from registry import CustodyLeg, ExcursionRecord, Registry, Shipment
 
 __all__ = ["Resources", "router"]
@@ -91,11 +97,26 @@ def _at_ms(res: Resources, at: str | None) -> int:
     return res.clock_ms() if at is None else parse_time_param("at", at)
 
 
+ResolutionParam = Annotated[
+    int | None,
+    Query(
+        ge=MIN_RESOLUTION_S,
+        le=MAX_RESOLUTION_S,
+        description="bucket width of the temperature series and GPS track, seconds; no leg may "
+        f"get more than {MAX_BUCKETS_PER_LEG} buckets (default: about "
+        f"{DEFAULT_BUCKETS_PER_LEG} for the longest leg)",
+    ),
+]
+
+
 @router.get("/shipments/{shipment_id}/trace")
-def shipment_trace(shipment_id: str, res: Res, at: AtParam = None) -> dict[str, Any]:
-    """Custody legs x temperatures x excursions, and a verdict."""
+def shipment_trace(
+    shipment_id: str, res: Res, at: AtParam = None, resolution_s: ResolutionParam = None
+) -> dict[str, Any]:
+    """Custody legs x temperatures x excursions, and a verdict; per leg the downsampled
+    product and air temperature (min/max/mean per bucket) and, for vehicles, the GPS track."""
     at_ms = _at_ms(res, at)
-    return trace_to_dict(res.tracer.trace(shipment_id, at_ms)) | {"at_ms": at_ms}
+    return detail_to_dict(res.tracer.detail(shipment_id, at_ms, resolution_s=resolution_s))
 
 
 @router.get("/shipments/{shipment_id}/trace.csv", response_class=Response)

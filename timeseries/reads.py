@@ -1,21 +1,44 @@
-"""Reading telemetry back from InfluxDB: the rules engine's batch mode and reports.
+"""Reading telemetry back from InfluxDB: the rules engine's batch mode and traces.
 
 ``read_samples`` rebuilds the contract's ``Sample`` objects of one asset over a window from the
 stored points, so the batch evaluator gets exactly the input the streaming one got: one code
 path (samples -> observations) for both.
+
+For traces every read is bounded: ``read_buckets`` and ``read_track`` let InfluxDB aggregate
+(``GROUP BY time``, so at most span / resolution rows), ``stream_control_values`` pages through
+raw readings ``page_rows`` at a time (keyset on time), so the exact statistics of a leg of any
+length take constant memory, and ``read_positions_at`` asks for one row per excursion.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from coldchain.contract import CompartmentState, Position, Sample
-from coldchain.trace import control_series
+from coldchain.exceptions import StoreError
+from coldchain.series import Buckets, ExcursionStart, Track
 from timeseries.client import InfluxClient
 
-__all__ = ["quote_ident", "quote_str", "read_control_series", "read_samples"]
+__all__ = [
+    "PAGE_ROWS",
+    "POSITION_LOOKBACK_MS",
+    "quote_ident",
+    "quote_str",
+    "read_buckets",
+    "read_positions_at",
+    "read_samples",
+    "read_track",
+    "stream_control_values",
+]
+
+# Raw rows per InfluxDB request when streaming a leg (~1.5 MB of JSON; a 1-year leg at one
+# reading a minute is 11 requests).
+PAGE_ROWS = 50_000
+# How far before an excursion's start its position may lie (a GNSS outage in a tunnel).
+POSITION_LOOKBACK_MS = 30 * 60_000
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -86,26 +109,139 @@ def read_samples(client: InfluxClient, asset_id: str, from_ms: int, to_ms: int) 
     return out
 
 
-def read_control_series(
+def _compartment(asset_id: str, compartment_id: str, from_ms: int, to_ms: int) -> str:
+    return (
+        f"{_window(asset_id, from_ms, to_ms)}"
+        f" AND {quote_ident('compartment')} = {quote_str(compartment_id)}"
+    )
+
+
+def _plausible(plausible_c: tuple[float, float] | None) -> str:
+    if plausible_c is None:
+        return ""
+    return f' AND "temp_c" >= {float(plausible_c[0])!r} AND "temp_c" <= {float(plausible_c[1])!r}'
+
+
+def read_buckets(
     client: InfluxClient,
     asset_id: str,
     compartment_id: str,
     from_ms: int,
     to_ms: int,
+    resolution_s: int,
     plausible_c: tuple[float, float] | None = None,
-) -> list[tuple[int, float]]:
-    """The compartment's product temperature over time, ``(ts_ms, temp_c)`` in order: the mean
-    of its product probes at each instant, or of its air probes where it has no product probe
-    (the same "control probe" choice the rules make), without values outside ``plausible_c``
-    (``coldchain.trace.control_series``)."""
+) -> dict[str, Buckets]:
+    """The compartment's temperatures in [from_ms, to_ms] as buckets of ``resolution_s``, per
+    probe role (``{"product": Buckets, "air": Buckets}``, a role without readings absent):
+    min, max, mean and count of the values inside ``plausible_c`` (implausible values are a
+    sensor fault, not a temperature). At most (to_ms - from_ms) / resolution_s + 1 rows per
+    role: InfluxDB aggregates."""
     q = (
-        f'SELECT "temp_c" FROM "temperature" {_window(asset_id, from_ms, to_ms)}'
-        f" AND {quote_ident('compartment')} = {quote_str(compartment_id)}"
-        ' GROUP BY "probe"'
+        'SELECT min("temp_c"), max("temp_c"), mean("temp_c"), count("temp_c")'
+        f' FROM "temperature" {_compartment(asset_id, compartment_id, from_ms, to_ms)}'
+        f'{_plausible(plausible_c)} GROUP BY time({int(resolution_s)}s), "probe" fill(none)'
     )
-    by_probe: dict[str, dict[int, list[float]]] = {}
+    out: dict[str, Buckets] = {}
     for series in client.query(q):
-        per_ts = by_probe.setdefault(series.tags.get("probe", ""), defaultdict(list))
-        for t, temp in series.values:
-            per_ts[int(t)].append(float(temp))
-    return control_series(by_probe, plausible_c)
+        rows = [r for r in series.values if r[4]]
+        out[series.tags.get("probe", "")] = Buckets(
+            t_ms=tuple(int(r[0]) for r in rows),
+            min_c=tuple(float(r[1]) for r in rows),
+            max_c=tuple(float(r[2]) for r in rows),
+            mean_c=tuple(float(r[3]) for r in rows),
+            n=tuple(int(r[4]) for r in rows),
+        )
+    return out
+
+
+def stream_control_values(
+    client: InfluxClient,
+    asset_id: str,
+    compartment_id: str,
+    probe: str,
+    from_ms: int,
+    to_ms: int,
+    plausible_c: tuple[float, float] | None = None,
+    page_rows: int = PAGE_ROWS,
+) -> Iterator[tuple[int, float]]:
+    """Every plausible value of the compartment's ``probe``-role probes in [from_ms, to_ms],
+    ``(ts_ms, temp_c)`` in time order (probes sharing an instant follow each other: see
+    ``coldchain.trace.instant_means``), fetched ``page_rows`` at a time.
+
+    Keyset paging on time: a full page's last instant may continue on the next page, so its
+    rows are held back and the next page starts at that instant. Memory: one page. Raises
+    StoreError if more than ``page_rows`` values share one instant (a corrupt tag set)."""
+    where = (
+        f"{_compartment(asset_id, compartment_id, from_ms, to_ms)}"
+        f" AND {quote_ident('probe')} = {quote_str(probe)}{_plausible(plausible_c)}"
+    )
+    start = from_ms
+    while True:
+        q = (
+            f'SELECT "temp_c" FROM "temperature" {where} AND time >= {start}ms'
+            f" ORDER BY time LIMIT {int(page_rows)}"
+        )
+        rows = [row for series in client.query(q) for row in series.values]
+        if len(rows) < page_rows:
+            for t, temp in rows:
+                yield int(t), float(temp)
+            return
+        last = rows[-1][0]
+        complete = [row for row in rows if row[0] != last]
+        if not complete:
+            raise StoreError(
+                f"more than {page_rows} temperature values at one instant on "
+                f"{asset_id}/{compartment_id} ({last} ms): cannot page through them"
+            )
+        for t, temp in complete:
+            yield int(t), float(temp)
+        start = int(last)
+
+
+# Positions without a GNSS fix are not places: never drawn, never a marker.
+_WITH_FIX = f"{quote_ident('fix')} <> 'none'"
+
+
+def read_track(
+    client: InfluxClient, asset_id: str, from_ms: int, to_ms: int, resolution_s: int
+) -> Track:
+    """The asset's GPS track in [from_ms, to_ms]: the last position with a fix in each bucket of
+    ``resolution_s`` (buckets without one are left out)."""
+    q = (
+        'SELECT last("lat"), last("lon") FROM "position"'
+        f" {_window(asset_id, from_ms, to_ms)} AND {_WITH_FIX}"
+        f" GROUP BY time({int(resolution_s)}s) fill(none)"
+    )
+    rows = [r for s in client.query(q) for r in s.values if r[1] is not None and r[2] is not None]
+    return Track(
+        t_ms=tuple(int(r[0]) for r in rows),
+        lat=tuple(float(r[1]) for r in rows),
+        lon=tuple(float(r[2]) for r in rows),
+    )
+
+
+def read_positions_at(
+    client: InfluxClient,
+    asset_id: str,
+    starts: Sequence[tuple[str, int]],
+    lookback_ms: int = POSITION_LOOKBACK_MS,
+) -> list[ExcursionStart]:
+    """For each ``(excursion_id, start_ms)``, the asset's last position with a fix at or before
+    ``start_ms`` and at most ``lookback_ms`` earlier; excursions without one are left out. One
+    request, one row per excursion."""
+    if not starts:
+        return []
+    statements = [
+        f'SELECT "lat", "lon" FROM "position" {_window(asset_id, t - lookback_ms, t)}'
+        f" AND {_WITH_FIX} ORDER BY time DESC LIMIT 1"
+        for _, t in starts
+    ]
+    out = []
+    for (excursion_id, _), result in zip(
+        starts, client.query_each(";".join(statements)), strict=False
+    ):
+        for series in result:
+            for t, lat, lon in series.values[:1]:
+                if lat is not None and lon is not None:
+                    out.append(ExcursionStart(excursion_id, int(t), float(lat), float(lon)))
+    return out
