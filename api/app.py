@@ -17,6 +17,8 @@ from fastapi import FastAPI
 
 import coldchain
 from api.errors import install_error_handlers
+from api.report import ReportService
+from api.report_routes import router as report_router
 from api.routes import Resources, router
 from api.trace import TraceService
 from coldchain.fleet import Fleet, load_fleet
@@ -88,7 +90,8 @@ def create_app(
                 b.profiles,
                 max_readings=settings.api.trace_max_readings,
             )
-            app.state.resources = Resources(b.registry, tracer, clock_ms)
+            reporter = ReportService(tracer, b.registry, b.fleet, b.profiles)
+            app.state.resources = Resources(b.registry, tracer, clock_ms, reporter)
             if not settings.api.keys:
                 log.warning(
                     "no API keys configured (COLDCHAIN_API__KEYS): the API on %s:%s is open "
@@ -108,4 +111,5 @@ def create_app(
     install_error_handlers(app)
     app.get("/healthz", tags=["health"])(healthz)
     app.include_router(router)
+    app.include_router(report_router)
     return app

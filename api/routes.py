@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from api.auth import authenticate
 from api.export import trace_to_csv
+from api.report import ReportService
 from api.times import parse_time_param
 from api.trace import ShipmentNotFound, TraceService, detail_to_dict
 from coldchain.rules.excursion import ExcursionStatus
@@ -28,7 +29,7 @@ from coldchain.series import (
 )
 from registry import CustodyLeg, ExcursionRecord, Registry, Shipment
 
-__all__ = ["Resources", "router"]
+__all__ = ["AtParam", "Res", "Resources", "router"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class Resources:
     registry: Registry
     tracer: TraceService
     clock_ms: Callable[[], int]
+    reporter: ReportService
 
 
 def _resources(request: Request) -> Resources:

@@ -10,7 +10,7 @@ time into ``LegAccumulator`` (constant memory), and a trace whose legs hold more
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from coldchain.exceptions import ColdchainError
@@ -30,7 +30,7 @@ from coldchain.trace import (
     instant_means,
     verdict,
 )
-from registry import Registry, Shipment
+from registry import ExcursionRecord, Registry, Shipment
 from timeseries.client import InfluxClient
 from timeseries.reads import (
     PAGE_ROWS,
@@ -87,6 +87,8 @@ class TraceDetail:
     resolution_s: int
     series: list[LegSeries]
     asset_kinds: list[str]
+    # The registry's records of the legs' excursions (acknowledgements), by excursion id.
+    records: dict[str, ExcursionRecord] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -175,11 +177,14 @@ class TraceService:
         reports: list[LegReport] = []
         series: list[LegSeries] = []
         excursions: dict[str, Excursion] = {}
+        records: dict[str, ExcursionRecord] = {}
         for plan, kind in zip(plans, kinds, strict=True):
             found = self._leg_excursions(plan)
-            excursions.update((e.id, e) for e in found)
-            reports.append(self._statistics(plan, low, high, plausible).report(found))
-            series.append(self._series(plan, kind, resolution, found, track))
+            records.update((r.excursion.id, r) for r in found)
+            excursions.update((r.excursion.id, r.excursion) for r in found)
+            found_exc = [r.excursion for r in found]
+            reports.append(self._statistics(plan, low, high, plausible).report(found_exc))
+            series.append(self._series(plan, kind, resolution, found_exc, track))
         for gap in custody_gaps(
             shipment_id, legs, now_ms=now_ms, limit_ms=self._dock_limit_ms, profile=profile.name
         ):
@@ -187,7 +192,7 @@ class TraceService:
         ordered = sorted(excursions.values(), key=lambda e: (e.start_ms, e.id))
         v, reasons = verdict(reports, ordered)
         trace = ShipmentTrace(shipment_id, shipment.profile, reports, ordered, v, reasons)
-        return TraceDetail(shipment, trace, now_ms, resolution, series, kinds)
+        return TraceDetail(shipment, trace, now_ms, resolution, series, kinds, records)
 
     def _plan(
         self,
@@ -241,12 +246,12 @@ class TraceService:
             acc.extend(instant_means(rows))
         return acc
 
-    def _leg_excursions(self, plan: _Plan) -> list[Excursion]:
+    def _leg_excursions(self, plan: _Plan) -> list[ExcursionRecord]:
         leg = plan.leg
         if leg.compartment_id is None:
             return []
         return [
-            r.excursion
+            r
             for r in self._registry.find_excursions(
                 asset_id=leg.asset_id,
                 compartment_id=leg.compartment_id,
