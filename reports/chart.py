@@ -8,7 +8,7 @@ boundaries numbered, the time axis in the reader's zone. Pure: a string from a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -97,14 +97,30 @@ def time_ticks(t0_ms: int, t1_ms: int, clock: Clock, max_ticks: int = 8) -> list
     return out
 
 
-def bucket_runs(b: Buckets, resolution_s: int) -> list[range]:
-    """Index ranges of consecutive buckets (a missing bucket, i.e. no readings for a whole
-    bucket, breaks the line instead of bridging the hole)."""
+def bucket_runs(
+    b: Buckets, resolution_s: int, gaps: Sequence[tuple[int, int]] | None = None
+) -> list[range]:
+    """Index ranges of buckets to join with one line. With ``gaps`` (the leg's unmonitored
+    stretches, ``LegReport.gaps``) the line breaks exactly where the product was unmonitored
+    between two buckets, so buckets finer than the readings still make one line while a data
+    gap is never bridged. Without them, any missing bucket breaks it."""
     runs: list[range] = []
     start = 0
     step = resolution_s * 1000
+    holes = sorted(gaps or ())
+    j = 0  # buckets and gaps are both in time order: one sweep
+
+    def broken(i: int) -> bool:
+        nonlocal j
+        prev_end, cur = b.t_ms[i - 1] + step, b.t_ms[i]
+        if gaps is None:
+            return cur > prev_end
+        while j < len(holes) and holes[j][1] <= prev_end:
+            j += 1
+        return j < len(holes) and holes[j][0] < cur
+
     for i in range(1, len(b.t_ms) + 1):
-        if i == len(b.t_ms) or b.t_ms[i] - b.t_ms[i - 1] > step:
+        if i == len(b.t_ms) or broken(i):
             runs.append(range(start, i))
             start = i
     return [r for r in runs if len(r)]
@@ -163,13 +179,15 @@ def _span_rect(f: ChartFrame, a_ms: int, b_ms: int, **kw: object) -> str | None:
     return el("rect", x=x0, y=f.top, width=max(0.6, x1 - x0), height=f.bottom - f.top, **kw)
 
 
-def _series(f: ChartFrame, b: Buckets, res_s: int, lo_ms: int, hi_ms: int) -> Iterable[str]:
+def _series(
+    f: ChartFrame, b: Buckets, res_s: int, lo_ms: int, hi_ms: int, gaps: Sequence[tuple[int, int]]
+) -> Iterable[str]:
     half = res_s * 500
 
     def x(i: int) -> float:
         return f.x(min(hi_ms, max(lo_ms, b.t_ms[i] + half)))
 
-    for run in bucket_runs(b, res_s):
+    for run in bucket_runs(b, res_s, gaps):
         if len(run) == 1:
             i = run[0]
             yield el(
@@ -205,9 +223,11 @@ def _series(f: ChartFrame, b: Buckets, res_s: int, lo_ms: int, hi_ms: int) -> It
         )
 
 
-def _air(f: ChartFrame, b: Buckets, res_s: int, lo_ms: int, hi_ms: int) -> Iterable[str]:
+def _air(
+    f: ChartFrame, b: Buckets, res_s: int, lo_ms: int, hi_ms: int, gaps: Sequence[tuple[int, int]]
+) -> Iterable[str]:
     half = res_s * 500
-    for run in bucket_runs(b, res_s):
+    for run in bucket_runs(b, res_s, gaps):
         line = [(f.x(min(hi_ms, max(lo_ms, b.t_ms[i] + half))), f.y(b.mean_c[i])) for i in run]
         if len(line) == 1:
             line.append((line[0][0] + 0.8, line[0][1]))
@@ -363,8 +383,8 @@ def temperature_chart(report: ShipmentReport, clock: Clock) -> str:
             )
     for leg in report.legs:
         s, lo, hi = leg.series, leg.stats.leg.from_ms, _leg_end(leg.stats.leg.to_ms, f.t1_ms)
-        parts += _air(f, s.air, s.resolution_s, lo, hi)
-        parts += _series(f, s.product, s.resolution_s, lo, hi)
+        parts += _air(f, s.air, s.resolution_s, lo, hi, leg.stats.gaps)
+        parts += _series(f, s.product, s.resolution_s, lo, hi, leg.stats.gaps)
     parts += _leg_marks(f, report)
     parts += _axes(f, clock)
     parts += _legend(f, report)

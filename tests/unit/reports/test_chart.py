@@ -53,6 +53,16 @@ def test_runs_break_where_a_bucket_is_missing() -> None:
     assert bucket_runs(Buckets(), 600) == []
 
 
+def test_with_the_legs_gaps_runs_break_only_where_it_was_unmonitored() -> None:
+    # 10-second buckets of one-a-minute readings: every other bucket is empty, yet each reading
+    # holds until the next: one line. A 15-minute gap between 180 s and 1080 s breaks it.
+    b = Buckets(t_ms=(0, 60_000, 120_000, 180_000, 1_080_000, 1_140_000))
+    assert bucket_runs(b, 10, gaps=()) == [range(0, 6)]
+    assert bucket_runs(b, 10, gaps=((240_000, 1_080_000),)) == [range(0, 4), range(4, 6)]
+    # A gap inside one bucket's own span does not break the line between buckets.
+    assert bucket_runs(b, 600, gaps=((10_000, 50_000),)) == [range(0, 6)]
+
+
 def test_scales_and_ticks() -> None:
     s = Scale(0.0, 10.0, 100.0, 0.0)  # reversed range, like a y axis
     assert (s(0.0), s(10.0), s(2.5)) == (100.0, 0.0, 75.0)
