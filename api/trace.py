@@ -19,7 +19,14 @@ from coldchain.rules import ProfileSet, plausible_limits
 from coldchain.rules.excursion import Excursion
 from coldchain.rules.kinds import gap_cap_ms, gap_spec
 from coldchain.rules.profiles import Profile, RangeRule
-from coldchain.series import Buckets, LegSeries, TraceRefused, Track, choose_resolution
+from coldchain.series import (
+    Buckets,
+    ExcursionStart,
+    LegSeries,
+    TraceRefused,
+    Track,
+    choose_resolution,
+)
 from coldchain.trace import (
     DEFAULT_DOCK_LIMIT_MS,
     Leg,
@@ -34,10 +41,14 @@ from registry import ExcursionRecord, Registry, Shipment
 from timeseries.client import InfluxClient
 from timeseries.reads import (
     PAGE_ROWS,
-    read_buckets,
-    read_positions_at,
-    read_track,
+    Read,
+    buckets_read,
+    implausible,
+    page_read,
+    position_read,
+    run_all,
     stream_control_values,
+    track_read,
 )
 
 __all__ = [
@@ -94,16 +105,34 @@ class TraceDetail:
 @dataclass(slots=True)
 class _Plan:
     leg: Leg
+    kind: str
     end_ms: int
     cap_ms: int
-    buckets: dict[str, Buckets]
-    probe: str | None
-    readings: int
+    buckets: dict[str, Buckets] = field(default_factory=dict)
+    track: Track = field(default_factory=Track)
+    probe: str | None = None
+    readings: int = 0
+    first_page: list[list[Any]] | None = None
+    records: list[ExcursionRecord] = field(default_factory=list)
+
+    @property
+    def monitored(self) -> bool:
+        return self.leg.compartment_id is not None
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """The temperatures read: from ``cap`` before the leg (the last reading before the
+        load holds into it) to its end."""
+        return self.leg.from_ms - self.cap_ms, self.end_ms
 
 
 class TraceService:
     """Traces from a registry and InfluxDB. ``max_readings`` bounds the raw readings one trace
-    streams (``TraceRefused`` beyond); ``page_rows`` the rows per InfluxDB request."""
+    streams (``TraceRefused`` beyond); ``page_rows`` the rows per InfluxDB request.
+
+    InfluxDB is asked in a few requests of several statements each, whatever the number of
+    legs: the buckets and tracks of every leg, then the first page of every leg's readings,
+    then where its excursions started (and further pages only for legs longer than a page)."""
 
     def __init__(
         self,
@@ -158,15 +187,13 @@ class TraceService:
             for x in self._registry.custody_legs(shipment_id)
             if x.from_ms <= now_ms
         ]
-        kinds = [self._asset_kind(leg.asset_id) for leg in legs]
-        ends = [leg.to_ms if leg.to_ms is not None else now_ms for leg in legs]
-        resolution = choose_resolution(
-            [end - leg.from_ms for leg, end in zip(legs, ends, strict=True)], resolution_s
-        )
-        plans = [
-            self._plan(leg, end, gap_cap_ms(gap_spec(profile), kind), resolution, plausible)
-            for leg, end, kind in zip(legs, ends, kinds, strict=True)
-        ]
+        plans = []
+        for leg in legs:
+            kind = self._asset_kind(leg.asset_id)
+            end = leg.to_ms if leg.to_ms is not None else now_ms
+            plans.append(_Plan(leg, kind, end, gap_cap_ms(gap_spec(profile), kind)))
+        resolution = choose_resolution([p.end_ms - p.leg.from_ms for p in plans], resolution_s)
+        self._read_buckets(plans, resolution, plausible, track)
         total = sum(p.readings for p in plans)
         if total > self._max_readings:
             raise TraceRefused(
@@ -174,17 +201,24 @@ class TraceService:
                 f"the {self._max_readings:,} one request may read; ask for it as of an earlier "
                 "time (at=...)"
             )
+        self._read_first_pages(plans, plausible)
+        for p in plans:
+            p.records = self._leg_excursions(p)
+        starts = self._excursion_starts(plans) if track else {}
         reports: list[LegReport] = []
         series: list[LegSeries] = []
         excursions: dict[str, Excursion] = {}
         records: dict[str, ExcursionRecord] = {}
-        for plan, kind in zip(plans, kinds, strict=True):
-            found = self._leg_excursions(plan)
-            records.update((r.excursion.id, r) for r in found)
-            excursions.update((r.excursion.id, r.excursion) for r in found)
-            found_exc = [r.excursion for r in found]
-            reports.append(self._statistics(plan, low, high, plausible).report(found_exc))
-            series.append(self._series(plan, kind, resolution, found_exc, track))
+        for i, p in enumerate(plans):
+            records.update((r.excursion.id, r) for r in p.records)
+            found = [r.excursion for r in p.records]
+            excursions.update((e.id, e) for e in found)
+            reports.append(self._statistics(p, low, high, plausible).report(found))
+            product = p.buckets.get("product", Buckets())
+            air = p.buckets.get("air", Buckets())
+            series.append(
+                LegSeries(resolution, p.probe, product, air, p.track, tuple(starts.get(i, ())))
+            )
         for gap in custody_gaps(
             shipment_id, legs, now_ms=now_ms, limit_ms=self._dock_limit_ms, profile=profile.name
         ):
@@ -192,34 +226,62 @@ class TraceService:
         ordered = sorted(excursions.values(), key=lambda e: (e.start_ms, e.id))
         v, reasons = verdict(reports, ordered)
         trace = ShipmentTrace(shipment_id, shipment.profile, reports, ordered, v, reasons)
+        kinds = [p.kind for p in plans]
         return TraceDetail(shipment, trace, now_ms, resolution, series, kinds, records)
 
-    def _plan(
+    def _read_buckets(
         self,
-        leg: Leg,
-        end: int,
-        cap: int,
+        plans: list[_Plan],
         resolution: int,
         plausible: tuple[float, float] | None,
-    ) -> _Plan:
-        if leg.compartment_id is None:
-            return _Plan(leg, end, cap, {}, None, 0)
-        # From ``cap`` before the leg: the last reading before the load holds into it. The
-        # counts choose the probe role (product if any, as the rules do) and bound the stream.
-        buckets = read_buckets(
-            self._influx,
-            leg.asset_id,
-            leg.compartment_id,
-            leg.from_ms - cap,
-            end,
-            resolution,
-            plausible,
-        )
-        counts = {role: sum(b.n) for role, b in buckets.items()}
-        probe = next((r for r in ("product", "air") if counts.get(r)), None)
-        first = (leg.from_ms // (resolution * 1000)) * resolution * 1000
-        shown = {role: _from(b, first) for role, b in buckets.items()}
-        return _Plan(leg, end, cap, shown, probe, counts.get(probe or "", 0))
+        track: bool,
+    ) -> None:
+        """Every monitored leg's buckets and every vehicle leg's track, in one request; the
+        bucket counts choose each leg's probe role (product if any, as the rules do) and
+        bound its stream."""
+        monitored = [p for p in plans if p.monitored]
+        tracked = [p for p in plans if track and p.kind == "vehicle"]
+        reads: list[Read[Any]] = [
+            buckets_read(p.leg.asset_id, p.leg.compartment_id or "", *p.window, resolution)
+            for p in monitored
+        ]
+        reads += [track_read(p.leg.asset_id, p.leg.from_ms, p.end_ms, resolution) for p in tracked]
+        found = run_all(self._influx, reads)
+        for p, buckets in zip(monitored, found, strict=False):
+            p.buckets = buckets
+        for p, path in zip(tracked, found[len(monitored) :], strict=True):
+            p.track = path
+        dirty = [p for p in monitored if implausible(p.buckets, plausible)]
+        again = [
+            buckets_read(
+                p.leg.asset_id, p.leg.compartment_id or "", *p.window, resolution, plausible
+            )
+            for p in dirty
+        ]
+        for p, buckets in zip(dirty, run_all(self._influx, again), strict=True):
+            p.buckets = buckets
+        for p in monitored:
+            counts = {role: sum(b.n) for role, b in p.buckets.items()}
+            p.probe = next((r for r in ("product", "air") if counts.get(r)), None)
+            p.readings = counts.get(p.probe or "", 0)
+            first = (p.leg.from_ms // (resolution * 1000)) * resolution * 1000
+            p.buckets = {role: _from(b, first) for role, b in p.buckets.items()}
+
+    def _read_first_pages(self, plans: list[_Plan], plausible: tuple[float, float] | None) -> None:
+        streamed = [p for p in plans if p.monitored and p.probe is not None]
+        reads = [
+            page_read(
+                p.leg.asset_id,
+                p.leg.compartment_id or "",
+                p.probe or "",
+                *p.window,
+                plausible,
+                self._page_rows,
+            )
+            for p in streamed
+        ]
+        for p, rows in zip(streamed, run_all(self._influx, reads), strict=True):
+            p.first_page = rows
 
     def _statistics(
         self,
@@ -238,11 +300,12 @@ class TraceService:
                 leg.asset_id,
                 leg.compartment_id,
                 plan.probe,
-                leg.from_ms - plan.cap_ms,
-                plan.end_ms,
+                *plan.window,
                 plausible,
                 self._page_rows,
+                first_page=plan.first_page,
             )
+            plan.first_page = None  # the page is the stream's now; let it go after use
             acc.extend(instant_means(rows))
         return acc
 
@@ -261,18 +324,22 @@ class TraceService:
             if not r.excursion.superseded
         ]
 
-    def _series(
-        self, plan: _Plan, kind: str, resolution: int, found: list[Excursion], track: bool
-    ) -> LegSeries:
-        leg = plan.leg
-        product = plan.buckets.get("product", Buckets())
-        air = plan.buckets.get("air", Buckets())
-        if not track or kind != "vehicle":
-            return LegSeries(resolution, plan.probe, product, air)
-        path = read_track(self._influx, leg.asset_id, leg.from_ms, plan.end_ms, resolution)
-        starts = [(e.id, max(e.start_ms, leg.from_ms)) for e in found]
-        marks = read_positions_at(self._influx, leg.asset_id, starts[:MAX_EXCURSION_STARTS_PER_LEG])
-        return LegSeries(resolution, plan.probe, product, air, path, tuple(marks))
+    def _excursion_starts(self, plans: list[_Plan]) -> dict[int, list[ExcursionStart]]:
+        """Where each vehicle leg's excursions started (at most
+        ``MAX_EXCURSION_STARTS_PER_LEG`` a leg), by leg index, in one request."""
+        wanted: list[tuple[int, Read[ExcursionStart | None]]] = []
+        for i, p in enumerate(plans):
+            if p.kind != "vehicle":
+                continue
+            for r in p.records[:MAX_EXCURSION_STARTS_PER_LEG]:
+                start = max(r.excursion.start_ms, p.leg.from_ms)
+                wanted.append((i, position_read(p.leg.asset_id, r.excursion.id, start)))
+        out: dict[int, list[ExcursionStart]] = {}
+        found = run_all(self._influx, [read for _, read in wanted])
+        for (i, _), mark in zip(wanted, found, strict=True):
+            if mark is not None:
+                out.setdefault(i, []).append(mark)
+        return out
 
     def _asset_kind(self, asset_id: str) -> str:
         asset = self._fleet.assets.get(asset_id)

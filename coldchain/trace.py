@@ -15,6 +15,7 @@ and which door events may explain it: a door explains an excursion, it never hid
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -172,33 +173,48 @@ class LegAccumulator:
 
     def add(self, ts_ms: int, temp_c: float) -> None:
         """The next instant's value (``ts_ms`` after the previous one's)."""
-        if self._pending is not None:
-            self._hold(*self._pending, ts_ms)
-        self._pending = (ts_ms, temp_c)
+        self._run(((ts_ms, temp_c),), final=False)
 
     def extend(self, series: Iterable[tuple[int, float]]) -> None:
-        for t, temp in series:
-            self.add(t, temp)
+        """The next instants' values, in time order."""
+        self._run(series, final=False)
 
-    def _hold(self, t: int, temp: float, nxt: int) -> None:
-        start, stop = self.start_ms, self.stop_ms
-        if start <= t < stop:
-            self.n += 1
-            self.lo_seen = temp if self.lo_seen is None else min(self.lo_seen, temp)
-            self.hi_seen = temp if self.hi_seen is None else max(self.hi_seen, temp)
-        held_from, held_to = max(t, start), min(nxt, t + self.cap_ms, stop)
-        if held_to <= held_from:
-            return
-        self._gap_until(held_from)
-        self.covered_ms = held_to
-        w = (held_to - held_from) / 1000.0
-        self.monitored_s += w
-        self.weighted += temp * w
-        self.mkt.add(temp, w)
-        if (self._low is not None and temp < self._low) or (
-            self._high is not None and temp > self._high
-        ):
-            self.out_s += w
+    def _run(self, series: Iterable[tuple[int, float]], *, final: bool) -> None:
+        # The hot loop of a trace (a reading each pass): the state lives in locals and is
+        # written back once, which makes it about twice as fast as a method call per reading.
+        start, stop, cap = self.start_ms, self.stop_ms, self.cap_ms
+        low = -math.inf if self._low is None else self._low
+        high = math.inf if self._high is None else self._high
+        gaps, max_gaps, mkt_add = self._gaps, self._max_gaps, self.mkt.add
+        pending, covered = self._pending, self.covered_ms
+        n, lo_seen, hi_seen = self.n, self.lo_seen, self.hi_seen
+        weighted, monitored, out = self.weighted, self.monitored_s, self.out_s
+        items: Iterable[tuple[int, float | None]] = series
+        if final:
+            items = ((stop, None),)  # the last value holds until the leg's end
+        for nxt, value in items:
+            if pending is not None:
+                t, temp = pending
+                if start <= t < stop:
+                    n += 1
+                    lo_seen = temp if lo_seen is None or temp < lo_seen else lo_seen
+                    hi_seen = temp if hi_seen is None or temp > hi_seen else hi_seen
+                held_from = t if t > start else start
+                held_to = min(nxt, t + cap, stop)
+                if held_to > held_from:
+                    if held_from > covered and len(gaps) < max_gaps:
+                        gaps.append((covered, held_from))
+                    covered = held_to
+                    w = (held_to - held_from) / 1000.0
+                    monitored += w
+                    weighted += temp * w
+                    mkt_add(temp, w)
+                    if temp < low or temp > high:
+                        out += w
+            pending = None if value is None else (nxt, value)
+        self._pending, self.covered_ms = pending, covered
+        self.n, self.lo_seen, self.hi_seen = n, lo_seen, hi_seen
+        self.weighted, self.monitored_s, self.out_s = weighted, monitored, out
 
     def _gap_until(self, t: int) -> None:
         if t > self.covered_ms and len(self._gaps) < self._max_gaps:
@@ -208,8 +224,7 @@ class LegAccumulator:
     def report(self, excursions: Iterable[Excursion] = ()) -> LegReport:
         """The leg's statistics; ``excursions`` overlapping it are listed by id."""
         if self._pending is not None:
-            self._hold(*self._pending, self.stop_ms)
-            self._pending = None
+            self._run((), final=True)
         leg, start, stop = self.leg, self.start_ms, self.stop_ms
         span_s = max(0, stop - start) / 1000.0
         ids = _overlapping_ids(excursions, start, stop)

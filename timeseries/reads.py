@@ -4,35 +4,46 @@
 stored points, so the batch evaluator gets exactly the input the streaming one got: one code
 path (samples -> observations) for both.
 
-For traces every read is bounded: ``read_buckets`` and ``read_track`` let InfluxDB aggregate
-(``GROUP BY time``, so at most span / resolution rows), ``stream_control_values`` pages through
-raw readings ``page_rows`` at a time (keyset on time), so the exact statistics of a leg of any
-length take constant memory, and ``read_positions_at`` asks for one row per excursion.
+For traces every read is bounded: buckets and tracks are aggregated by InfluxDB (``GROUP BY
+time``, so at most span / resolution rows), ``stream_control_values`` pages through raw
+readings ``page_rows`` at a time (keyset on time), so the exact statistics of a leg of any
+length take constant memory, and an excursion's position is one row. Each is a ``Read``
+(statement + parser); ``run_all`` sends several in one request.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from coldchain.contract import CompartmentState, Position, Sample
 from coldchain.exceptions import StoreError
 from coldchain.series import Buckets, ExcursionStart, Track
-from timeseries.client import InfluxClient
+from timeseries.client import InfluxClient, Series
 
 __all__ = [
     "PAGE_ROWS",
     "POSITION_LOOKBACK_MS",
+    "Read",
+    "buckets_read",
+    "implausible",
+    "page_read",
+    "position_read",
     "quote_ident",
     "quote_str",
     "read_buckets",
     "read_positions_at",
     "read_samples",
     "read_track",
+    "run_all",
     "stream_control_values",
+    "track_read",
 ]
+
+T = TypeVar("T")
 
 # Raw rows per InfluxDB request when streaming a leg (~1.5 MB of JSON; a 1-year leg at one
 # reading a minute is 11 requests).
@@ -122,27 +133,60 @@ def _plausible(plausible_c: tuple[float, float] | None) -> str:
     return f' AND "temp_c" >= {float(plausible_c[0])!r} AND "temp_c" <= {float(plausible_c[1])!r}'
 
 
-def read_buckets(
-    client: InfluxClient,
+@dataclass(frozen=True, slots=True)
+class Read(Generic[T]):
+    """One InfluxQL statement and how to read its result: several go in one request
+    (``run_all``), which saves a round trip each on a busy machine."""
+
+    statement: str
+    parse: Callable[[list[Series]], T]
+
+
+def run_all(client: InfluxClient, reads: Sequence[Read[Any]]) -> list[Any]:
+    """Every read's parsed result, in order, from one InfluxDB request."""
+    if not reads:
+        return []
+    results = client.query_each(";".join(r.statement for r in reads))
+    if len(results) != len(reads):
+        raise StoreError(f"InfluxDB answered {len(results)} results to {len(reads)} statements")
+    return [r.parse(res) for r, res in zip(reads, results, strict=True)]
+
+
+def buckets_read(
     asset_id: str,
     compartment_id: str,
     from_ms: int,
     to_ms: int,
     resolution_s: int,
     plausible_c: tuple[float, float] | None = None,
-) -> dict[str, Buckets]:
+) -> Read[dict[str, Buckets]]:
     """The compartment's temperatures in [from_ms, to_ms] as buckets of ``resolution_s``, per
     probe role (``{"product": Buckets, "air": Buckets}``, a role without readings absent):
-    min, max, mean and count of the values inside ``plausible_c`` (implausible values are a
-    sensor fault, not a temperature). At most (to_ms - from_ms) / resolution_s + 1 rows per
-    role: InfluxDB aggregates."""
-    q = (
+    min, max, mean and count per bucket, of the values inside ``plausible_c`` if given. At most
+    (to_ms - from_ms) / resolution_s + 1 rows per role: InfluxDB aggregates.
+
+    A condition on the value makes InfluxDB 1.x aggregate point by point (about three times
+    slower) and an implausible value is rare: read without ``plausible_c`` first, and again
+    with it only if ``implausible`` says a bucket holds one (``read_buckets`` does both)."""
+    return Read(
         'SELECT min("temp_c"), max("temp_c"), mean("temp_c"), count("temp_c")'
         f' FROM "temperature" {_compartment(asset_id, compartment_id, from_ms, to_ms)}'
-        f'{_plausible(plausible_c)} GROUP BY time({int(resolution_s)}s), "probe" fill(none)'
+        f'{_plausible(plausible_c)} GROUP BY time({int(resolution_s)}s), "probe" fill(none)',
+        _buckets,
     )
+
+
+def implausible(buckets: dict[str, Buckets], plausible_c: tuple[float, float] | None) -> bool:
+    """Whether some bucket's minimum or maximum lies outside ``plausible_c``."""
+    if plausible_c is None:
+        return False
+    lo, hi = plausible_c
+    return any(len(b) and (min(b.min_c) < lo or max(b.max_c) > hi) for b in buckets.values())
+
+
+def _buckets(found: list[Series]) -> dict[str, Buckets]:
     out: dict[str, Buckets] = {}
-    for series in client.query(q):
+    for series in found:
         rows = [r for r in series.values if r[4]]
         out[series.tags.get("probe", "")] = Buckets(
             t_ms=tuple(int(r[0]) for r in rows),
@@ -154,6 +198,47 @@ def read_buckets(
     return out
 
 
+def read_buckets(
+    client: InfluxClient,
+    asset_id: str,
+    compartment_id: str,
+    from_ms: int,
+    to_ms: int,
+    resolution_s: int,
+    plausible_c: tuple[float, float] | None = None,
+) -> dict[str, Buckets]:
+    """``buckets_read``'s buckets of the plausible values, in one request (two if a bucket
+    holds an implausible value)."""
+    args = (asset_id, compartment_id, from_ms, to_ms, resolution_s)
+    (out,) = run_all(client, [buckets_read(*args)])
+    if implausible(out, plausible_c):
+        (out,) = run_all(client, [buckets_read(*args, plausible_c)])
+    return dict(out)
+
+
+def _rows(found: list[Series]) -> list[list[Any]]:
+    return [row for series in found for row in series.values]
+
+
+def page_read(
+    asset_id: str,
+    compartment_id: str,
+    probe: str,
+    from_ms: int,
+    to_ms: int,
+    plausible_c: tuple[float, float] | None = None,
+    page_rows: int = PAGE_ROWS,
+) -> Read[list[list[Any]]]:
+    """One page of ``stream_control_values``: at most ``page_rows`` rows from ``from_ms``."""
+    where = (
+        f"{_compartment(asset_id, compartment_id, from_ms, to_ms)}"
+        f" AND {quote_ident('probe')} = {quote_str(probe)}{_plausible(plausible_c)}"
+    )
+    return Read(
+        f'SELECT "temp_c" FROM "temperature" {where} ORDER BY time LIMIT {page_rows}', _rows
+    )
+
+
 def stream_control_values(
     client: InfluxClient,
     asset_id: str,
@@ -163,25 +248,22 @@ def stream_control_values(
     to_ms: int,
     plausible_c: tuple[float, float] | None = None,
     page_rows: int = PAGE_ROWS,
+    first_page: list[list[Any]] | None = None,
 ) -> Iterator[tuple[int, float]]:
     """Every plausible value of the compartment's ``probe``-role probes in [from_ms, to_ms],
     ``(ts_ms, temp_c)`` in time order (probes sharing an instant follow each other: see
-    ``coldchain.trace.instant_means``), fetched ``page_rows`` at a time.
+    ``coldchain.trace.instant_means``), fetched ``page_rows`` at a time (``first_page``: the
+    first page's rows, already fetched with ``page_read``).
 
     Keyset paging on time: a full page's last instant may continue on the next page, so its
     rows are held back and the next page starts at that instant. Memory: one page. Raises
     StoreError if more than ``page_rows`` values share one instant (a corrupt tag set)."""
-    where = (
-        f"{_compartment(asset_id, compartment_id, from_ms, to_ms)}"
-        f" AND {quote_ident('probe')} = {quote_str(probe)}{_plausible(plausible_c)}"
-    )
     start = from_ms
+    rows = first_page
     while True:
-        q = (
-            f'SELECT "temp_c" FROM "temperature" {where} AND time >= {start}ms'
-            f" ORDER BY time LIMIT {int(page_rows)}"
-        )
-        rows = [row for series in client.query(q) for row in series.values]
+        if rows is None:
+            read = page_read(asset_id, compartment_id, probe, start, to_ms, plausible_c, page_rows)
+            (rows,) = run_all(client, [read])
         if len(rows) < page_rows:
             for t, temp in rows:
                 yield int(t), float(temp)
@@ -195,28 +277,57 @@ def stream_control_values(
             )
         for t, temp in complete:
             yield int(t), float(temp)
-        start = int(last)
+        start, rows = int(last), None
 
 
 # Positions without a GNSS fix are not places: never drawn, never a marker.
 _WITH_FIX = f"{quote_ident('fix')} <> 'none'"
 
 
-def read_track(
-    client: InfluxClient, asset_id: str, from_ms: int, to_ms: int, resolution_s: int
-) -> Track:
-    """The asset's GPS track in [from_ms, to_ms]: the last position with a fix in each bucket of
-    ``resolution_s`` (buckets without one are left out)."""
-    q = (
-        'SELECT last("lat"), last("lon") FROM "position"'
-        f" {_window(asset_id, from_ms, to_ms)} AND {_WITH_FIX}"
-        f" GROUP BY time({int(resolution_s)}s) fill(none)"
-    )
-    rows = [r for s in client.query(q) for r in s.values if r[1] is not None and r[2] is not None]
+def _track(found: list[Series]) -> Track:
+    rows = [r for r in _rows(found) if r[1] is not None and r[2] is not None]
     return Track(
         t_ms=tuple(int(r[0]) for r in rows),
         lat=tuple(float(r[1]) for r in rows),
         lon=tuple(float(r[2]) for r in rows),
+    )
+
+
+def track_read(asset_id: str, from_ms: int, to_ms: int, resolution_s: int) -> Read[Track]:
+    """The asset's GPS track in [from_ms, to_ms]: the last position with a fix in each bucket of
+    ``resolution_s`` (buckets without one are left out)."""
+    return Read(
+        'SELECT last("lat"), last("lon") FROM "position"'
+        f" {_window(asset_id, from_ms, to_ms)} AND {_WITH_FIX}"
+        f" GROUP BY time({int(resolution_s)}s) fill(none)",
+        _track,
+    )
+
+
+def read_track(
+    client: InfluxClient, asset_id: str, from_ms: int, to_ms: int, resolution_s: int
+) -> Track:
+    """``track_read`` in one request."""
+    (out,) = run_all(client, [track_read(asset_id, from_ms, to_ms, resolution_s)])
+    return out  # type: ignore[no-any-return]
+
+
+def position_read(
+    asset_id: str, excursion_id: str, start_ms: int, lookback_ms: int = POSITION_LOOKBACK_MS
+) -> Read[ExcursionStart | None]:
+    """Where the asset was when an excursion started: its last position with a fix at or before
+    ``start_ms`` and at most ``lookback_ms`` earlier (None without one). One row."""
+
+    def parse(found: list[Series]) -> ExcursionStart | None:
+        for t, lat, lon in _rows(found)[:1]:
+            if lat is not None and lon is not None:
+                return ExcursionStart(excursion_id, int(t), float(lat), float(lon))
+        return None
+
+    return Read(
+        f'SELECT "lat", "lon" FROM "position" {_window(asset_id, start_ms - lookback_ms, start_ms)}'
+        f" AND {_WITH_FIX} ORDER BY time DESC LIMIT 1",
+        parse,
     )
 
 
@@ -226,22 +337,7 @@ def read_positions_at(
     starts: Sequence[tuple[str, int]],
     lookback_ms: int = POSITION_LOOKBACK_MS,
 ) -> list[ExcursionStart]:
-    """For each ``(excursion_id, start_ms)``, the asset's last position with a fix at or before
-    ``start_ms`` and at most ``lookback_ms`` earlier; excursions without one are left out. One
-    request, one row per excursion."""
-    if not starts:
-        return []
-    statements = [
-        f'SELECT "lat", "lon" FROM "position" {_window(asset_id, t - lookback_ms, t)}'
-        f" AND {_WITH_FIX} ORDER BY time DESC LIMIT 1"
-        for _, t in starts
-    ]
-    out = []
-    for (excursion_id, _), result in zip(
-        starts, client.query_each(";".join(statements)), strict=False
-    ):
-        for series in result:
-            for t, lat, lon in series.values[:1]:
-                if lat is not None and lon is not None:
-                    out.append(ExcursionStart(excursion_id, int(t), float(lat), float(lon)))
-    return out
+    """``position_read`` for each ``(excursion_id, start_ms)`` in one request; excursions
+    without a position are left out."""
+    reads = [position_read(asset_id, x, t, lookback_ms) for x, t in starts]
+    return [found for found in run_all(client, reads) if found is not None]

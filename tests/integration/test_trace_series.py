@@ -213,10 +213,10 @@ def test_bounds_are_client_errors(client: TestClient) -> None:
     r = client.get("/v1/shipments/SHP-L/trace", params={"resolution_s": 10, "at": at}, headers=key)
     assert r.status_code == 422
     assert "more than 5000: use resolution_s >= 519" in r.json()["detail"]
-    # The same 30 days at the default resolution (1 h) are served; a leg open for 20 years
-    # is refused before InfluxDB is asked.
+    # The same 30 days at the default resolution (2 h: 30 d / 500 = 5184 s) are served; a leg
+    # open for 20 years is refused before InfluxDB is asked.
     ok = client.get("/v1/shipments/SHP-L/trace", params={"at": at}, headers=key)
-    assert (ok.status_code, ok.json()["resolution_s"]) == (200, 3600)
+    assert (ok.status_code, ok.json()["resolution_s"]) == (200, 7200)
     far = rfc3339(m(20 * 365 * 24 * 60))  # 20 years: 7300 buckets even of a day
     r = client.get("/v1/shipments/SHP-L/trace", params={"at": far}, headers=key)
     assert r.status_code == 422 and "as of an earlier time" in r.json()["detail"]
