@@ -26,6 +26,7 @@ from coldchain.series import (
     TraceRefused,
     Track,
     choose_resolution,
+    page_windows,
 )
 from coldchain.trace import (
     DEFAULT_DOCK_LIMIT_MS,
@@ -113,6 +114,7 @@ class _Plan:
     probe: str | None = None
     readings: int = 0
     first_page: list[list[Any]] | None = None
+    windows: list[tuple[int, int]] = field(default_factory=list)
     records: list[ExcursionRecord] = field(default_factory=list)
 
     @property
@@ -201,7 +203,7 @@ class TraceService:
                 f"the {self._max_readings:,} one request may read; ask for it as of an earlier "
                 "time (at=...)"
             )
-        self._read_first_pages(plans, plausible)
+        self._read_first_pages(plans)
         for p in plans:
             p.records = self._leg_excursions(p)
         starts = self._excursion_starts(plans) if track else {}
@@ -264,18 +266,20 @@ class TraceService:
             counts = {role: sum(b.n) for role, b in p.buckets.items()}
             p.probe = next((r for r in ("product", "air") if counts.get(r)), None)
             p.readings = counts.get(p.probe or "", 0)
+            if p.probe is not None:
+                chosen = p.buckets[p.probe]
+                p.windows = page_windows(chosen.t_ms, chosen.n, *p.window, self._page_rows)
             first = (p.leg.from_ms // (resolution * 1000)) * resolution * 1000
             p.buckets = {role: _from(b, first) for role, b in p.buckets.items()}
 
-    def _read_first_pages(self, plans: list[_Plan], plausible: tuple[float, float] | None) -> None:
+    def _read_first_pages(self, plans: list[_Plan]) -> None:
         streamed = [p for p in plans if p.monitored and p.probe is not None]
         reads = [
             page_read(
                 p.leg.asset_id,
                 p.leg.compartment_id or "",
                 p.probe or "",
-                *p.window,
-                plausible,
+                *p.windows[0],
                 self._page_rows,
             )
             for p in streamed
@@ -304,6 +308,7 @@ class TraceService:
                 plausible,
                 self._page_rows,
                 first_page=plan.first_page,
+                windows=plan.windows,
             )
             plan.first_page = None  # the page is the stream's now; let it go after use
             acc.extend(instant_means(rows))

@@ -29,6 +29,7 @@ __all__ = [
     "TraceRefused",
     "Track",
     "choose_resolution",
+    "page_windows",
 ]
 
 # Below 10 s a bucket holds at most one reading of any real logger: no downsampling left.
@@ -86,6 +87,24 @@ def choose_resolution(leg_spans_ms: Sequence[int], requested_s: int | None) -> i
             f"use resolution_s >= {need}, or leave it out for the default"
         )
     return requested_s
+
+
+def page_windows(
+    t_ms: Sequence[int], n: Sequence[int], from_ms: int, to_ms: int, page_rows: int
+) -> list[tuple[int, int]]:
+    """[start, stop) time windows covering [from_ms, to_ms] (the last stops at to_ms + 1),
+    each holding at most ``page_rows`` values by the counts ``n`` of the buckets starting at
+    ``t_ms`` (in order, as ``Buckets``), unless one bucket alone holds more: windows split only
+    at bucket starts. So a stream of a leg reads a bounded range per request."""
+    windows: list[tuple[int, int]] = []
+    start, held = from_ms, 0
+    for t, count in zip(t_ms, n, strict=True):
+        if held and held + count > page_rows and t > start:
+            windows.append((start, t))
+            start, held = t, 0
+        held += count
+    windows.append((start, to_ms + 1))
+    return windows
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ length take constant memory, and an excursion's position is one row. Each is a `
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -224,18 +225,19 @@ def page_read(
     asset_id: str,
     compartment_id: str,
     probe: str,
-    from_ms: int,
-    to_ms: int,
-    plausible_c: tuple[float, float] | None = None,
+    start_ms: int,
+    stop_ms: int,
     page_rows: int = PAGE_ROWS,
 ) -> Read[list[list[Any]]]:
-    """One page of ``stream_control_values``: at most ``page_rows`` rows from ``from_ms``."""
-    where = (
-        f"{_compartment(asset_id, compartment_id, from_ms, to_ms)}"
-        f" AND {quote_ident('probe')} = {quote_str(probe)}{_plausible(plausible_c)}"
-    )
+    """One page of ``stream_control_values``: at most ``page_rows`` rows ``(ts_ms, temp_c)`` of
+    the ``probe``-role probes in [start_ms, stop_ms), in time order."""
     return Read(
-        f'SELECT "temp_c" FROM "temperature" {where} ORDER BY time LIMIT {page_rows}', _rows
+        f'SELECT "temp_c" FROM "temperature" WHERE {quote_ident("asset")} = {quote_str(asset_id)}'
+        f" AND {quote_ident('compartment')} = {quote_str(compartment_id)}"
+        f" AND {quote_ident('probe')} = {quote_str(probe)}"
+        f" AND time >= {int(start_ms)}ms AND time < {int(stop_ms)}ms"
+        f" ORDER BY time LIMIT {int(page_rows)}",
+        _rows,
     )
 
 
@@ -249,35 +251,43 @@ def stream_control_values(
     plausible_c: tuple[float, float] | None = None,
     page_rows: int = PAGE_ROWS,
     first_page: list[list[Any]] | None = None,
+    windows: Sequence[tuple[int, int]] | None = None,
 ) -> Iterator[tuple[int, float]]:
-    """Every plausible value of the compartment's ``probe``-role probes in [from_ms, to_ms],
-    ``(ts_ms, temp_c)`` in time order (probes sharing an instant follow each other: see
-    ``coldchain.trace.instant_means``), fetched ``page_rows`` at a time (``first_page``: the
-    first page's rows, already fetched with ``page_read``).
+    """Every value inside ``plausible_c`` of the compartment's ``probe``-role probes in
+    [from_ms, to_ms], ``(ts_ms, temp_c)`` in time order (probes sharing an instant follow each
+    other: see ``coldchain.trace.instant_means``), fetched ``page_rows`` at a time.
 
-    Keyset paging on time: a full page's last instant may continue on the next page, so its
-    rows are held back and the next page starts at that instant. Memory: one page. Raises
+    ``windows`` ([start, stop) covering the span, e.g. ``coldchain.series.page_windows`` from
+    the bucket counts) bound each request's time range as well: InfluxDB 1.x opens every shard
+    a query's range covers, LIMIT or not, so a year in one range costs ~0.3 s a page before
+    the first row. ``first_page``: the first window's first page, already fetched
+    (``page_read``). Within a window, keyset paging on time: a full page's last instant may
+    continue on the next page, so its rows are held back and the next page starts at that
+    instant. Memory: one page. Implausible values are dropped here, not in the query (a
+    condition on the value slows InfluxDB down more than the few it removes). Raises
     StoreError if more than ``page_rows`` values share one instant (a corrupt tag set)."""
-    start = from_ms
+    lo, hi = plausible_c if plausible_c is not None else (-math.inf, math.inf)
     rows = first_page
-    while True:
-        if rows is None:
-            read = page_read(asset_id, compartment_id, probe, start, to_ms, plausible_c, page_rows)
-            (rows,) = run_all(client, [read])
-        if len(rows) < page_rows:
-            for t, temp in rows:
-                yield int(t), float(temp)
-            return
-        last = rows[-1][0]
-        complete = [row for row in rows if row[0] != last]
-        if not complete:
-            raise StoreError(
-                f"more than {page_rows} temperature values at one instant on "
-                f"{asset_id}/{compartment_id} ({last} ms): cannot page through them"
-            )
-        for t, temp in complete:
-            yield int(t), float(temp)
-        start, rows = int(last), None
+    for start, stop in windows or ((from_ms, to_ms + 1),):
+        while True:
+            if rows is None:
+                read = page_read(asset_id, compartment_id, probe, start, stop, page_rows)
+                (rows,) = run_all(client, [read])
+            full = len(rows) >= page_rows
+            last = rows[-1][0] if rows else None
+            complete = [row for row in rows if row[0] != last] if full else rows
+            if full and not complete:
+                raise StoreError(
+                    f"more than {page_rows} temperature values at one instant on "
+                    f"{asset_id}/{compartment_id} ({last} ms): cannot page through them"
+                )
+            for t, temp in complete:
+                if lo <= temp <= hi:
+                    yield int(t), float(temp)
+            rows = None
+            if not full:
+                break
+            start = int(last)  # type: ignore[arg-type]
 
 
 # Positions without a GNSS fix are not places: never drawn, never a marker.

@@ -142,14 +142,15 @@ def test_series_track_and_exact_statistics(registry: Registry, influx: InfluxCli
 
 
 def test_paging_gives_the_same_statistics(registry: Registry, influx: InfluxClient) -> None:
-    # 7 rows a page splits instants (two probes each) across pages: the held-back rows must
-    # neither be lost nor counted twice.
+    # 7 rows a page: at the default resolution (15 s, two values a bucket) every request's time
+    # window holds at most 6 values; at 600 s a bucket holds 20, so each window is one bucket
+    # read 7 rows at a time, splitting instants (two probes each) across pages: the held-back
+    # rows must neither be lost nor counted twice.
     whole = TraceService(registry, influx, FLEET, load_presets()).trace("SHP-S", m(200))
-    paged = TraceService(registry, influx, FLEET, load_presets(), page_rows=7).trace(
-        "SHP-S", m(200)
-    )
-    assert paged == whole
-    assert paged.legs[0].readings == 120
+    paged = TraceService(registry, influx, FLEET, load_presets(), page_rows=7)
+    assert paged.trace("SHP-S", m(200)) == whole
+    assert paged.detail("SHP-S", m(200), resolution_s=600, track=False).trace == whole
+    assert whole.legs[0].readings == 120
 
 
 def test_a_trace_beyond_the_readings_budget_is_refused(

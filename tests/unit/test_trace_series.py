@@ -14,6 +14,7 @@ from coldchain.series import (
     MIN_RESOLUTION_S,
     TraceRefused,
     choose_resolution,
+    page_windows,
 )
 from coldchain.trace import (
     Leg,
@@ -164,3 +165,13 @@ def test_out_of_bounds_and_endless_legs_are_refused() -> None:
     # A leg open since 1970: no resolution gives it fewer than the maximum buckets.
     with pytest.raises(TraceRefused, match="as of an earlier time"):
         choose_resolution([T0], None)
+
+
+def test_page_windows_bound_the_values_per_request() -> None:
+    # Buckets at 0, 10, 20, 30, 40 holding 4, 4, 4, 9, 1 values; pages of 8.
+    t = [0, 10, 20, 30, 40]
+    n = [4, 4, 4, 9, 1]
+    assert page_windows(t, n, -5, 45, 8) == [(-5, 20), (20, 30), (30, 40), (40, 46)]
+    # A bucket holding more than a page is a window of its own; one big page: one window.
+    assert page_windows(t, n, -5, 45, 100) == [(-5, 46)]
+    assert page_windows([], [], 0, 10, 8) == [(0, 11)]
