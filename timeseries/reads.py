@@ -35,10 +35,7 @@ __all__ = [
     "position_read",
     "quote_ident",
     "quote_str",
-    "read_buckets",
-    "read_positions_at",
     "read_samples",
-    "read_track",
     "run_all",
     "stream_control_values",
     "track_read",
@@ -168,7 +165,7 @@ def buckets_read(
 
     A condition on the value makes InfluxDB 1.x aggregate point by point (about three times
     slower) and an implausible value is rare: read without ``plausible_c`` first, and again
-    with it only if ``implausible`` says a bucket holds one (``read_buckets`` does both)."""
+    with it only if ``implausible`` says a bucket holds one (as ``api.trace`` does)."""
     return Read(
         'SELECT min("temp_c"), max("temp_c"), mean("temp_c"), count("temp_c")'
         f' FROM "temperature" {_compartment(asset_id, compartment_id, from_ms, to_ms)}'
@@ -197,24 +194,6 @@ def _buckets(found: list[Series]) -> dict[str, Buckets]:
             n=tuple(int(r[4]) for r in rows),
         )
     return out
-
-
-def read_buckets(
-    client: InfluxClient,
-    asset_id: str,
-    compartment_id: str,
-    from_ms: int,
-    to_ms: int,
-    resolution_s: int,
-    plausible_c: tuple[float, float] | None = None,
-) -> dict[str, Buckets]:
-    """``buckets_read``'s buckets of the plausible values, in one request (two if a bucket
-    holds an implausible value)."""
-    args = (asset_id, compartment_id, from_ms, to_ms, resolution_s)
-    (out,) = run_all(client, [buckets_read(*args)])
-    if implausible(out, plausible_c):
-        (out,) = run_all(client, [buckets_read(*args, plausible_c)])
-    return dict(out)
 
 
 def _rows(found: list[Series]) -> list[list[Any]]:
@@ -314,14 +293,6 @@ def track_read(asset_id: str, from_ms: int, to_ms: int, resolution_s: int) -> Re
     )
 
 
-def read_track(
-    client: InfluxClient, asset_id: str, from_ms: int, to_ms: int, resolution_s: int
-) -> Track:
-    """``track_read`` in one request."""
-    (out,) = run_all(client, [track_read(asset_id, from_ms, to_ms, resolution_s)])
-    return out  # type: ignore[no-any-return]
-
-
 def position_read(
     asset_id: str, excursion_id: str, start_ms: int, lookback_ms: int = POSITION_LOOKBACK_MS
 ) -> Read[ExcursionStart | None]:
@@ -339,15 +310,3 @@ def position_read(
         f" AND {_WITH_FIX} ORDER BY time DESC LIMIT 1",
         parse,
     )
-
-
-def read_positions_at(
-    client: InfluxClient,
-    asset_id: str,
-    starts: Sequence[tuple[str, int]],
-    lookback_ms: int = POSITION_LOOKBACK_MS,
-) -> list[ExcursionStart]:
-    """``position_read`` for each ``(excursion_id, start_ms)`` in one request; excursions
-    without a position are left out."""
-    reads = [position_read(asset_id, x, t, lookback_ms) for x, t in starts]
-    return [found for found in run_all(client, reads) if found is not None]
