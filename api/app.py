@@ -9,14 +9,16 @@ the registry and InfluxDB clients are opened by the app's lifespan, or passed in
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager, closing, contextmanager
 from dataclasses import dataclass
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 
 import coldchain
 from api.errors import install_error_handlers
+from api.params import path_control_character
 from api.report import ReportService
 from api.report_routes import router as report_router
 from api.routes import Resources, router
@@ -109,7 +111,18 @@ def create_app(
     )
     app.state.api_keys = dict(settings.api.keys)
     install_error_handlers(app)
+
+    @app.middleware("http")
+    async def refuse_control_characters(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        problem = path_control_character(request.scope["path"])
+        if problem is not None:
+            return JSONResponse({"detail": problem}, status_code=422)
+        return await call_next(request)
+
     app.get("/healthz", tags=["health"])(healthz)
-    app.include_router(router)
+    # The report routes first: the shipment route's "{shipment_id:path}" would match them.
     app.include_router(report_router)
+    app.include_router(router)
     return app

@@ -14,14 +14,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from api.auth import authenticate
+from api.params import ShipmentIdPath, check_shipment_id, strict_query
 from api.report import UnknownTimeZone, check_zone
-from api.routes import AtParam, Res, Resources
-from api.times import parse_time_param
+from api.routes import AtParam, Res, Resources, _at_ms
 from reports import ShipmentReport, render_report_html, render_report_pdf
 
 __all__ = ["REPORT_CSP", "router"]
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
+# Included before api.routes' router: its "/shipments/{shipment_id:path}" would take
+# "SHP-1/report.html" for an id.
+router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(strict_query)])
 
 # Inline styles only; no script, font, image, frame or connection of any kind.
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
@@ -36,13 +38,13 @@ TzParam = Annotated[
 
 
 def _report(res: Resources, shipment_id: str, at: str | None, tz: str) -> ShipmentReport:
+    check_shipment_id(shipment_id)
     try:
         zone = check_zone(tz)
     except UnknownTimeZone as exc:
         raise HTTPException(422, f"query parameter 'tz': {exc}") from None
-    now = res.clock_ms()
-    at_ms = now if at is None else parse_time_param("at", at)
-    return res.reporter.report(shipment_id, at_ms=at_ms, zone=zone, printed_ms=now)
+    at_ms = _at_ms(res, at)  # the trace's rules for "at" (not after the server's clock)
+    return res.reporter.report(shipment_id, at_ms=at_ms, zone=zone, printed_ms=res.clock_ms())
 
 
 def _filename(shipment_id: str, ext: str) -> str:
@@ -50,12 +52,12 @@ def _filename(shipment_id: str, ext: str) -> str:
 
 
 @router.get(
-    "/shipments/{shipment_id}/report.html",
+    "/shipments/{shipment_id:path}/report.html",
     response_class=Response,
     responses={200: {"content": {"text/html": {}}, "description": "the report page"}},
 )
 def shipment_report_html(
-    shipment_id: str, res: Res, at: AtParam = None, tz: TzParam = "UTC"
+    shipment_id: ShipmentIdPath, res: Res, at: AtParam = None, tz: TzParam = "UTC"
 ) -> Response:
     """The shipment's report as one self-contained HTML page: facts, verdict and reasons,
     temperature chart, route, legs, excursions with acknowledgements, audit-chain head."""
@@ -72,12 +74,12 @@ def shipment_report_html(
 
 
 @router.get(
-    "/shipments/{shipment_id}/report.pdf",
+    "/shipments/{shipment_id:path}/report.pdf",
     response_class=Response,
     responses={200: {"content": {"application/pdf": {}}, "description": "the report, A4"}},
 )
 def shipment_report_pdf(
-    shipment_id: str, res: Res, at: AtParam = None, tz: TzParam = "UTC"
+    shipment_id: ShipmentIdPath, res: Res, at: AtParam = None, tz: TzParam = "UTC"
 ) -> Response:
     """The same report as PDF (A4), for filing."""
     pdf = render_report_pdf(_report(res, shipment_id, at, tz))

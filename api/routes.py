@@ -4,6 +4,10 @@ Every route needs an authenticated caller (any role: they are all reads). Times 
 epoch ms UTC as everywhere in coldchain (``*_ms``); query parameters take RFC 3339 with an
 offset; the CSV writes RFC 3339 UTC. Routes are plain ``def``: the registry and InfluxDB
 clients block, so FastAPI runs them in its thread pool.
+
+Shipment ids may contain ``/`` (api/params.py), so the shipment routes take the id as a path and
+the sub-resources (``/trace``, ``/trace.csv``) are declared before the shipment itself: the
+first route that matches wins, and an id never ends in ``/trace`` or ``/trace.csv``.
 """
 
 from __future__ import annotations
@@ -17,8 +21,16 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from api.auth import authenticate
 from api.export import trace_to_csv
+from api.params import (
+    AssetIdQuery,
+    CompartmentIdQuery,
+    ShipmentIdPath,
+    check_identifier,
+    check_shipment_id,
+    strict_query,
+)
 from api.report import ReportService
-from api.times import parse_time_param
+from api.times import parse_time_param, rfc3339
 from api.trace import ShipmentNotFound, TraceService, detail_to_dict
 from coldchain.rules.excursion import ExcursionStatus
 from coldchain.series import (
@@ -47,7 +59,7 @@ def _resources(request: Request) -> Resources:
 
 
 Res = Annotated[Resources, Depends(_resources)]
-router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
+router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(strict_query)])
 
 
 def _shipment(s: Shipment, legs: list[CustodyLeg]) -> dict[str, Any]:
@@ -71,19 +83,11 @@ def list_shipments(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     """Shipments in id order, with where each one is now."""
+    if after is not None:
+        check_shipment_id(after, where="query", name="after")
     shipments = res.registry.list_shipments(after=after, limit=limit)
     legs = res.registry.custody_legs_of([s.id for s in shipments])
     return [_shipment(s, legs[s.id]) for s in shipments]
-
-
-@router.get("/shipments/{shipment_id}")
-def get_shipment(shipment_id: str, res: Res) -> dict[str, Any]:
-    """One shipment, with all its custody legs."""
-    shipment = res.registry.get_shipment(shipment_id)
-    if shipment is None:
-        raise ShipmentNotFound(shipment_id)
-    legs = res.registry.custody_legs(shipment_id)
-    return _shipment(shipment, legs) | {"legs": [asdict(leg) for leg in legs]}
 
 
 AtParam = Annotated[
@@ -95,8 +99,24 @@ AtParam = Annotated[
 ]
 
 
+# A trace is of what has happened: "at" may run ahead of the server's clock by as much as
+# ingest lets a device clock run ahead (COLDCHAIN_VALIDATION__MAX_FUTURE_SKEW_S's default).
+AT_FUTURE_TOLERANCE_MS = 300_000
+
+
 def _at_ms(res: Resources, at: str | None) -> int:
-    return res.clock_ms() if at is None else parse_time_param("at", at)
+    now_ms = res.clock_ms()
+    if at is None:
+        return now_ms
+    at_ms = parse_time_param("at", at)
+    if at_ms > now_ms + AT_FUTURE_TOLERANCE_MS:
+        raise HTTPException(
+            422,
+            f"query parameter 'at': {at!r} is {(at_ms - now_ms) // 1000} s after the server's "
+            f"clock ({rfc3339(now_ms)}); a trace is as of a time that has come (at most "
+            f"{AT_FUTURE_TOLERANCE_MS // 1000} s ahead, for clock differences)",
+        )
+    return at_ms
 
 
 ResolutionParam = Annotated[
@@ -111,19 +131,21 @@ ResolutionParam = Annotated[
 ]
 
 
-@router.get("/shipments/{shipment_id}/trace")
+@router.get("/shipments/{shipment_id:path}/trace")
 def shipment_trace(
-    shipment_id: str, res: Res, at: AtParam = None, resolution_s: ResolutionParam = None
+    shipment_id: ShipmentIdPath, res: Res, at: AtParam = None, resolution_s: ResolutionParam = None
 ) -> dict[str, Any]:
     """Custody legs x temperatures x excursions, and a verdict; per leg the downsampled
     product and air temperature (min/max/mean per bucket) and, for vehicles, the GPS track."""
+    check_shipment_id(shipment_id)
     at_ms = _at_ms(res, at)
     return detail_to_dict(res.tracer.detail(shipment_id, at_ms, resolution_s=resolution_s))
 
 
-@router.get("/shipments/{shipment_id}/trace.csv", response_class=Response)
-def shipment_trace_csv(shipment_id: str, res: Res, at: AtParam = None) -> Response:
+@router.get("/shipments/{shipment_id:path}/trace.csv", response_class=Response)
+def shipment_trace_csv(shipment_id: ShipmentIdPath, res: Res, at: AtParam = None) -> Response:
     """The trace's legs as CSV, one row per leg (a sortable spreadsheet, as FSMA 204 asks)."""
+    check_shipment_id(shipment_id)
     at_ms = _at_ms(res, at)
     body = trace_to_csv(res.tracer.trace(shipment_id, at_ms), at_ms)
     filename = "trace-" + re.sub(r"[^A-Za-z0-9._-]", "_", shipment_id)[:100] + ".csv"
@@ -132,6 +154,17 @@ def shipment_trace_csv(shipment_id: str, res: Res, at: AtParam = None) -> Respon
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+@router.get("/shipments/{shipment_id:path}")
+def get_shipment(shipment_id: ShipmentIdPath, res: Res) -> dict[str, Any]:
+    """One shipment, with all its custody legs."""
+    check_shipment_id(shipment_id)
+    shipment = res.registry.get_shipment(shipment_id)
+    if shipment is None:
+        raise ShipmentNotFound(shipment_id)
+    legs = res.registry.custody_legs(shipment_id)
+    return _shipment(shipment, legs) | {"legs": [asdict(leg) for leg in legs]}
 
 
 def _excursion(r: ExcursionRecord) -> dict[str, Any]:
@@ -147,8 +180,8 @@ def _excursion(r: ExcursionRecord) -> dict[str, Any]:
 @router.get("/excursions")
 def list_excursions(
     res: Res,
-    asset_id: str | None = None,
-    compartment_id: str | None = None,
+    asset_id: AssetIdQuery = None,
+    compartment_id: CompartmentIdQuery = None,
     status: ExcursionStatus | None = None,
     from_: Annotated[str | None, Query(alias="from", description="RFC 3339 with an offset")] = None,
     to: Annotated[str | None, Query(description="RFC 3339 with an offset")] = None,
@@ -156,6 +189,10 @@ def list_excursions(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[dict[str, Any]]:
     """Excursions touching [from, to) (an open one extends forever), oldest first."""
+    if asset_id is not None:
+        check_identifier(asset_id, name="asset_id")
+    if compartment_id is not None:
+        check_identifier(compartment_id, name="compartment_id")
     from_ms = None if from_ is None else parse_time_param("from", from_)
     to_ms = None if to is None else parse_time_param("to", to)
     if from_ms is not None and to_ms is not None and from_ms >= to_ms:

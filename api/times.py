@@ -1,7 +1,10 @@
 """Times at the HTTP boundary: RFC 3339 with an explicit offset in, epoch ms UTC inside.
 
 A time without an offset is refused rather than guessed: a regulator's "as of 14:00" read in
-the server's zone instead of theirs would silently shift every figure of a trace.
+the server's zone instead of theirs would silently shift every figure of a trace. A time
+outside what coldchain can store is refused too (``MIN_MS``..``MAX_MS``: InfluxDB keeps times
+as signed 64-bit nanoseconds since 1970, 1677-09-21 to 2262-04-11): asked of the store, it
+would fail there, and that is not the store's fault.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import HTTPException
 
-__all__ = ["parse_time_param", "rfc3339"]
+__all__ = ["MAX_MS", "MIN_MS", "parse_time_param", "rfc3339"]
 
 # RFC 3339 section 5.6 date-time (a space for "T" is allowed by its note), seconds required.
 _RFC3339 = re.compile(
@@ -21,6 +24,9 @@ _EXAMPLE = "2026-03-01T12:00:00Z or 2026-03-01T13:00:00%2B01:00"
 # Integer arithmetic from the epoch: float seconds would be off by a millisecond now and then.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+# Whole milliseconds inside InfluxDB's signed 64-bit nanosecond range.
+MIN_MS = -(2**63) // 1_000_000 + 1
+MAX_MS = (2**63 - 1) // 1_000_000
 
 
 def parse_time_param(name: str, value: str) -> int:
@@ -43,7 +49,16 @@ def parse_time_param(name: str, value: str) -> int:
         parsed = datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", value).upper())
     except ValueError as exc:  # e.g. month 13
         raise HTTPException(422, f"query parameter {name!r}: {value!r}: {exc}") from None
-    return (parsed - _EPOCH) // _MS
+    ms = (parsed - _EPOCH) // _MS
+    if not MIN_MS <= ms <= MAX_MS:
+        side = "before the first" if ms < MIN_MS else "after the last"
+        bound = MIN_MS if ms < MIN_MS else MAX_MS
+        raise HTTPException(
+            422,
+            f"query parameter {name!r}: {value!r} is {side} instant coldchain can store "
+            f"({rfc3339(bound)}; InfluxDB keeps 64-bit nanoseconds since 1970)",
+        )
+    return ms
 
 
 def rfc3339(ms: int | None) -> str:

@@ -5,6 +5,12 @@ fleet and its shipments, runs ingest with the rules engine, replays a simulated 
 trucks and cold stores with faults (accelerated), then reads everything back: readings
 published vs stored per asset, dead letters, excursions found, and a traceability report per
 shipment. ``--json`` prints the same summary as one JSON object.
+
+It then scores what the rules engine raised (the registry's excursions and the traces' custody
+gaps) against the scenario's expectations (simulators/scoring.py): ``found``, ``missed``
+(declared, not raised) and ``false_alarms`` (raised, explained by nothing declared), under
+``score`` in the JSON. The exit status is 0 only if every reading was stored once, ingest
+drained, and the score has no miss and no false alarm.
 """
 
 from __future__ import annotations
@@ -117,7 +123,9 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         from cli.report import render
 
         print(render(summary))
+    score = summary["score"]
     ok = drained and all(a["match"] for a in summary["assets"])
+    ok = ok and score["missed"] == 0 and score["false_alarms"] == 0
     return 0 if ok else 1
 
 
@@ -168,6 +176,7 @@ def _summarize(
     from api.trace import TraceService, trace_to_dict
     from coldchain.rules import load_presets
     from registry import open_registry
+    from simulators.scoring import evidence_from, expectations, score
     from timeseries.client import InfluxClient
 
     influx = InfluxClient(settings.influx)
@@ -183,6 +192,17 @@ def _summarize(
         chain = reg.verify_audit_chain()
     influx.close()
     truth = json.loads((settings.fleet_path.parent / "truth.json").read_text())
+    # What was raised: the registry's excursions, and the custody gaps the traces compute.
+    raised = evidence_from(
+        [asdict(e) for e in excursions] + [e for t in traces for e in t["excursions"]]
+    )
+    t0_ms = round(start.timestamp() * 1000)
+    scored = score(
+        expectations(scenario, start),
+        raised,
+        t0_ms=t0_ms,
+        run_end_ms=t0_ms + round(scenario.duration_s * 1000),
+    )
     return {
         "scenario": scenario.name,
         "window": {
@@ -205,5 +225,6 @@ def _summarize(
             {"asset": e.asset_id, "compartment": e.compartment_id, **asdict(e)} for e in excursions
         ],
         "shipments": traces,
+        "score": scored.to_dict(),
         "audit": {"entries": chain.checked, "intact": chain.ok, "head": chain.head_hash},
     }

@@ -1,4 +1,5 @@
-"""The demo summary as text for a terminal: telemetry accounting, excursions, shipment traces."""
+"""The demo summary as text for a terminal: telemetry accounting, excursions, shipment traces,
+and the score against the scenario's expectations."""
 
 from __future__ import annotations
 
@@ -71,7 +72,31 @@ def render(s: dict[str, Any]) -> str:
         for reason in tr["reasons"]:
             out.append(f"    - {reason}")
     out.append("")
+    out.extend(_score(s["score"]))
+    out.append("")
     a = s["audit"]
     state = "intact" if a["intact"] else "BROKEN"
     out.append(f"Audit log: {a['entries']} entries, hash chain {state}, head {a['head'][:16]}")
     return "\n".join(out)
+
+
+def _score(sc: dict[str, Any]) -> list[str]:
+    out = [
+        f"Score against the scenario's expectations: {sc['expected']} expected, "
+        f"{sc['found']} found, {sc['missed']} missed, {sc['false_alarms']} false alarms "
+        f"({sc['raised']} raised; times from the start, windows +- one sample)"
+    ]
+    for x in sc["missed_expectations"]:
+        where = f"{x['asset']}/{x['compartment'] or '*'}"
+        end = "" if x["end"] is None else f", ending {x['end'][0]}..{x['end'][1]}"
+        out.append(
+            f"  MISSED       {x['kind']:<12} {where:<24} starting {x['start'][0]}..{x['start'][1]}"
+            f"{end} (for {x['cause']})"
+        )
+    for e in sc["false_alarm_excursions"]:
+        where = f"{e['asset']}/{e['compartment']}"
+        out.append(
+            f"  FALSE ALARM  {e['kind']:<12} {where:<24} {e['start']} .. {e['end'] or 'open'}"
+            f" {e['rule']} {e['severity']}: {e['detail']}"
+        )
+    return out

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from coldchain.exceptions import RegistryError
-from coldchain.identifiers import Identifier
+from coldchain.identifiers import Identifier, is_gs1_key
 
 __all__ = ["Asset", "Compartment", "Fleet", "SensorSpec", "load_fleet"]
 
@@ -46,6 +46,18 @@ class Asset(BaseModel):
     name: str = Field(default="", max_length=200)
     devices: tuple[Identifier, ...] = Field(min_length=1)
     compartments: tuple[Compartment, ...] = Field(min_length=1)
+    # GS1 Global Location Number of the site or vehicle, if it has one: the EPCIS export then
+    # names it (and its compartments, as GLN extensions) by GLN instead of a coldchain URI.
+    gln: str | None = None
+
+    @field_validator("gln", mode="before")
+    @classmethod
+    def _gln(cls, value: object) -> object:
+        if isinstance(value, int):  # YAML read it as a number: leading zeros are lost
+            raise ValueError("write the GLN as a quoted string, e.g. gln: '4012345000115'")
+        if isinstance(value, str) and not is_gs1_key(value, 13):
+            raise ValueError("a GLN is 13 digits ending in its GS1 check digit")
+        return value
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Asset:
@@ -119,7 +131,9 @@ class Fleet:
         return sorted(self._device_asset)
 
     def to_yaml(self) -> str:
-        data = {"assets": [a.model_dump(mode="json") for a in self.assets.values()]}
+        data = {
+            "assets": [a.model_dump(mode="json", exclude_none=True) for a in self.assets.values()]
+        }
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 

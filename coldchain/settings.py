@@ -85,7 +85,8 @@ class ValidationSettings(BaseModel):
     max_payload_bytes: int = Field(default=1_048_576, ge=256)
     max_future_skew_s: float = Field(default=300.0, ge=0)
     max_sample_age_s: float = Field(default=30 * 86400.0, gt=0)
-    dead_letter_payload_bytes: int = Field(default=65_536, ge=0)
+    # Dead letters (with the full payloads they reference) older than this are pruned.
+    dead_letter_retention_days: float = Field(default=30.0, gt=0)
 
 
 ApiRole = Literal["admin", "operator", "integrator", "regulator"]

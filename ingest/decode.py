@@ -1,40 +1,26 @@
-"""Stage 1, decode: topic + raw payload -> a typed telemetry message.
+"""Stage 1, decode: topic + raw payload -> the payload's valid samples and its rejections.
 
-Guarantee: never raises anything but ``TelemetryRejected``; every rejection names a reason code,
-the field, a bounded value and the device (from the topic when the payload is unreadable).
+Guarantees:
+- never raises anything but ``TelemetryRejected``, and raises it only when the message as a
+  whole is rejected (a bad topic, an oversize, undecodable or non-JSON payload, a bad envelope,
+  a single-sample message whose sample is bad);
+- otherwise every unit a problem spoils (a probe value, a position, a compartment's state, a
+  sample: see ``coldchain.contract.salvage``) is one rejection naming its reason, field path
+  (``samples[17].temps_c.c1-air``), value and device, and everything else is kept;
+- a good message takes the strict fast path (one validation and a byte count for repeated keys).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from pydantic import ValidationError
-
-from coldchain.contract import BatchMessage, SingleMessage, device_id_from_topic, parse_message
+from coldchain.contract import ParsedTelemetry, device_id_from_topic, parse_telemetry
 from coldchain.exceptions import TelemetryRejected
 
 __all__ = ["Decoded", "decode"]
 
-_REASONS = {
-    "json_invalid": "malformed_json",
-    "json_type": "malformed_json",
-    "model_type": "malformed_json",
-    "union_tag_invalid": "malformed_json",
-    "extra_forbidden": "unknown_field",
-    "missing": "missing_field",
-    "finite_number": "not_finite",
-    "literal_error": "invalid_value",
-    "timezone_aware": "naive_timestamp",
-    "string_pattern_mismatch": "invalid_value",
-}
-# Path elements pydantic adds that are not keys of the payload: the union tag, the dict-key marker.
-_NOT_IN_PAYLOAD = frozenset({"single", "batch", "[key]"})
 
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    device_id: str
-    message: SingleMessage | BatchMessage
+# What decode returns: the contract's parse result, its device_id checked against the topic's.
+# ``samples[k]`` sits at field path ``where(k)`` of the payload; ``rejected`` are the units cut.
+Decoded = ParsedTelemetry
 
 
 def decode(topic: str, payload: bytes, max_payload_bytes: int) -> Decoded:
@@ -50,36 +36,13 @@ def decode(topic: str, payload: bytes, max_payload_bytes: int) -> Decoded:
             device_id=device_id,
             value=len(payload),
         )
-    try:
-        message = parse_message(payload)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        loc = [str(p) for p in err["loc"] if p not in _NOT_IN_PAYLOAD]
-        kind = err["type"]
-        if kind == "model_type" and loc:
-            reason = "wrong_type"  # e.g. "position": 5; only a non-object payload is malformed
-        else:
-            reason = _REASONS.get(kind, "wrong_type" if kind.endswith("_type") else "out_of_range")
-        if kind == "json_invalid" and not _is_utf8(payload):
-            reason = "invalid_utf8"
-        raise TelemetryRejected(
-            reason, err["msg"], device_id=device_id, field=".".join(loc), value=err.get("input")
-        ) from None
-    if message.device_id != device_id:
+    parsed = parse_telemetry(payload, device_id)
+    if parsed.device_id != device_id:
         raise TelemetryRejected(
             "device_mismatch",
             f"payload device_id differs from the topic's device {device_id!r}",
             device_id=device_id,
             field="device_id",
-            value=message.device_id,
+            value=parsed.device_id,
         )
-    return Decoded(device_id, message)
-
-
-def _is_utf8(payload: bytes) -> bool:
-    # Only on the error path: the parser's message does not say whether UTF-8 was the problem.
-    try:
-        payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+    return parsed

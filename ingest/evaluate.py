@@ -6,39 +6,45 @@ Guarantees:
 - Every lifecycle change (opened, escalated, closed, recovered, ...) is upserted in the registry
   by its deterministic id together with the engine's checkpoint (one transaction), then
   published once as an MQTT alert and written as an ``excursion`` point; never once per reading.
+- Data gaps are judged per compartment on its device's clock: only a temperature recording
+  renews a compartment; ``detected_ms`` is the ingest clock (docs/rules.md 4.6, 13).
+- Device clocks are watched on single-sample messages (``clock_skew`` evidence; a forward jump
+  is no data gap), and a conflicting rewrite of a device's recent sample is recorded as
+  integrity evidence with both values before the checkpoint moves past it; exact redeliveries
+  are dropped before the engine.
 - Late data: a sample older than what its compartment already evaluated makes the engine ask
   for a recompute. The stage waits until the writer has put everything fed so far into InfluxDB,
   reads the window back (batch mode, same evaluator) and merges: a data gap the backlog filled
   becomes ``recovered``, an excursion found inside it is ``detected_late``.
-- A restart resumes from the last checkpoint, then recomputes every checkpointed compartment
-  from its checkpoint time once the spool backlog is in InfluxDB, so samples acknowledged after
-  the checkpoint are not missed.
+- A restart resumes from the last checkpoint; every asset with messages acknowledged after it
+  (the spool's rules journal, past the checkpoint's ``fed_through``) is recomputed from
+  InfluxDB, and held - its new samples join the recompute - until then, so nothing acknowledged
+  is missed and no data gap is reported for data that sat in the spool.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
 
-from coldchain.contract import Sample, alert_topic, ts_ms
+from coldchain.contract import alert_topic, ts_ms
 from coldchain.exceptions import ColdchainError, RecordRejected
 from coldchain.fleet import Fleet
-from coldchain.lineprotocol import format_fields, series_key
-from coldchain.rules import (
-    Change,
-    RecomputeNeeded,
-    RulesEngine,
-    make_observation,
-    observations_from_sample,
+from coldchain.rules import Change, RecomputeNeeded, Rewrite, RewriteWatch, RulesEngine
+from ingest.recompute import recompute_compartment, restart_recomputes
+from ingest.rules_io import (
+    Accepted,
+    CustodyChange,
+    Pending,
+    alert_payload,
+    clock_line,
+    excursion_line,
 )
 from registry import Registry
 from timeseries.client import InfluxClient
-from timeseries.reads import read_samples
 
 __all__ = ["Accepted", "CustodyChange", "EvaluateStage", "alert_payload", "excursion_line"]
 
@@ -46,67 +52,15 @@ log = logging.getLogger("coldchain.ingest.evaluate")
 
 CHECKPOINT_KEY = "rules-engine"
 
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """Validated samples of one message, and the spool row that holds their points."""
-
-    asset_id: str
-    samples: Sequence[Sample]
-    row_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class CustodyChange:
-    """A load/unload/handover scan: cumulative budgets of the compartment restart."""
-
-    asset_id: str
-    compartment_id: str
-    ts_ms: int
-    row_id: int = 0
-
-
-@dataclass
-class _Pending:
-    from_ms: int
-    need_row: int
-    asked_ms: int = field(default_factory=lambda: int(time.time() * 1000))
-
-
-def alert_payload(change: Change) -> bytes:
-    """The alert: which change, and the excursion as the registry now holds it."""
-    body = {"v": 1, "change": change.kind, **asdict(change.excursion)}
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-def excursion_line(change: Change) -> str:
-    """An ``excursion`` point at the excursion's start: Grafana annotations read these."""
-    e = change.excursion
-    key = series_key(
-        "excursion", {"asset": e.asset_id, "compartment": e.compartment_id, "rule": e.rule}
-    )
-    fields = format_fields(
-        {
-            "id": e.id,
-            "kind": e.kind,
-            "severity": e.severity,
-            "status": e.status,
-            "change": change.kind,
-            "end_ms": e.end_ms,
-            "duration_s": e.duration_s,
-            "peak_c": e.peak_c,
-            "degree_minutes": e.degree_minutes,
-            "out_of_range_s": e.out_of_range_s,
-            "returned_ms": e.returned_ms,
-            "detected_late": e.detected_late,
-            "detail": e.detail[:500],
-        }
-    )
-    return f"{key} {fields} {e.start_ms}"
+Item = Accepted | CustodyChange
 
 
 class EvaluateStage:
-    """Run ``run()`` in its own thread; ``submit()`` from the pipeline after acks."""
+    """Run ``run()`` in its own thread; ``submit()`` from the pipeline after acks.
+
+    ``journal_since(row)`` (device -> oldest device time of the messages spooled after spool
+    row ``row``) and ``prune_journal(row)`` connect the stage to the spool's rules journal.
+    """
 
     def __init__(
         self,
@@ -119,10 +73,13 @@ class EvaluateStage:
         annotate: Callable[[list[str]], None],
         written_through: Callable[[], int],
         clock_ms: Callable[[], int],
+        journal_since: Callable[[int], dict[str, int]] = lambda row: {},
+        prune_journal: Callable[[int], None] = lambda row: None,
         max_queue: int = 10_000,
         tick_s: float = 1.0,
         checkpoint_s: float = 10.0,
         recompute_interval_s: float = 2.0,
+        rewrite_memory: int = 128,
     ) -> None:
         self.engine = engine
         self._fleet = fleet
@@ -132,84 +89,95 @@ class EvaluateStage:
         self._annotate = annotate
         self._written_through = written_through
         self._clock_ms = clock_ms
+        self._journal_since = journal_since
+        self._prune_journal = prune_journal
         # A deque and one wake-up per group commit, not a queue.Queue: its lock and condition
         # per item cost the pipeline thread ~7% of its time (py-spy, bench/ingest.py).
-        self._inbox: deque[Accepted | CustodyChange | None] = deque()
+        self._inbox: deque[Item | None] = deque()
         self._wake = threading.Event()
         self._max_queue = max_queue
         self._tick_s = tick_s
         self._checkpoint_s = checkpoint_s
         self._recompute_interval_s = recompute_interval_s
-        self._pending: dict[tuple[str, str], _Pending] = {}
-        # asset -> ingest wall clock when it last reported: the data-gap clock.
-        self._heard_ms: dict[str, int] = {}
+        self._pending: dict[tuple[str, str], Pending] = {}
+        self._held: set[str] = set()  # assets waiting for a recompute that rebuilds them
+        # asset -> (newest device time heard, ingest clock when heard): its device clock.
+        self._heard: dict[str, tuple[int, int]] = {}
+        self._rewrites = RewriteWatch(rewrite_memory)
+        self._evidence: list[Rewrite] = []
+        self._jumps: dict[str, deque[tuple[int, int]]] = {}  # asset -> recent clock jumps
         self._unapplied: list[Change] = []
         self._dirty = False
-        self._submitted = 0  # written by the pipeline thread only
-        self._spilled_total = 0  # written by the pipeline thread only
-        self._done = 0  # written by this stage's thread only
-        self._spill_lock = threading.Lock()
+        # Written by the pipeline thread under _lock: the queue, spills, the last row.
+        self._lock = threading.Lock()
+        self._submitted = 0
+        self._submitted_row = 0
+        self._spilled_total = 0
         self._spilled: dict[tuple[str, str], tuple[int, int]] = {}
+        self._done = 0  # written by this stage's thread only
         self._asset_row: dict[str, int] = {}
         self._recomputed_at: dict[tuple[str, str], float] = {}
+        self._pruned = (0, 0.0)  # (row, monotonic time) of the last journal prune
         self.changes_total = 0
         self.recomputes_total = 0
         self.errors_total = 0
         self.rejected_total = 0
+        self.rewrites_total = 0
+        self.redeliveries_total = 0
+        self.clock_jumps_total = 0
+        self.held_total = 0
 
     # -- start-up ------------------------------------------------------------------------------
     def resume(self, backlog_row: int) -> None:
-        """Restore the checkpoint; recompute every compartment from its checkpoint time once
-        the spool backlog (rows up to ``backlog_row``) is in InfluxDB."""
-        saved = self._registry.load_checkpoint(CHECKPOINT_KEY)
-        if not saved:
-            return
-        self.engine.restore(saved)
-        for a, c, from_ms in saved.get("pending_recomputes", []):
-            if a in self._fleet.assets:
-                self._pending[(a, c)] = _Pending(int(from_ms), backlog_row)
-        for entry in saved.get("compartments", []):
-            key = (entry["asset"], entry["compartment"])
-            if key[0] not in self._fleet.assets:
-                continue
-            ts = self.engine.evaluator(*key).ts
-            self._heard_ms[key[0]] = self._clock_ms()  # silence counts from this start
-            if ts >= 0:
-                old = self._pending.get(key)
-                self._pending[key] = _Pending(min(ts, old.from_ms) if old else ts, backlog_row)
+        """Restore the checkpoint; recompute (and hold until then) every asset with messages
+        acknowledged after it, once the spool backlog (rows up to ``backlog_row``) is in
+        InfluxDB. The spool's rules journal names them, checkpointed or not."""
+        saved = self._registry.load_checkpoint(CHECKPOINT_KEY) or {}
+        now = self._clock_ms()
+        if saved:
+            self.engine.restore(saved)
+        journal = self._journal_since(int(saved.get("fed_through") or 0))
+        todo, heard = restart_recomputes(self.engine, self._fleet, saved, journal)
+        for key, from_ms in todo.items():
+            self._add_pending(key, from_ms, backlog_row, hold=True)
+        # Silence counts from this start.
+        self._heard.update((a, (ts, now)) for a, ts in heard.items())
+        if self._held:
+            log.info("rules: %d assets held for their restart recompute", len(self._held))
 
-    # -- intake --------------------------------------------------------------------------------
-    def submit(self, item: Accepted | CustodyChange) -> None:
+    # -- intake (pipeline thread) ----------------------------------------------------------------
+    def submit(self, item: Item) -> None:
         self.submit_many((item,))
 
-    def submit_many(self, items: Iterable[Accepted | CustodyChange]) -> None:
+    def submit_many(self, items: Iterable[Item]) -> None:
         """Never blocks: when the rules fall behind, ingest must not. An item that does not fit
         in the queue is evaluated later from InfluxDB, by a recompute of its compartments."""
         inbox, limit = self._inbox, self._max_queue
-        for item in items:
-            self._submitted += 1
-            if len(inbox) < limit:
-                inbox.append(item)
-            else:
-                self._spill(item)
-                self._spilled_total += 1
+        with self._lock:  # one group at a time, as a checkpoint sees it (fed_through)
+            for item in items:
+                self._submitted += 1
+                self._submitted_row = max(self._submitted_row, item.row_id)
+                if len(inbox) < limit:
+                    inbox.append(item)
+                else:
+                    self._spill(item)
+                    self._spilled_total += 1
         self._wake.set()
 
-    def _spill(self, item: Accepted | CustodyChange) -> None:
+    def _spill(self, item: Item) -> None:
         if isinstance(item, CustodyChange):
             keys, from_ms = [(item.asset_id, item.compartment_id)], item.ts_ms
         else:
             comps = self._fleet.assets[item.asset_id].compartments
             keys = [(item.asset_id, c.id) for c in comps]
             from_ms = min(ts_ms(s) for s in item.samples)
-        with self._spill_lock:
-            for key in keys:
-                old = self._spilled.get(key)
-                self._spilled[key] = (
-                    (from_ms, item.row_id)
-                    if old is None
-                    else (min(old[0], from_ms), max(old[1], item.row_id))
-                )
+        for key in keys:
+            old = self._spilled.get(key)
+            self._spilled[key] = (
+                (from_ms, item.row_id)
+                if old is None
+                else (min(old[0], from_ms), max(old[1], item.row_id))
+            )
 
     def stop(self) -> None:
         self._inbox.append(None)
@@ -226,12 +194,18 @@ class EvaluateStage:
     def stats(self) -> dict[str, object]:
         return {
             "rules_queue_depth": len(self._inbox),
+            "rules_evaluated": self._done,
             "rules_changes": self.changes_total,
             "rules_recomputes": self.recomputes_total,
             "rules_recomputes_pending": len(self._pending),
             "rules_errors": self.errors_total,
             "rules_spilled": self._spilled_total,
             "rules_changes_rejected": self.rejected_total,
+            "rules_rewrites": self.rewrites_total,
+            "rules_redeliveries": self.redeliveries_total,
+            "rules_clock_jumps": self.clock_jumps_total,
+            "rules_held": self.held_total,
+            "rules_assets_held": len(self._held),
         }
 
     # -- the thread ----------------------------------------------------------------------------
@@ -241,12 +215,12 @@ class EvaluateStage:
         while True:
             items = self._take()
             self._take_spilled()
-            stop = items and items[-1] is None
+            stop = bool(items) and items[-1] is None
             work = [i for i in items if i is not None]
             changes: list[Change] = []
             try:
                 for item in work:
-                    changes.extend(self._feed(item))
+                    changes.extend(self._feed_safely(item))
                 now = time.monotonic()
                 if now >= next_tick:
                     changes.extend(self._tick())
@@ -255,12 +229,11 @@ class EvaluateStage:
                 if now >= retry_at:
                     self._run_pending()
                 if now >= next_checkpoint and self._dirty:
-                    self._registry.save_checkpoint(CHECKPOINT_KEY, self._state())
-                    self._dirty = False
+                    self._save_checkpoint()
                     next_checkpoint = now + self._checkpoint_s
             except ColdchainError as exc:
-                # A store failed (registry or InfluxDB). Streaming state is intact; the changes
-                # of this round are re-derived by the recompute that start-up or late data runs.
+                # A store failed (registry or InfluxDB). Streaming state is intact; changes and
+                # evidence stay queued and the checkpoint does not move until they are stored.
                 self.errors_total += 1
                 retry_at = time.monotonic() + 5.0
                 log.error("rules evaluation failed (retrying in 5 s): %s", exc)
@@ -268,28 +241,28 @@ class EvaluateStage:
                 self._done += len(work)
             if stop:
                 break
-        self._registry.save_checkpoint(CHECKPOINT_KEY, self._state())
+        try:
+            self._apply([])
+            self._save_checkpoint(prune=True)
+        except ColdchainError as exc:
+            log.error("rules: final checkpoint failed (the restart recomputes): %s", exc)
 
     def _take_spilled(self) -> None:
         if not self._spilled:
             return
-        with self._spill_lock:
+        with self._lock:
             spilled, self._spilled = self._spilled, {}
         for key, (from_ms, row) in spilled.items():
-            old = self._pending.get(key)
-            if old is None:
-                self._pending[key] = _Pending(from_ms, row)
-            else:
-                old.from_ms, old.need_row = min(old.from_ms, from_ms), max(old.need_row, row)
+            self._add_pending(key, from_ms, row, hold=True)
 
-    def _take(self, max_items: int = 500) -> list[Accepted | CustodyChange | None]:
+    def _take(self, max_items: int = 500) -> list[Item | None]:
         """What is queued now (up to ``max_items``), waiting briefly for the first: one
         registry transaction per round, not per message."""
         if not self._inbox:
             self._wake.wait(0.2)
             # Cleared before draining: whatever is appended from here on sets it again.
             self._wake.clear()
-        items: list[Accepted | CustodyChange | None] = []
+        items: list[Item | None] = []
         pop = self._inbox.popleft
         while len(items) < max_items:
             try:
@@ -302,45 +275,152 @@ class EvaluateStage:
         return items
 
     def _state(self) -> dict[str, object]:
-        pending = [[a, c, p.from_ms] for (a, c), p in sorted(self._pending.items())]
-        return self.engine.checkpoint() | {"pending_recomputes": pending}
+        """The checkpoint: engine state, pending recomputes (spills included) and
+        ``fed_through``: every spool row up to it was fed or is pending."""
+        with self._lock:  # no group is half submitted
+            head = self._inbox[0] if self._inbox else None
+            fed = self._submitted_row if head is None else head.row_id - 1
+            spilled = dict(self._spilled)
+        pending = {k: p.from_ms for k, p in self._pending.items()}
+        for k, (from_ms, _) in spilled.items():
+            pending[k] = min(from_ms, pending.get(k, from_ms))
+        rows = [[a, c, f] for (a, c), f in sorted(pending.items())]
+        return self.engine.checkpoint() | {"pending_recomputes": rows, "fed_through": fed}
 
-    def _feed(self, item: Accepted | CustodyChange) -> list[Change]:
+    def _save_checkpoint(self, prune: bool = False) -> None:
+        self._flush_evidence()
+        state = self._state()
+        self._registry.save_checkpoint(CHECKPOINT_KEY, state)
+        self._dirty = False
+        self._after_checkpoint(state, prune)
+
+    def _after_checkpoint(self, state: dict[str, object], force: bool = False) -> None:
+        """The journal is not needed through the checkpoint's ``fed_through`` any more (at
+        most one prune per checkpoint interval: each is a spool transaction)."""
+        fed = state.get("fed_through")
+        row, at = self._pruned
+        mono = time.monotonic()
+        if isinstance(fed, int) and fed > row and (force or mono - at >= self._checkpoint_s):
+            try:
+                self._prune_journal(fed)
+                self._pruned = (fed, mono)
+            except ColdchainError as exc:  # only costs a longer recompute after a restart
+                log.warning("rules journal prune failed: %s", exc)
+
+    def _feed_safely(self, item: Item) -> list[Change]:
+        try:
+            return self._feed(item)
+        except ColdchainError as exc:  # e.g. an asset the engine does not know (any more)
+            self.errors_total += 1
+            log.error("rules could not evaluate a message of %s: %s", item.asset_id, exc)
+            with self._lock:
+                if item.asset_id in self._fleet.assets:
+                    self._spill(item)
+            return []
+
+    def _feed(self, item: Item) -> list[Change]:
         now = self._clock_ms()
-        if isinstance(item, CustodyChange):
-            res = self.engine.custody_change(item.asset_id, item.compartment_id, item.ts_ms, now)
-        else:
-            res = self.engine.feed(item.asset_id, item.samples, now)
-            self._heard_ms[item.asset_id] = now
-        self._asset_row[item.asset_id] = max(self._asset_row.get(item.asset_id, 0), item.row_id)
+        asset_id = item.asset_id
+        changes: list[Change] = []
+        self._asset_row[asset_id] = max(self._asset_row.get(asset_id, 0), item.row_id)
         self._dirty = True
+        if isinstance(item, CustodyChange):
+            key = (asset_id, item.compartment_id)
+            if asset_id in self._held:
+                self._add_pending(key, item.ts_ms, item.row_id, hold=True)
+                return []
+            res = self.engine.custody_change(asset_id, item.compartment_id, item.ts_ms, now)
+        else:
+            samples = list(item.samples)
+            if item.device_id:
+                samples, found = self._rewrites.check(item.device_id, asset_id, samples, now)
+                self.redeliveries_total += len(item.samples) - len(samples)
+                if found:
+                    self._note_rewrites(found)
+            if not samples:  # exact redeliveries only: already evaluated
+                self._hear(asset_id, max(ts_ms(s) for s in item.samples), now)
+                return []
+            times = [ts_ms(s) for s in samples]
+            self._hear(asset_id, max(times), now)
+            live = item.received_ms is not None and bool(item.device_id)
+            live = live and len(item.samples) == 1
+            if asset_id in self._held:
+                if live:
+                    assert item.received_ms is not None
+                    rep = self.engine.observe_clock(
+                        asset_id, item.device_id, times[0], item.received_ms, now
+                    )
+                    changes.extend(rep.changes)
+                    self._note_jump(item, times[0], rep.jump_ms, rep.offset_ms)
+                for comp in self._fleet.assets[asset_id].compartments:
+                    self._add_pending((asset_id, comp.id), min(times), item.row_id, hold=True)
+                self.held_total += 1
+                return changes
+            res = self.engine.feed(
+                asset_id,
+                samples,
+                now,
+                device_id=item.device_id if live else None,
+                received_ms=item.received_ms if live else None,
+            )
+            if res.clock_jump_ms and res.clock_offset_ms is not None:
+                self._note_jump(item, times[0], res.clock_jump_ms, res.clock_offset_ms)
         for rc in res.recompute:
             self._ask_recompute(rc)
         return res.changes
 
-    def _tick(self) -> list[Change]:
-        """Open data gaps of compartments whose device has gone quiet.
+    def _hear(self, asset_id: str, newest_ms: int, now: int) -> None:
+        old = self._heard.get(asset_id)
+        self._heard[asset_id] = (newest_ms if old is None else max(old[0], newest_ms), now)
 
-        Silence is measured on the wire, not by comparing device time with the wall clock: a
+    def _note_rewrites(self, found: list[Rewrite]) -> None:
+        self.rewrites_total += len(found)
+        self._evidence.extend(found)
+        for rw in found:
+            log.warning(
+                "conflicting rewrite by %s at device time %d: seq %d -> %d, %s",
+                rw.device_id,
+                rw.ts_ms,
+                rw.old_seq,
+                rw.new_seq,
+                rw.changes,
+            )
+
+    def _note_jump(self, item: Accepted, at_ms: int, jump_ms: int, offset_ms: int) -> None:
+        if not jump_ms:
+            return
+        self.clock_jumps_total += 1
+        self._jumps.setdefault(item.asset_id, deque(maxlen=64)).append((at_ms, jump_ms))
+        self._annotate([clock_line(item.asset_id, item.device_id, at_ms, jump_ms, offset_ms)])
+
+    def _tick(self) -> list[Change]:
+        """Open data gaps of compartments without recordings, on each asset's device clock.
+
+        Silence is measured on the wire, not by comparing device time with the ingest clock: a
         device that reports an hour-old backlog is not silent, one that stopped reporting is.
-        Each compartment's device time is advanced by the wall time since its asset last
-        reported, and the gap rule judges that.
+        The asset's device clock is its newest device time heard plus the ingest time since;
+        the gap rule judges each compartment's last recording against it.
         """
         wall = self._clock_ms()
         out: list[Change] = []
-        for asset_id, heard in self._heard_ms.items():
-            quiet = wall - heard
-            for comp in self._fleet.assets[asset_id].compartments:
-                ev = self.engine.evaluator(asset_id, comp.id)
-                if ev.ts >= 0 and quiet > 0:
-                    out.extend(ev.tick(ev.ts + quiet))
+        for asset_id, (newest, heard) in self._heard.items():
+            if newest < 0 or asset_id in self._held:
+                continue
+            out.extend(self.engine.tick_asset(asset_id, newest + max(0, wall - heard), wall))
         return out
+
+    def _add_pending(self, key: tuple[str, str], from_ms: int, row: int, hold: bool) -> None:
+        old = self._pending.get(key)
+        if old is None:
+            self._pending[key] = Pending(from_ms, row, hold)
+        else:
+            old.widen(from_ms, row, hold)
+        if hold:
+            self._held.add(key[0])
 
     def _ask_recompute(self, rc: RecomputeNeeded) -> None:
         key = (rc.asset_id, rc.compartment_id)
-        old = self._pending.get(key)
-        from_ms = rc.from_ms if old is None else min(old.from_ms, rc.from_ms)
-        self._pending[key] = _Pending(from_ms, self._asset_row.get(rc.asset_id, 0))
+        self._add_pending(key, rc.from_ms, self._asset_row.get(rc.asset_id, 0), hold=False)
 
     def _run_pending(self) -> None:
         if not self._pending:
@@ -359,47 +439,51 @@ class EvaluateStage:
             self._recompute(key[0], key[1], p.from_ms)
             self._recomputed_at[key] = mono
             del self._pending[key]  # only once it succeeded
+            if not any(k[0] == key[0] and q.hold for k, q in self._pending.items()):
+                self._held.discard(key[0])
 
     def _recompute(self, asset_id: str, comp_id: str, from_ms: int) -> None:
         now = self._clock_ms()
-        lookback = self.engine.lookback_ms(asset_id, comp_id)
-        samples = read_samples(self._influx, asset_id, from_ms - lookback, now + 300_000)
-        asset = self._fleet.assets[asset_id]
-        observations = [
-            obs
-            for sample in samples
-            if (obs := observations_from_sample(asset, sample).get(comp_id)) is not None
-        ]
-        # Custody changes restart cumulative budgets: replay them from the registry too.
-        spec = self.engine.spec(asset_id, comp_id)
-        for legs in self._registry.shipments_on_asset(asset_id, from_ms - lookback, now).values():
-            for leg in legs:
-                if leg.asset_id == asset_id and leg.compartment_id == comp_id:
-                    for t in (leg.from_ms, leg.to_ms):
-                        if t is not None:
-                            observations.append(make_observation(spec, t, {}, custody=True))
-        previous = [
-            r.excursion
-            for r in self._registry.find_excursions(
-                asset_id=asset_id, compartment_id=comp_id, from_ms=from_ms - lookback
-            )
-        ]
-        changes = self.engine.recompute(
-            asset_id, comp_id, observations, previous, from_ms=from_ms, now_ms=now
+        changes = recompute_compartment(
+            self.engine,
+            self._fleet.assets[asset_id],
+            comp_id,
+            from_ms,
+            now,
+            registry=self._registry,
+            influx=self._influx,
+            recent_jumps=self._jumps.get(asset_id, ()),
         )
         self.recomputes_total += 1
         self._dirty = True
+        ts = self.engine.evaluator(asset_id, comp_id).ts
+        newest, heard = self._heard.get(asset_id, (-1, now))
+        if ts > newest:
+            self._heard[asset_id] = (ts, heard)
         self._apply(changes)
+
+    def _flush_evidence(self) -> None:
+        """Integrity evidence goes to the registry before any checkpoint moves past it."""
+        if not self._evidence:
+            return
+        try:
+            self._registry.record_rewrites(self._evidence)
+        except RecordRejected as exc:
+            self.rejected_total += len(self._evidence)
+            log.error("registry refused %d rewrite records: %s", len(self._evidence), exc)
+        self._evidence = []
 
     def _apply(self, changes: list[Change]) -> None:
         # Changes the registry did not take yet stay queued: a failed round is retried whole.
         self._unapplied.extend(changes)
+        self._flush_evidence()
         if not self._unapplied:
             return
         changes, self._unapplied = self._unapplied, []
+        state = self._state()
         try:
             self._registry.upsert_excursions(
-                [c.excursion for c in changes], checkpoints={CHECKPOINT_KEY: self._state()}
+                [c.excursion for c in changes], checkpoints={CHECKPOINT_KEY: state}
             )
         except RecordRejected as exc:
             # Refused for good (a constraint): retrying would block every later change.
@@ -410,6 +494,7 @@ class EvaluateStage:
             self._unapplied = changes + self._unapplied
             raise
         self._dirty = False
+        self._after_checkpoint(state)
         self._annotate([excursion_line(c) for c in changes])
         for c in changes:
             self._publish(alert_topic(c.excursion.asset_id), alert_payload(c))

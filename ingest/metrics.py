@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ingest.health import Health
@@ -33,6 +34,8 @@ class IngestMetrics:
         self.dead_letters: Counter[str] = Counter()
         self.receive_lag_s = 0.0
         self.health = Health()
+        # Other stages' counters (e.g. the rules stage's ``stats``), merged into the snapshot.
+        self.sources: list[Callable[[], dict[str, object]]] = []
 
     @property
     def spool_depth_messages(self) -> int:
@@ -44,7 +47,11 @@ class IngestMetrics:
         )
 
     def snapshot(self) -> dict[str, object]:
-        data = {k: v for k, v in vars(self).items() if k not in ("dead_letters", "health")}
+        data = {
+            k: v for k, v in vars(self).items() if k not in ("dead_letters", "health", "sources")
+        }
+        for source in self.sources:
+            data |= source()
         data["spool_depth_messages"] = self.spool_depth_messages
         data["dead_letters"] = dict(self.dead_letters)
         data["dead_letters_total"] = sum(self.dead_letters.values())

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
-from coldchain.contract import Limits, PointEncoder, Sample
+from coldchain.contract import Limits, PointEncoder, Sample, ts_ms
 from coldchain.exceptions import TelemetryRejected
 from coldchain.fleet import Fleet
 from coldchain.rules import ProfileAssignment, RulesEngine, load_presets
@@ -64,12 +64,14 @@ def process_delivery(
         )
     except TelemetryRejected as exc:
         return Processed(None, [_dead(d, exc, d.payload)])
-    dead = [_dead(d, exc, s.model_dump_json().encode()) for exc, s in validated.rejected]
+    # Every letter of a message references its full payload (stored once by the spool).
+    dead = [_dead(d, exc, d.payload) for exc in validated.rejected]
     if not validated.samples:
         return Processed(None, dead)
     lines = encoder.encode(validated.device_id, validated.asset, validated.samples, d.received_ms)
+    from_ms = min(ts_ms(s) for s in validated.samples)  # for the rules journal
     return Processed(
-        SpooledMessage(d.received_ms, validated.device_id, lines),
+        SpooledMessage(d.received_ms, validated.device_id, lines, from_ms),
         dead,
         validated.asset.id,
         validated.samples,
@@ -110,7 +112,7 @@ class IngestService:
         kinds = ("telemetry", "events") if rules else ("telemetry",)
         self._source = MqttSource(settings.mqtt, self._enqueue, kinds)
         self._writer = InfluxClient(settings.influx)
-        spool_args = (settings.spool.path, settings.spool.synchronous, v.dead_letter_payload_bytes)
+        spool_args = (settings.spool.path, settings.spool.synchronous, v.dead_letter_retention_days)
         self._drain_spool = Spool(*spool_args)
         self._drainer = SpoolDrainer(
             self._drain_spool, self._writer, settings.influx, self._on_written, self._on_write_error
@@ -133,8 +135,11 @@ class IngestService:
                 annotate=self._annotate,
                 written_through=lambda: self._drainer.written_through,
                 clock_ms=clock_ms,
+                journal_since=self._drain_spool.journal_since,
+                prune_journal=self._annotation_spool.prune_journal,
             )
             self.evaluate.resume(self._drain_spool.last_id())
+            self.metrics.sources.append(self.evaluate.stats)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, wait_connected_s: float = 10.0) -> None:
@@ -204,7 +209,12 @@ class IngestService:
     # -- threads ----------------------------------------------------------------------------
     def _pipeline(self) -> None:
         s = self.settings
-        spool = Spool(s.spool.path, s.spool.synchronous, s.validation.dead_letter_payload_bytes)
+        spool = Spool(
+            s.spool.path,
+            s.spool.synchronous,
+            s.validation.dead_letter_retention_days,
+            rules_journal=self.evaluate is not None,
+        )
         batch_max, linger_s = s.spool.batch_max_messages, s.spool.linger_ms / 1000.0
         running = True
         while running:
@@ -244,15 +254,19 @@ class IngestService:
         m = self.metrics
         messages: list[SpooledMessage] = []
         dead: list[DeadLetter] = []
-        to_rules: list[tuple[str, Sequence[Sample]] | CustodyChange] = []
+        # (index of the message's spool row in this group, what the rules get)
+        to_rules: list[tuple[int, tuple[str, Sequence[Sample], str] | CustodyChange]] = []
         for d in batch:
             processed, custody = self._process(d)
             if processed.spooled is not None:
                 messages.append(processed.spooled)
-            if processed.asset_id is not None:
-                to_rules.append((processed.asset_id, processed.samples))
+            idx = len(messages) - 1
+            if processed.asset_id is not None and processed.spooled is not None:
+                to_rules.append(
+                    (idx, (processed.asset_id, processed.samples, processed.spooled.device_id))
+                )
             if custody is not None:
-                to_rules.append(custody)
+                to_rules.append((idx, custody))
             dead.extend(processed.dead)
         while True:
             try:
@@ -264,7 +278,7 @@ class IngestService:
         # Only now is everything durable: acknowledge.
         m.received_messages += len(batch)
         m.accepted_messages += len(messages)
-        m.accepted_samples += sum(len(x[1]) for x in to_rules if isinstance(x, tuple))
+        m.accepted_samples += sum(len(x[1]) for _, x in to_rules if isinstance(x, tuple))
         m.spooled_points += sum(len(x.lines) for x in messages)
         for dl in dead:
             m.dead_letters[dl.reason] += 1
@@ -277,12 +291,16 @@ class IngestService:
             m.receive_lag_s = (self._clock_ms() - messages[-1].received_ms) / 1000.0
             self._drainer.wake()
         if self.evaluate is not None:
-            # The group's points are in InfluxDB once the writer passes its last row.
+            # Each message's points are in InfluxDB once the writer passes its own row (rows
+            # of one group commit are consecutive). Receive time on the ingest clock: the
+            # clock the rules judge device clocks against.
+            first_row = last_row - len(messages) + 1
+            received = self._clock_ms()
             self.evaluate.submit_many(
-                Accepted(x[0], x[1], last_row)
+                Accepted(x[0], x[1], first_row + i, x[2], received)
                 if isinstance(x, tuple)
-                else replace(x, row_id=last_row)
-                for x in to_rules
+                else replace(x, row_id=first_row + i)
+                for i, x in to_rules
             )
 
     def _annotate(self, lines: list[str]) -> None:

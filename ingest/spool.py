@@ -8,6 +8,13 @@ Guarantees:
   writer read and InfluxDB confirmed.
 - A message redelivered after a crash is spooled twice; that is safe because InfluxDB writes are
   idempotent (same series and timestamp overwrite).
+- Dead letters keep every rejected byte: each references its message's full payload, stored once
+  (``dead_letter_payloads``, keyed by sha256) however many units of it were rejected. With a
+  retention, letters older than it are pruned hourly, and payloads no letter references with them.
+- With ``rules_journal=True`` each message that carries a device time (``from_ms``) also gets a
+  row in ``rules_journal`` (spool row id, device, oldest device time) in the same transaction:
+  the rules engine's record of what was acknowledged after its last checkpoint, which the
+  writer's deletes do not touch (pruned by the rules stage once a checkpoint covers it).
 
 A ``Spool`` is used by one thread at a time (it may be handed from the thread that opened it to
 the one that uses it); concurrent users open their own, and WAL lets a reader and a writer
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +42,12 @@ CREATE TABLE IF NOT EXISTS spool (
     n_points INTEGER NOT NULL,
     lines TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dead_letter_payloads (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256 TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received_ms INTEGER NOT NULL,
@@ -45,10 +59,53 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     detail TEXT NOT NULL,
     payload_size INTEGER NOT NULL,
     payload_sha256 TEXT NOT NULL,
-    payload BLOB NOT NULL
+    payload_id INTEGER NOT NULL REFERENCES dead_letter_payloads (id)
 );
 CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
+CREATE INDEX IF NOT EXISTS dead_letters_received ON dead_letters (received_ms);
+CREATE INDEX IF NOT EXISTS dead_letters_payload ON dead_letters (payload_id);
+CREATE TABLE IF NOT EXISTS rules_journal (
+    row_id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    from_ms INTEGER NOT NULL
+);
 """
+
+# Spools written before payloads were stored apart kept (at most 64 KiB of) the payload in each
+# row: move those bytes to dead_letter_payloads, as they are (size says when they were cut).
+_MIGRATE_INLINE_PAYLOADS = """
+CREATE TABLE dead_letter_payloads (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256 TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
+INSERT OR IGNORE INTO dead_letter_payloads (sha256, size, payload)
+    SELECT payload_sha256, payload_size, payload FROM dead_letters ORDER BY id;
+ALTER TABLE dead_letters RENAME TO dead_letters_inline;
+DROP INDEX IF EXISTS dead_letters_reason;
+CREATE TABLE dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ms INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    device_id TEXT,
+    reason TEXT NOT NULL,
+    field TEXT NOT NULL,
+    value TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    payload_size INTEGER NOT NULL,
+    payload_sha256 TEXT NOT NULL,
+    payload_id INTEGER NOT NULL REFERENCES dead_letter_payloads (id)
+);
+INSERT INTO dead_letters (id, received_ms, topic, device_id, reason, field, value, detail,
+                          payload_size, payload_sha256, payload_id)
+    SELECT d.id, d.received_ms, d.topic, d.device_id, d.reason, d.field, d.value, d.detail,
+           d.payload_size, d.payload_sha256, p.id
+    FROM dead_letters_inline AS d JOIN dead_letter_payloads AS p ON p.sha256 = d.payload_sha256;
+DROP TABLE dead_letters_inline;
+"""
+_PRUNE_EVERY_S = 3600.0
+_PRUNE_MAX_LETTERS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +113,16 @@ class SpooledMessage:
     received_ms: int
     device_id: str
     lines: list[str]
+    # Oldest device time of the samples (or event) the message carries: what a rules
+    # recompute after a restart must start from (None: nothing for the rules).
+    from_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """One rejected unit: why (``reason``, ``detail``), where (``field`` path, bounded ``value``)
+    and the full ``payload`` of its message (letters of one message share the same bytes)."""
+
     received_ms: int
     topic: str
     device_id: str | None
@@ -86,20 +149,41 @@ class SpoolBatch:
 
 class Spool:
     def __init__(
-        self, path: Path, synchronous: str = "FULL", dead_letter_payload_bytes: int = 65536
+        self,
+        path: Path,
+        synchronous: str = "FULL",
+        dead_letter_retention_days: float | None = None,
+        *,
+        rules_journal: bool = False,
     ):
+        """``dead_letter_retention_days``: prune older dead letters (None: keep them all)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._keep = dead_letter_payload_bytes
+        self._retention_ms = (
+            None if dead_letter_retention_days is None else dead_letter_retention_days * 86_400_000
+        )
+        self._next_prune = 0.0  # monotonic seconds: the first append prunes
+        self._journal = rules_journal
         try:
             self._db = sqlite3.connect(
                 path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._migrate_dead_letters()
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open spool {path}: {exc}") from exc
+
+    def _migrate_dead_letters(self) -> None:
+        cols = {row[1] for row in self._db.execute("PRAGMA table_info(dead_letters)")}
+        if "payload" in cols:
+            try:
+                self._db.executescript(f"BEGIN IMMEDIATE;{_MIGRATE_INLINE_PAYLOADS}COMMIT;")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     def append(self, messages: Iterable[SpooledMessage], dead: Iterable[DeadLetter]) -> int:
         """Commit a group of messages and dead letters atomically.
@@ -107,8 +191,9 @@ class Spool:
         Returns the id of the last spool row written (0 when the group had no points): once the
         writer has deleted through that id, every point of the group is in InfluxDB.
         """
+        messages = list(messages)
         rows = [(m.received_ms, m.device_id, len(m.lines), "\n".join(m.lines)) for m in messages]
-        dls = [self._dead_row(d) for d in dead]
+        dead = list(dead)
         try:
             self._db.execute("BEGIN IMMEDIATE")
             last_id = 0
@@ -118,12 +203,28 @@ class Spool:
                     rows,
                 )
                 last_id = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
-            if dls:
-                self._db.executemany(
-                    "INSERT INTO dead_letters (received_ms, topic, device_id, reason, field, value,"
-                    " detail, payload_size, payload_sha256, payload) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    dls,
-                )
+                if self._journal:
+                    # One transaction holds the write lock: the rows got consecutive ids.
+                    first = last_id - len(rows) + 1
+                    journal = [
+                        (first + i, m.device_id, m.from_ms)
+                        for i, m in enumerate(messages)
+                        if m.from_ms is not None
+                    ]
+                    if journal:
+                        self._db.executemany(
+                            "INSERT OR REPLACE INTO rules_journal (row_id, device_id, from_ms)"
+                            " VALUES (?,?,?)",
+                            journal,
+                        )
+            if dead:
+                self._insert_dead(dead)
+            if self._retention_ms is not None and time.monotonic() >= self._next_prune:
+                before_ms = int(time.time() * 1000 - self._retention_ms)
+                # Bounded, so a long-due prune never holds one group commit (and its acks) for
+                # long: when the bound is hit, the next append prunes again.
+                if self.prune_dead_letters(before_ms, _PRUNE_MAX_LETTERS) < _PRUNE_MAX_LETTERS:
+                    self._next_prune = time.monotonic() + _PRUNE_EVERY_S
             self._db.execute("COMMIT")
             return last_id
         except BaseException as exc:
@@ -135,19 +236,54 @@ class Spool:
                 raise StoreError(f"spool append failed: {exc}") from exc
             raise
 
-    def _dead_row(self, d: DeadLetter) -> tuple[object, ...]:
-        return (
-            d.received_ms,
-            d.topic,
-            d.device_id,
-            d.reason,
-            d.field,
-            d.value,
-            d.detail,
-            len(d.payload),
-            hashlib.sha256(d.payload).hexdigest(),
-            d.payload[: self._keep],
+    def _insert_dead(self, dead: list[DeadLetter]) -> None:
+        """Inside ``append``'s transaction: each distinct payload once, then the letters."""
+        # Letters of one message share one bytes object: hash it once (id() is stable while
+        # ``dead`` holds the letters).
+        stored: dict[int, tuple[int, str]] = {}
+        rows = []
+        for d in dead:
+            ref = stored.get(id(d.payload))
+            if ref is None:
+                sha = hashlib.sha256(d.payload).hexdigest()
+                self._db.execute(
+                    "INSERT OR IGNORE INTO dead_letter_payloads (sha256, size, payload)"
+                    " VALUES (?,?,?)",
+                    (sha, len(d.payload), d.payload),
+                )
+                (new_id,) = self._db.execute(
+                    "SELECT id FROM dead_letter_payloads WHERE sha256 = ?", (sha,)
+                ).fetchone()
+                ref = stored[id(d.payload)] = (int(new_id), sha)
+            payload_id, sha = ref
+            size = len(d.payload)
+            row = (d.received_ms, d.topic, d.device_id, d.reason, d.field, d.value, d.detail)
+            rows.append((*row, size, sha, payload_id))
+        self._db.executemany(
+            "INSERT INTO dead_letters (received_ms, topic, device_id, reason, field, value,"
+            " detail, payload_size, payload_sha256, payload_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            rows,
         )
+
+    def prune_dead_letters(self, before_ms: int, max_letters: int = -1) -> int:
+        """Delete dead letters received before ``before_ms`` (at most ``max_letters``, oldest
+        first; -1: all) and the payloads no remaining letter references; returns the letters
+        deleted. ``append`` calls it hourly when the spool has a retention (inside its
+        transaction)."""
+        try:
+            deleted = self._db.execute(
+                "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters"
+                " WHERE received_ms < ? ORDER BY received_ms LIMIT ?)",
+                (before_ms, max_letters),
+            ).rowcount
+            if deleted:
+                self._db.execute(
+                    "DELETE FROM dead_letter_payloads WHERE id NOT IN"
+                    " (SELECT payload_id FROM dead_letters)"
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"dead-letter pruning failed: {exc}") from exc
+        return int(deleted)
 
     def peek(self, max_points: int, after_id: int = 0) -> SpoolBatch | None:
         """The oldest rows holding about ``max_points`` points (at least one row)."""
@@ -174,6 +310,26 @@ class Spool:
         except sqlite3.Error as exc:
             raise StoreError(f"spool delete failed: {exc}") from exc
 
+    def journal_since(self, after_row: int) -> dict[str, int]:
+        """Device -> oldest device time of the messages spooled after row ``after_row``
+        (the rules journal; empty unless written with ``rules_journal=True``)."""
+        try:
+            cur = self._db.execute(
+                "SELECT device_id, MIN(from_ms) FROM rules_journal WHERE row_id > ?"
+                " GROUP BY device_id",
+                (after_row,),
+            )
+            return {str(d): int(t) for d, t in cur}
+        except sqlite3.Error as exc:
+            raise StoreError(f"spool journal read failed: {exc}") from exc
+
+    def prune_journal(self, through_row: int) -> None:
+        """Forget the journal through row ``through_row``: a rules checkpoint covers it."""
+        try:
+            self._db.execute("DELETE FROM rules_journal WHERE row_id <= ?", (through_row,))
+        except sqlite3.Error as exc:
+            raise StoreError(f"spool journal prune failed: {exc}") from exc
+
     def last_id(self) -> int:
         """The newest row's id (0 when empty): what a restart must see written first."""
         return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM spool").fetchone()[0])
@@ -184,13 +340,24 @@ class Spool:
         return int(n), int(p)
 
     def dead_letters(self, limit: int = 1000) -> list[dict[str, object]]:
+        """The oldest ``limit`` letters: id, received_ms, topic, device_id, reason, field, value,
+        detail, payload_size, payload_sha256 and payload_id (for ``dead_letter_payload``)."""
         cur = self._db.execute(
-            "SELECT id, received_ms, topic, device_id, reason, field, value, detail, payload_size"
-            " FROM dead_letters ORDER BY id LIMIT ?",
+            "SELECT id, received_ms, topic, device_id, reason, field, value, detail, payload_size,"
+            " payload_sha256, payload_id FROM dead_letters ORDER BY id LIMIT ?",
             (limit,),
         )
         cols = [c[0] for c in cur.description]
         return [dict(zip(cols, row, strict=True)) for row in cur]
+
+    def dead_letter_payload(self, payload_id: int) -> bytes | None:
+        """The full payload a dead letter references (None once pruned). Payloads moved from a
+        spool written by an older version may be cut at 64 KiB: shorter than their
+        ``payload_size``."""
+        row = self._db.execute(
+            "SELECT payload FROM dead_letter_payloads WHERE id = ?", (payload_id,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def dead_letter_counts(self) -> dict[str, int]:
         cur = self._db.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason")

@@ -35,6 +35,7 @@ __all__ = [
     "CheckpointRow",
     "CustodyEventRow",
     "ExcursionRow",
+    "IntegrityEvidenceRow",
     "ProfileAssignmentRow",
     "ShipmentRow",
 ]
@@ -156,6 +157,25 @@ class CustodyEventRow(Base):
     actor: Mapped[str] = mapped_column(String(ACTOR))
     source: Mapped[str] = mapped_column(String(8))
     received_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class IntegrityEvidenceRow(Base):
+    """A conflicting rewrite of a device's sample (coldchain.rules.Rewrite): same device and
+    device time, another ``seq`` or value. ``changes`` is canonical JSON
+    ``{series: [old, new]}``; ``kept`` names the value the stored series keeps ("new")."""
+
+    __tablename__ = "integrity_evidence"
+    __table_args__ = (Index(None, "asset_id", "ts_ms"), Index(None, "device_id", "ts_ms"))
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    asset_id: Mapped[str] = mapped_column(String(ID))
+    device_id: Mapped[str] = mapped_column(String(ID))
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    old_seq: Mapped[int] = mapped_column(BigInteger)
+    new_seq: Mapped[int] = mapped_column(BigInteger)
+    changes: Mapped[str] = mapped_column(Text)
+    kept: Mapped[str] = mapped_column(String(16))
+    detected_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class AuditRow(Base):

@@ -26,6 +26,8 @@ from coldchain.exceptions import RecordRejected
 from coldchain.rules.excursion import Excursion, ExcursionStatus
 from registry import audit, checkpoints, custody, excursions, profiles
 from registry.db import make_engine, make_session_factory, translate_errors
+from registry.ids import require_actor, require_identifier, require_shipment_id
+from registry.integrity import IntegrityStore
 from registry.models import (
     AuditRow,
     CustodyEventRow,
@@ -72,7 +74,7 @@ def open_registry(
     return registry
 
 
-class Registry:
+class Registry(IntegrityStore):
     def __init__(self, engine: Engine, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.engine = engine
         self._sessions = make_session_factory(engine)
@@ -244,13 +246,10 @@ class Registry:
         reason: str = "",
     ) -> ProfileAssignment:
         """Append an assignment: ``profile`` holds from ``from_ms`` until a later one."""
-        for value, name in (
-            (asset_id, "asset_id"),
-            (compartment_id, "compartment_id"),
-            (profile, "profile"),
-            (assigned_by, "assigned_by"),
-        ):
-            _require(value, name)
+        require_identifier(asset_id, "asset_id")
+        require_identifier(compartment_id, "compartment_id")
+        _require(profile, "profile")
+        _require(assigned_by, "assigned_by")
         with self._write("assigning a profile") as (session, head, now):
             row = ProfileAssignmentRow(
                 asset_id=asset_id,
@@ -303,8 +302,9 @@ class Registry:
         created_ms: int | None = None,
     ) -> tuple[Shipment, bool]:
         """Create a shipment; (shipment, created). Repeating an identical create is a no-op;
-        a different one with the same id is RecordRejected."""
-        _require(shipment_id, "shipment id")
+        a different one with the same id is RecordRejected, as is an id that is not a
+        shipment id (coldchain.identifiers)."""
+        require_shipment_id(shipment_id)
         _require(profile, "profile")
         with self._write("creating a shipment") as (session, head, now):
             existing = session.get(ShipmentRow, shipment_id)
@@ -369,14 +369,17 @@ class Registry:
         Idempotent on (shipment_id, action, ts_ms, asset_id): a redelivered scan returns the
         stored event with created False and writes nothing. A "duplicate" that names another
         compartment or actor contradicts the stored scan: RecordRejected. So is an unknown
-        shipment.
+        shipment, and ids or an actor that break coldchain.identifiers' rules.
         """
         if action not in _ACTIONS:
             raise RecordRejected(f"custody action {action!r} is not one of {_ACTIONS}")
         if source not in _SOURCES:
             raise RecordRejected(f"custody source {source!r} is not one of {_SOURCES}")
-        _require(asset_id, "asset_id")
-        _require(actor, "actor")
+        require_shipment_id(shipment_id)
+        require_identifier(asset_id, "asset_id")
+        if compartment_id is not None:
+            require_identifier(compartment_id, "compartment_id")
+        require_actor(actor)
         with self._write("recording a custody event") as (session, head, now):
             if session.get(ShipmentRow, shipment_id) is None:
                 raise RecordRejected(f"custody event for unknown shipment {shipment_id!r}")

@@ -32,6 +32,7 @@ __all__ = [
     "Ambient",
     "CompartmentSpec",
     "Defrost",
+    "Expectation",
     "Fault",
     "Scenario",
     "ScenarioError",
@@ -75,7 +76,21 @@ def parse_duration(value: Any) -> float:
     raise ValueError("a duration is a number of seconds or a string like '25m' or '1h30m'")
 
 
+def parse_window(value: Any) -> tuple[float, float]:
+    """``[13h30m, 13h45m]`` -> (48600.0, 49500.0); one duration ``t`` is ``[t, t]``."""
+    if isinstance(value, list | tuple):
+        if len(value) != 2:
+            raise ValueError("a window is one duration or a list of two: [from, to]")
+        lo, hi = parse_duration(value[0]), parse_duration(value[1])
+    else:
+        lo = hi = parse_duration(value)
+    if lo < 0 or hi < lo:
+        raise ValueError("a window [from, to] needs 0 <= from <= to")
+    return lo, hi
+
+
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0.0)]
+Window = Annotated[tuple[float, float], BeforeValidator(parse_window)]
 PositiveSeconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0.0)]
 TempC = Annotated[float, Field(ge=-70.0, le=40.0)]
 
@@ -143,6 +158,27 @@ class ZoneSpec(CompartmentSpec):
     door_traffic_per_h: float = Field(default=4.0, ge=0.0, le=120.0)
 
 
+class Expectation(BaseModel):
+    """Evidence a fault or planned event must raise: one excursion of ``kind`` on ``asset``
+    (``compartment``: that one; unset: any) starting inside ``start`` and, if given, ending
+    inside ``end`` (windows are offsets from the run's start, widened by one sample interval
+    of the asset when scored; an excursion still open ends at the run's end). Up to
+    ``max_count`` excursions are explained by it; more are false alarms (a storm).
+    simulators/scoring.py scores a run against these (docs/simulators.md, "Expectations")."""
+
+    model_config = _CFG
+
+    kind: str = Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")
+    # Default: the fault's asset; for a transfer, its store (or the truck without one).
+    asset: Identifier | None = None
+    # Default: the fault's compartment (or its sensor's); for a transfer's custody_gap,
+    # "dock:<shipment>" (coldchain.trace); else any compartment of the asset.
+    compartment: str | None = Field(default=None, min_length=1, max_length=200)
+    start_s: Window = Field(alias="start")
+    end_s: Window | None = Field(default=None, alias="end")
+    max_count: int = Field(default=1, ge=1, le=1000)
+
+
 class Transfer(BaseModel):
     """One shipment loaded or unloaded at a stop, with the store it comes from or goes to."""
 
@@ -154,6 +190,8 @@ class Transfer(BaseModel):
     zone: Identifier | None = None
     # Time the shipment sits on the store's dock, unmonitored, between truck and zone.
     dock_dwell_s: Seconds = Field(default=600.0, alias="dock_dwell")
+    # Evidence this transfer must raise (e.g. a custody gap for a long dock dwell).
+    expect: tuple[Expectation, ...] = ()
 
 
 class Stop(BaseModel):
@@ -256,6 +294,8 @@ class Fault(BaseModel):
     upload_delay_s: Seconds = Field(default=20.0, alias="upload_delay")
     # duplicate_publish: chance that a message is sent twice
     probability: float = Field(default=1.0, gt=0.0, le=1.0)
+    # Evidence the fault must raise; none declared: everything it raises is a false alarm.
+    expect: tuple[Expectation, ...] = ()
 
     @property
     def end_s(self) -> float:
@@ -347,7 +387,31 @@ class Scenario(BaseModel):
                 )
             if f.start_s >= self.duration_s:
                 raise ValueError(f"{where}.start: {f.start_s:.0f} s is after the scenario ends")
+            for j, x in enumerate(f.expect):
+                self._check_expectation(f"{where}.expect.{j}", x, f.asset, comps)
+        for t in self.trucks:
+            for i, stop in enumerate(t.route.stops):
+                for what in ("load", "unload"):
+                    for k, tr in enumerate(getattr(stop, what)):
+                        for j, x in enumerate(tr.expect):
+                            where = f"trucks.{t.id}.route.stops.{i}.{what}.{k}.expect.{j}"
+                            self._check_expectation(where, x, tr.store or t.id, comps)
         return self
+
+    def _check_expectation(
+        self, where: str, x: Expectation, asset: str, comps: dict[str, set[str]]
+    ) -> None:
+        asset = x.asset or asset
+        if asset not in comps:
+            raise ValueError(f"{where}.asset: unknown asset {asset!r}")
+        docks = {f"dock:{sh.id}" for sh in self.shipments}
+        if x.compartment is not None and x.compartment not in comps[asset] | docks:
+            raise ValueError(
+                f"{where}.compartment: {x.compartment!r} is not a compartment of {asset} "
+                "nor a shipment's dock ('dock:<shipment>')"
+            )
+        if x.start_s[0] > self.duration_s:
+            raise ValueError(f"{where}.start: {x.start_s[0]:.0f} s is after the scenario ends")
 
     def fleet(self) -> Fleet:
         """The device registry this scenario publishes against (write it with to_yaml())."""
@@ -381,6 +445,14 @@ class Scenario(BaseModel):
 
     def faults_for(self, asset_id: str) -> tuple[Fault, ...]:
         return tuple(f for f in self.faults if f.asset == asset_id)
+
+    def sample_interval_of(self, asset_id: str) -> float:
+        """Seconds between an asset's samples (its own setting, else the scenario's)."""
+        specs: list[TruckSpec | StoreSpec] = [*self.trucks, *self.stores]
+        for spec in specs:
+            if spec.id == asset_id and spec.sample_interval_s is not None:
+                return spec.sample_interval_s
+        return self.sample_interval_s
 
 
 def _describe(exc: ValidationError) -> str:

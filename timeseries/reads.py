@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from coldchain.contract import CompartmentState, Position, Sample
 from coldchain.exceptions import StoreError
@@ -35,6 +35,7 @@ __all__ = [
     "position_read",
     "quote_ident",
     "quote_str",
+    "read_clock_jumps",
     "read_samples",
     "run_all",
     "stream_control_values",
@@ -50,6 +51,8 @@ PAGE_ROWS = 50_000
 POSITION_LOOKBACK_MS = 30 * 60_000
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+Fix = Literal["none", "2d", "3d"]
+_FIXES: dict[Any, Fix] = {"none": "none", "2d": "2d", "3d": "3d"}
 
 
 def quote_str(value: str) -> str:
@@ -70,16 +73,16 @@ def _window(asset_id: str, from_ms: int, to_ms: int) -> str:
 
 def read_samples(client: InfluxClient, asset_id: str, from_ms: int, to_ms: int) -> list[Sample]:
     """The asset's samples in [from_ms, to_ms], in device-time order (temperatures, doors,
-    reefer mode and setpoint, speed: what the rules read)."""
+    reefer mode and setpoint, speed and GNSS fix: what the rules read)."""
     where = _window(asset_id, from_ms, to_ms)
     temps: dict[int, dict[str, float]] = defaultdict(dict)
     comps: dict[int, dict[str, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
-    speeds: dict[int, float | None] = {}
+    speeds: dict[int, tuple[float | None, Fix]] = {}
     q = (
         f'SELECT "temp_c" FROM "temperature" {where} GROUP BY "sensor";'
         f'SELECT "open" FROM "door" {where} GROUP BY "compartment";'
         f'SELECT "mode", "setpoint_c" FROM "reefer" {where} GROUP BY "compartment";'
-        f'SELECT "speed_kmh" FROM "position" {where}'
+        f'SELECT "speed_kmh", "fix" FROM "position" {where}'
     )
     for series in client.query(q):
         for rec in series.records():
@@ -96,7 +99,8 @@ def read_samples(client: InfluxClient, asset_id: str, from_ms: int, to_ms: int) 
                     state["setpoint_c"] = float(rec["setpoint_c"])
             elif series.name == "position":
                 v = rec.get("speed_kmh")
-                speeds[t] = None if v is None else float(v)
+                fix = rec.get("fix")
+                speeds[t] = (None if v is None else float(v), _FIXES.get(fix, "3d"))
     out = []
     for t in sorted(temps.keys() | comps.keys() | speeds.keys()):
         # model_construct: these values passed validation on the way in.
@@ -105,7 +109,7 @@ def read_samples(client: InfluxClient, asset_id: str, from_ms: int, to_ms: int) 
                 ts=_EPOCH + timedelta(milliseconds=t),
                 seq=0,
                 temps_c=temps.get(t, {}),
-                position=Position.model_construct(speed_kmh=speeds[t], fix="3d")
+                position=Position.model_construct(speed_kmh=speeds[t][0], fix=speeds[t][1])
                 if t in speeds
                 else None,
                 compartments={
@@ -116,6 +120,20 @@ def read_samples(client: InfluxClient, asset_id: str, from_ms: int, to_ms: int) 
             )
         )
     return out
+
+
+def read_clock_jumps(
+    client: InfluxClient, asset_id: str, from_ms: int, to_ms: int
+) -> list[tuple[int, int]]:
+    """Forward jumps of the asset's device clocks in [from_ms, to_ms], as the rules engine
+    wrote them live (``clock`` points): ``(device time after the jump, jump ms)`` in order."""
+    q = f'SELECT "jump_ms" FROM "clock" {_window(asset_id, from_ms, to_ms)}'
+    out = []
+    for series in client.query(q):
+        for rec in series.records():
+            if rec.get("jump_ms") is not None:
+                out.append((int(rec["time"]), int(rec["jump_ms"])))
+    return sorted(out)
 
 
 def _compartment(asset_id: str, compartment_id: str, from_ms: int, to_ms: int) -> str:
@@ -214,7 +232,9 @@ def page_read(
         f'SELECT "temp_c" FROM "temperature" WHERE {quote_ident("asset")} = {quote_str(asset_id)}'
         f" AND {quote_ident('compartment')} = {quote_str(compartment_id)}"
         f" AND {quote_ident('probe')} = {quote_str(probe)}"
-        f" AND time >= {int(start_ms)}ms AND time < {int(stop_ms)}ms"
+        # "<= stop - 1", not "< stop": the last window stops 1 ms after the leg, which may be
+        # past the last instant InfluxDB can hold.
+        f" AND time >= {int(start_ms)}ms AND time <= {int(stop_ms) - 1}ms"
         f" ORDER BY time LIMIT {int(page_rows)}",
         _rows,
     )

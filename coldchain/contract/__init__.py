@@ -1,6 +1,6 @@
 """The telemetry contract: topics, payload models, per-sample checks, point encoding."""
 
-from coldchain.contract.checks import Limits, check_sample, ts_ms
+from coldchain.contract.checks import Limits, check_sample, screen_sample, ts_ms
 from coldchain.contract.events import (
     AlarmEvent,
     CustodyEvent,
@@ -9,6 +9,8 @@ from coldchain.contract.events import (
     parse_event,
 )
 from coldchain.contract.points import PointEncoder
+from coldchain.contract.reasons import REASONS
+from coldchain.contract.salvage import ParsedTelemetry, field_path, parse_telemetry
 from coldchain.contract.telemetry import (
     CONTRACT_VERSION,
     BatchMessage,
@@ -29,12 +31,14 @@ from coldchain.contract.topics import (
 
 __all__ = [
     "CONTRACT_VERSION",
+    "REASONS",
     "AlarmEvent",
     "BatchMessage",
     "CompartmentState",
     "CustodyEvent",
     "DoorEvent",
     "Limits",
+    "ParsedTelemetry",
     "PointEncoder",
     "Position",
     "Power",
@@ -45,8 +49,11 @@ __all__ = [
     "device_id_from_topic",
     "device_topic",
     "event_json_schema",
+    "field_path",
     "parse_event",
     "parse_message",
+    "parse_telemetry",
+    "screen_sample",
     "shared_subscription",
     "telemetry_json_schema",
     "ts_ms",

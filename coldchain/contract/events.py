@@ -10,6 +10,11 @@ Three event types, told apart by ``type``:
 - ``door``: a compartment or zone door opened or closed (exact time, between telemetry samples).
 - ``alarm``: the reefer unit raised or cleared an alarm code.
 
+Identifiers: ``device_id``, ``asset_id`` and ``compartment_id`` are coldchain Identifiers;
+``shipment_id`` is a ShipmentId (GS1 keys and customer references, ``/`` and ``:`` allowed) and
+``actor`` a name without control characters, both as the registry and the HTTP API take them
+(coldchain/identifiers.py).
+
 Events carry their own per-device sequence (``seq``), separate from telemetry's, so a gap in
 telemetry sequence numbers always means lost telemetry.
 """
@@ -20,7 +25,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
-from coldchain.identifiers import Identifier
+from coldchain.contract.jsontext import load_tree, problems
+from coldchain.contract.telemetry import duplicate_key_error
+from coldchain.identifiers import Actor, Identifier, ShipmentId
 
 __all__ = [
     "AlarmEvent",
@@ -49,10 +56,10 @@ class _EventBase(BaseModel):
 class CustodyEvent(_EventBase):
     type: Literal["custody"]
     action: CustodyAction
-    shipment_id: Identifier
+    shipment_id: ShipmentId
     asset_id: Identifier
     compartment_id: Identifier | None = None
-    actor: str = Field(min_length=1, max_length=128)
+    actor: Actor
 
 
 class DoorEvent(_EventBase):
@@ -75,8 +82,17 @@ _ADAPTER: TypeAdapter[CustodyEvent | DoorEvent | AlarmEvent] = TypeAdapter(Devic
 
 
 def parse_event(payload: bytes | str) -> CustodyEvent | DoorEvent | AlarmEvent:
-    """Parse and validate one event payload. Raises ``pydantic.ValidationError``."""
-    return _ADAPTER.validate_json(payload)
+    """Parse and validate one event payload. Raises ``pydantic.ValidationError``, also when an
+    object repeats a key (error type ``duplicate_key``: which value was meant is unknowable).
+    """
+    raw = payload.encode() if isinstance(payload, str) else payload
+    event = _ADAPTER.validate_json(raw)
+    # Events are few and ``actor`` is free text, so repeated keys are found by a second parse
+    # rather than telemetry's byte count.
+    tree, suspect = load_tree(raw.decode("utf-8"))
+    if suspect and any(reason == "duplicate_key" for _, reason, _, _ in problems(tree)):
+        raise duplicate_key_error("event", raw)
+    return event
 
 
 def event_json_schema() -> dict[str, Any]:

@@ -19,8 +19,12 @@ from pydantic import (
     Field,
     Tag,
     TypeAdapter,
+    ValidationError,
+    model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from coldchain.contract.jsontext import has_duplicate_keys, load_tree, problems
 from coldchain.identifiers import Identifier
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "Sample",
     "SingleMessage",
     "TelemetryMessage",
+    "duplicate_key_error",
     "parse_message",
     "telemetry_json_schema",
 ]
@@ -49,7 +54,10 @@ _STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=Tr
 
 
 class Position(BaseModel):
-    """A GNSS fix. ``fix`` is ``none`` when the receiver has no fix (lat/lon then omitted)."""
+    """A GNSS position. Without a fix it is not a place: when ``fix`` is ``none``, or lat and
+    lon are both exactly 0 (the no-fix output of many receivers; no reefer is at 0 N 0 E), the
+    validated position has ``fix`` ``none`` and ``lat``, ``lon``, ``speed_kmh`` and
+    ``heading_deg`` None (unknown), whatever the device sent for them."""
 
     model_config = _STRICT
 
@@ -59,6 +67,17 @@ class Position(BaseModel):
     heading_deg: float | None = Field(default=None, ge=0.0, lt=360.0)
     fix: Literal["none", "2d", "3d"] = "3d"
     hdop: float | None = Field(default=None, ge=0.0, le=100.0)
+
+    @model_validator(mode="after")
+    def _no_fix_is_no_place(self) -> Position:
+        # A receiver without a fix reports 0/0 or its last fix, and speed 0: none of it was
+        # measured now. object.__setattr__ because the model is frozen; fields_set stays what
+        # the device sent (the duplicate-key check counts it).
+        if self.fix == "none" or (self.lat == 0.0 and self.lon == 0.0):
+            for name in ("lat", "lon", "speed_kmh", "heading_deg"):
+                object.__setattr__(self, name, None)
+            object.__setattr__(self, "fix", "none")
+        return self
 
 
 class CompartmentState(BaseModel):
@@ -128,8 +147,33 @@ _ADAPTER: TypeAdapter[SingleMessage | BatchMessage] = TypeAdapter(TelemetryMessa
 
 
 def parse_message(payload: bytes | str) -> SingleMessage | BatchMessage:
-    """Parse and validate one payload. Raises ``pydantic.ValidationError`` (mapped by callers)."""
-    return _ADAPTER.validate_json(payload)
+    """Parse and validate one payload strictly: the whole message or nothing.
+
+    The reference reader (simulators, tests). Ingest reads with ``parse_telemetry``, which keeps
+    the good units of a bad message. Raises ``pydantic.ValidationError``, also when an object
+    repeats a key (error type ``duplicate_key``).
+    """
+    raw = payload.encode() if isinstance(payload, str) else payload
+    message = _ADAPTER.validate_json(raw)
+    if has_duplicate_keys(raw, message):
+        raise duplicate_key_error("telemetry", raw)
+    return message
+
+
+def duplicate_key_error(title: str, payload: bytes) -> ValidationError:
+    """A ``ValidationError`` naming every repeated key of ``payload`` (RFC 8259 §4: names
+    SHOULD be unique; with two values for one name, which was meant is unknown)."""
+    tree, _ = load_tree(payload.decode("utf-8"))
+    details: list[InitErrorDetails] = [
+        {
+            "type": PydanticCustomError("duplicate_key", "{detail}", {"detail": detail}),
+            "loc": loc,
+            "input": value,
+        }
+        for loc, reason, value, detail in problems(tree)
+        if reason == "duplicate_key"
+    ]
+    return ValidationError.from_exception_data(title, details, input_type="json")
 
 
 def telemetry_json_schema() -> dict[str, Any]:

@@ -6,9 +6,12 @@ See docs/rules.md for the exact semantics. Entry points:
   recompute after late data);
 * ``evaluate`` - batch evaluation of one compartment's series (same code as streaming);
 * ``merge`` - pure late-data merge of reported vs recomputed excursions;
+* ``ClockWatch`` - device clocks: clock skew evidence and forward jumps (inside the engine);
+* ``RewriteWatch`` - conflicting rewrites of a device's samples (integrity evidence);
 * ``load_presets`` / ``load_profiles`` - product profiles from YAML.
 """
 
+from coldchain.rules.clock import ClockReport, ClockWatch
 from coldchain.rules.engine import FeedResult, RulesEngine
 from coldchain.rules.evaluator import (
     BatchResult,
@@ -20,6 +23,7 @@ from coldchain.rules.evaluator import (
     fold,
 )
 from coldchain.rules.excursion import Excursion, ExcursionStatus, RuleKind, Severity, excursion_id
+from coldchain.rules.integrity import Rewrite, RewriteWatch
 from coldchain.rules.late import merge
 from coldchain.rules.mkt import MktAccumulator, mean_kinetic_temperature
 from coldchain.rules.plausible import plausible_limits
@@ -47,6 +51,8 @@ __all__ = [
     "BatchResult",
     "Change",
     "ChangeKind",
+    "ClockReport",
+    "ClockWatch",
     "CompartmentEvaluator",
     "CompartmentSpec",
     "Excursion",
@@ -58,6 +64,8 @@ __all__ = [
     "ProfileAssignment",
     "ProfileSet",
     "RecomputeNeeded",
+    "Rewrite",
+    "RewriteWatch",
     "RuleKind",
     "RulesEngine",
     "Severity",

@@ -4,13 +4,14 @@ Typical use in ingest::
 
     engine = RulesEngine(fleet, load_presets().merged(load_profiles(path)), assignments)
     engine.restore(saved)                         # after a restart
-    res = engine.feed(asset_id, samples, now_ms)  # validated Samples of one message
+    res = engine.feed(asset_id, samples, now_ms,  # validated Samples of one message
+                      device_id=dev, received_ms=rx)  # (receive time: device clock watch)
     for ch in res.changes: upsert(ch.excursion); publish(ch)
     for rc in res.recompute:                      # late data for an evaluated window
         obs = <read asset/compartment from rc.from_ms - engine.lookback_ms(...) on>
         for ch in engine.recompute(rc.asset_id, rc.compartment_id, obs, previous,
                                    from_ms=rc.from_ms, now_ms=now): ...
-    engine.tick(now_ms)                           # periodically: open data gaps
+    engine.tick_asset(asset_id, device_now_ms, now_ms)  # periodically: open data gaps
     saved = engine.checkpoint()                   # periodically and at shutdown
 """
 
@@ -20,9 +21,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from coldchain.contract.checks import ts_ms
 from coldchain.contract.telemetry import Sample
 from coldchain.exceptions import ProfileError
 from coldchain.fleet import Asset, Fleet
+from coldchain.rules.clock import ClockReport, ClockWatch
 from coldchain.rules.evaluator import (
     Change,
     CompartmentEvaluator,
@@ -54,10 +57,13 @@ _MAX_LOOKBACK_MS = 31 * 86_400_000
 
 @dataclass
 class FeedResult:
-    """Lifecycle changes to upsert/publish, and windows that need a recompute."""
+    """Lifecycle changes to upsert/publish, windows that need a recompute, and the forward
+    jump of the device clock this message showed (ms, 0 when none; docs/rules.md 4.10)."""
 
     changes: list[Change] = field(default_factory=list)
     recompute: list[RecomputeNeeded] = field(default_factory=list)
+    clock_jump_ms: int = 0
+    clock_offset_ms: int | None = None
 
 
 class RulesEngine:
@@ -68,8 +74,11 @@ class RulesEngine:
         assets: Fleet | Iterable[Asset],
         profiles: ProfileSet,
         assignments: Iterable[ProfileAssignment] = (),
+        clock_watch: ClockWatch | None = None,
     ) -> None:
         items = assets.assets.values() if isinstance(assets, Fleet) else assets
+        # Device clocks (clock skew evidence, forward jumps): see coldchain.rules.clock.
+        self.clocks = clock_watch if clock_watch is not None else ClockWatch()
         self._assets: dict[str, Asset] = {a.id: a for a in items}
         self.profiles = profiles
         self._assignments: list[ProfileAssignment] = list(assignments)
@@ -107,19 +116,42 @@ class RulesEngine:
 
     # -- streaming -----------------------------------------------------------------------------
     def feed(
-        self, asset_id: str, samples: Sample | Iterable[Sample], now_ms: int | None = None
+        self,
+        asset_id: str,
+        samples: Sample | Iterable[Sample],
+        now_ms: int | None = None,
+        *,
+        device_id: str | None = None,
+        received_ms: int | None = None,
     ) -> FeedResult:
         """Evaluate the validated samples of one message (one sample or a backlog batch).
 
         Within the call, samples are sorted by device time and same-instant duplicates merged,
         so order and redelivery inside a batch do not matter. ``now_ms`` (ingest wall clock)
         becomes ``detected_ms`` of new excursions; default: the device time of the sample.
+        With ``device_id`` and ``received_ms`` (the message's receive time on the ingest
+        clock), a single-sample message also feeds the device clock watch (``observe_clock``)
+        first: its ``clock_skew`` changes join the result and a forward jump reaches the
+        compartments before the sample does.
         """
         asset = self._assets.get(asset_id)
         if asset is None:
             raise ProfileError("asset", asset_id, "not registered with the rules engine")
+        report: ClockReport | None = None
+        if device_id is not None and received_ms is not None:
+            if not isinstance(samples, Sample):
+                samples = list(samples)
+                if len(samples) == 1:
+                    samples = samples[0]
+            if isinstance(samples, Sample):
+                now = received_ms if now_ms is None else now_ms
+                report = self.observe_clock(asset_id, device_id, ts_ms(samples), received_ms, now)
         if isinstance(samples, Sample):
             result = FeedResult()
+            if report is not None:
+                result.changes.extend(report.changes)
+                result.clock_jump_ms = report.jump_ms
+                result.clock_offset_ms = report.offset_ms
             for comp_id, obs in observations_from_sample(asset, samples).items():
                 self._feed_one(asset_id, comp_id, obs, now_ms, result)
             return result
@@ -128,6 +160,21 @@ class RulesEngine:
             for comp_id, obs in observations_from_sample(asset, s).items():
                 per_comp.setdefault(comp_id, []).append(obs)
         return self._feed_groups(asset_id, per_comp, now_ms)
+
+    def observe_clock(
+        self, asset_id: str, device_id: str, device_ms: int, received_ms: int, now_ms: int
+    ) -> ClockReport:
+        """One live message of ``device_id`` (device time ``device_ms``, received at
+        ``received_ms`` on the ingest clock): clock skew evidence, and a forward jump handed to
+        every compartment of the asset (docs/rules.md 4.10)."""
+        report = self.clocks.observe(asset_id, device_id, device_ms, received_ms, now_ms)
+        if report.jump_ms:
+            asset = self._assets.get(asset_id)
+            for comp in asset.compartments if asset is not None else ():
+                ev = self._evs.get((asset_id, comp.id))
+                if ev is not None:
+                    ev.add_jump(report.jump_ms)
+        return report
 
     def feed_observations(
         self,
@@ -179,14 +226,32 @@ class RulesEngine:
             result.changes.extend(r)
 
     def tick(self, now_ms: int) -> list[Change]:
-        """Call periodically with the ingest clock: opens data gaps that are still going on."""
+        """Call periodically with one clock for device time and detection (device time =
+        ingest time): opens data gaps that are still going on."""
         out: list[Change] = []
         for ev in self._evs.values():
             out.extend(ev.tick(now_ms))
         return out
 
+    def tick_asset(self, asset_id: str, device_now_ms: int, now_ms: int) -> list[Change]:
+        """The asset's device clock has got to ``device_now_ms`` (device time) at ingest time
+        ``now_ms``: each of its compartments without a recording for longer than its gap
+        limit of that clock opens a data gap, ``detected_ms`` = ``now_ms`` (docs/rules.md 4.6).
+        """
+        asset = self._assets.get(asset_id)
+        if asset is None:
+            return []
+        out: list[Change] = []
+        for comp in asset.compartments:
+            ev = self._evs.get((asset_id, comp.id))
+            if ev is not None and ev.ts >= 0:
+                out.extend(ev.tick(device_now_ms, now_ms))
+        return out
+
     def open_excursions(self) -> list[Excursion]:
-        return [e for ev in self._evs.values() for e in ev.open_excursions()]
+        """Open excursions of every compartment, and open ``clock_skew`` records."""
+        out = [e for ev in self._evs.values() for e in ev.open_excursions()]
+        return out + self.clocks.open_excursions()
 
     # -- profile assignment --------------------------------------------------------------------
     def assign(self, assignment: ProfileAssignment, now_ms: int | None = None) -> list[Change]:
@@ -213,9 +278,11 @@ class RulesEngine:
             "setpoint",
             "defrost_since",
             "stationary",
+            "speed_ts",
             "last_obs",
             "last_key",
             "late_until",
+            "jump",
         ):
             setattr(new, name, getattr(old, name))
         self._evs[key] = new
@@ -223,8 +290,9 @@ class RulesEngine:
 
     # -- checkpoint ----------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
-        """The streaming state of every compartment, JSON-able (see coldchain.rules.state)."""
-        return dump_checkpoint(self._evs)
+        """The streaming state of every compartment and device clock, JSON-able (see
+        coldchain.rules.state; ``devices``: coldchain.rules.clock)."""
+        return dump_checkpoint(self._evs) | {"devices": self.clocks.dump()}
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Resume from ``checkpoint()`` output (replaces the current state)."""
@@ -234,6 +302,7 @@ class RulesEngine:
             return None if asset is None else specs_for(asset).get(c)
 
         self._evs = load_checkpoint(data, spec_of, self.profiles.get)
+        self.clocks.load(dict(data.get("devices") or {}))
 
     # -- late data -----------------------------------------------------------------------------
     def lookback_ms(self, asset_id: str, compartment_id: str) -> int:
@@ -265,6 +334,7 @@ class RulesEngine:
         from_ms: int,
         now_ms: int,
         until_ms: int | None = None,
+        jumps: Iterable[tuple[int, int]] = (),
     ) -> list[Change]:
         """Re-evaluate a compartment after late data and return the upserts.
 
@@ -272,6 +342,8 @@ class RulesEngine:
         sample (any order, duplicates allowed). ``previous``: the excursions reported so far for
         this compartment (at least those starting at or after ``from_ms``). The recomputed end
         state replaces the streaming state, so later samples continue from the corrected truth.
+        ``jumps``: the device clock's forward jumps in the window, ``(device time, ms)``, as
+        streaming saw them (so a clock correction is no data gap in the recompute either).
         """
         spec = self.spec(asset_id, compartment_id)
         profile = self.profile_for(asset_id, compartment_id, from_ms)
@@ -281,7 +353,7 @@ class RulesEngine:
         prev_by_id = {e.id: e for e in (old.open_excursions() if old is not None else [])}
         prev_by_id.update((e.id, e) for e in previous)
         prev = list(prev_by_id.values())
-        res = evaluate(spec, profile, observations, until_ms=until_ms)
+        res = evaluate(spec, profile, observations, until_ms=until_ms, jumps=jumps)
         recomputed = list(res.excursions.values())
         changes = merge(prev, recomputed, from_ms=from_ms, now_ms=now_ms)
         cont = continuations(prev, recomputed, from_ms)

@@ -63,6 +63,7 @@ class CompartmentEvaluator:
         "defrost_since",
         "door",
         "hi",
+        "jump",
         "last_key",
         "last_obs",
         "last_temp_ts",
@@ -76,6 +77,7 @@ class CompartmentEvaluator:
         "rules",
         "setpoint",
         "spec",
+        "speed_ts",
         "stationary",
         "steps",
         "tick_rules",
@@ -85,7 +87,7 @@ class CompartmentEvaluator:
     def __init__(self, spec: CompartmentSpec, profile: Profile) -> None:
         self.spec = spec
         self.profile = profile
-        self.rules: list[Rule] = build_rules(profile)
+        self.rules: list[Rule] = build_rules(profile, spec)
         self.tick_rules: list[Rule] = [r for r in self.rules if isinstance(r, GapKind)]
         self.steps = [r.step for r in self.rules]  # bound once: the hot loop calls these
         self.cap = gap_cap_ms(gap_spec(profile), spec.asset_kind)
@@ -101,6 +103,7 @@ class CompartmentEvaluator:
         self.setpoint: float | None = None
         self.defrost_since = -1
         self.stationary = self.spec.asset_kind == "store"
+        self.speed_ts = -1  # device time of the last known speed (a GNSS fix)
         self.now = 0
         self.changes: list[tuple[ChangeKind, Excursion]] = []
         self.last_obs: Observation | None = None
@@ -111,6 +114,9 @@ class CompartmentEvaluator:
         # stepped is such data.
         self.late_until = -1
         self.late = False
+        # Forward jumps of the device clock (ms) since the last recording: device time that
+        # passed without being time (docs/rules.md 4.6, 4.10); widens the hold and gap limit.
+        self.jump = 0
 
     # -- reporting (called by rules) ---------------------------------------------------------
     def excursion(
@@ -179,7 +185,7 @@ class CompartmentEvaluator:
             held_any = dt if dt < cap else cap
             lt = self.last_temp_ts
             if lt >= 0:
-                end = lt + cap
+                end = lt + cap + self.jump
                 held = (ts if ts < end else end) - prev
                 if held < 0:
                     held = 0
@@ -195,12 +201,17 @@ class CompartmentEvaluator:
             amin = obs.amin
             if obs.amax > pl[1] or (amin is not None and amin < pl[0]):
                 obs = drop_implausible(self.spec, obs, pl[0], pl[1])
+        if obs.nofix and self.stationary and ts - self.speed_ts > self.cap:
+            # No fix for longer than a held state lasts: speed unknown, the stricter moving
+            # limits apply (a stop is not assumed without evidence).
+            self.stationary = False
         for rule_step in self.steps:
             rule_step(self, obs, held, held_any)
         if obs.hi is not None:
             self.hi = obs.hi
             self.lo = obs.lo
             self.last_temp_ts = ts
+            self.jump = 0
         if obs.door is not None:
             self.door = obs.door
         if obs.setpoint is not None:
@@ -214,15 +225,28 @@ class CompartmentEvaluator:
                 self.defrost_since = -1
         if obs.stationary is not None:
             self.stationary = obs.stationary
+            self.speed_ts = ts
         self.ts = ts
         self.last_obs = raw
 
-    def tick(self, now_ms: int) -> list[Change]:
-        """Wall-clock progress: opens (or escalates) a data gap that is still going on."""
+    def tick(self, now_ms: int, detected_ms: int | None = None) -> list[Change]:
+        """Clock progress with no new data: opens (or escalates) a data gap still going on.
+
+        ``now_ms``: how far the compartment's device clock has got (device time).
+        ``detected_ms``: the ingest clock, reported as ``detected_ms`` of what opens
+        (default ``now_ms``: one clock for both).
+        """
         self.late = False
+        self.now = now_ms if detected_ms is None else detected_ms
         for rule in self.tick_rules:
             rule.tick(self, now_ms)
         return self._take_changes() if self.changes else []
+
+    def add_jump(self, jump_ms: int) -> None:
+        """The device clock jumped forward by ``jump_ms`` (seen live): that much device time
+        until the next recording is not missing data (docs/rules.md 4.6)."""
+        if jump_ms > 0:
+            self.jump += jump_ms
 
     def open_excursions(self) -> list[Excursion]:
         out = []
@@ -256,8 +280,10 @@ class CompartmentEvaluator:
             "setpoint": self.setpoint,
             "defrost_since": self.defrost_since,
             "stationary": self.stationary,
+            "speed_ts": self.speed_ts,
             "last_key": None if key is None else _key_to_json(key),
             "late_until": self.late_until,
+            "jump": self.jump,
             "rules": {r.name: r.dump() for r in self.rules},
         }
 
@@ -270,10 +296,12 @@ class CompartmentEvaluator:
         self.setpoint = d["setpoint"]
         self.defrost_since = int(d["defrost_since"])
         self.stationary = bool(d["stationary"])
+        self.speed_ts = int(d.get("speed_ts", -1))
         lk = d["last_key"]
         self.last_key = None if lk is None else _key_from_json(lk)
         self.last_obs = None
         self.late_until = int(d.get("late_until", -1))
+        self.jump = int(d.get("jump", 0))
         saved = d["rules"]
         for rule in self.rules:
             if rule.name in saved:
@@ -341,12 +369,20 @@ def evaluate(
     until_ms: int | None = None,
     now_ms: int | None = None,
     start: CompartmentEvaluator | None = None,
+    jumps: Iterable[tuple[int, int]] = (),
 ) -> BatchResult:
     """Batch: sort and de-duplicate ``observations``, then feed them through a fresh evaluator
-    (or ``start``). ``until_ms`` ticks the clock at the end (a gap still going on opens)."""
+    (or ``start``). ``until_ms`` ticks the clock at the end (a gap still going on opens).
+    ``jumps``: forward jumps of the device clock ``(device time after the jump, ms)``, applied
+    before the first observation at or after that time, as streaming applied them."""
     ev = start if start is not None else CompartmentEvaluator(spec, profile)
     changes: list[Change] = []
+    pending = sorted(jumps)
+    j = 0
     for obs in prepare(spec, observations):
+        while j < len(pending) and pending[j][0] <= obs.ts:
+            ev.add_jump(pending[j][1])
+            j += 1
         r = ev.feed(obs, now_ms)
         if isinstance(r, RecomputeNeeded):  # only possible with a ``start`` state
             continue

@@ -23,6 +23,7 @@ RuleKind = Literal[
     "door_open",
     "setpoint",
     "sensor_fault",
+    "clock_skew",  # device evidence: compartment_id holds the device id (docs/rules.md 4.10)
 ]
 Severity = Literal["info", "warning", "critical"]
 # open: still going; closed: ended; recovered: a data gap that a late backlog filled.

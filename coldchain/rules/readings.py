@@ -101,6 +101,7 @@ class Observation:
         "hi",
         "lo",
         "mean",
+        "nofix",
         "setpoint",
         "spread",
         "stationary",
@@ -123,6 +124,7 @@ class Observation:
         defrost: bool | None,
         stationary: bool | None,
         custody: bool,
+        nofix: bool = False,
     ) -> None:
         self.ts = ts
         self.temps = temps
@@ -137,12 +139,14 @@ class Observation:
         self.defrost = defrost
         self.stationary = stationary
         self.custody = custody
+        # A position without a GNSS fix: speed unknown (``stationary`` is then None).
+        self.nofix = nofix
 
     def __repr__(self) -> str:
         return (
             f"Observation(ts={self.ts}, temps={self.temps}, door={self.door}, "
             f"setpoint={self.setpoint}, defrost={self.defrost}, stationary={self.stationary}, "
-            f"custody={self.custody})"
+            f"nofix={self.nofix}, custody={self.custody})"
         )
 
     def key(self) -> tuple[Any, ...]:
@@ -154,6 +158,7 @@ class Observation:
             self.defrost,
             self.stationary,
             self.custody,
+            self.nofix,
         )
 
 
@@ -214,17 +219,25 @@ def make_observation(
     setpoint_c: float | None = None,
     mode: str | None = None,
     speed_kmh: float | None = None,
+    fix: str | None = None,
     custody: bool = False,
 ) -> Observation:
     """Build an observation from plain values (e.g. read back from InfluxDB for a recompute).
 
     Sensors not registered on the compartment are ignored. ``custody=True`` marks a custody
     change at ``ts`` (resets cumulative budgets); it may come with no temperatures at all.
+    ``fix="none"`` (a position without a GNSS fix) makes the speed unknown whatever
+    ``speed_kmh`` says: ``stationary`` is None and ``nofix`` set; the evaluator keeps a stop
+    known from a fix like any held state, for at most the gap limit, then counts the vehicle as
+    moving (docs/rules.md section 1).
     """
     temps = tuple(temps_by_sensor.get(s) for s in spec.sensor_ids)
     hi, lo, mean, amax, amin, spread = _derive(spec, temps)
     if spec.asset_kind == "store":
         stationary: bool | None = True
+    elif fix == "none":
+        # Unknown speed must not grant a moving truck the loading allowances.
+        stationary = None
     elif speed_kmh is None:
         stationary = None
     else:
@@ -244,6 +257,7 @@ def make_observation(
         defrost,
         stationary,
         custody,
+        fix == "none" and spec.asset_kind != "store",
     )
 
 
@@ -254,7 +268,9 @@ def observations_from_sample(asset: Asset, sample: Sample) -> dict[str, Observat
     sensors or a state (door/reefer) for it; unknown sensors are ignored (ingest rejects them).
     """
     ts = ts_ms(sample)
-    speed = sample.position.speed_kmh if sample.position is not None else None
+    pos = sample.position
+    speed = pos.speed_kmh if pos is not None else None
+    fix = pos.fix if pos is not None else None
     out: dict[str, Observation] = {}
     temps_c = sample.temps_c
     states = sample.compartments
@@ -270,6 +286,7 @@ def observations_from_sample(asset: Asset, sample: Sample) -> dict[str, Observat
             setpoint_c=state.setpoint_c if state is not None else None,
             mode=state.mode if state is not None else None,
             speed_kmh=speed,
+            fix=fix,
         )
     return out
 
@@ -292,6 +309,7 @@ def merge_observations(spec: CompartmentSpec, a: Observation, b: Observation) ->
         b.defrost if b.defrost is not None else a.defrost,
         b.stationary if b.stationary is not None else a.stationary,
         a.custody or b.custody,
+        (b.nofix or a.nofix) and b.stationary is None and a.stationary is None,
     )
 
 

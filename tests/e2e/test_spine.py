@@ -100,7 +100,8 @@ def _hostile(device: str, ts_iso: str) -> list[tuple[str, bytes, str]]:
             "unknown_device",
         ),
         (topic, b'{"v":1,"device_id":"' + b"\xff\xfe" * 10 + b'"}', "invalid_utf8"),
-        (topic, b"[" * 10 + b"1" + b"]" * 10, "malformed_json"),
+        (topic, b"[" * 10 + b"1" + b"]" * 10, "not_an_object"),
+        (topic, b"\xef\xbb\xbf" + with_(), "bad_encoding"),
         (topic, b"{" + b" " * (10 * 1024 * 1024) + b"}", "payload_too_large"),
     ]
 
@@ -148,13 +149,14 @@ def test_hostile_payloads_are_dead_lettered_while_good_ones_land(
     assert by_reason["unknown_device"]["device_id"] == "ghost-7"
     assert by_reason["out_of_range"]["field"] in ("temps_c.c1-air", "position.lat")
     assert by_reason["payload_too_large"]["payload_size"] > 10 * 1024 * 1024
-    assert any(dl["field"] == "samples.2.ts" for dl in letters)
+    assert any(dl["field"] == "samples[2].ts" for dl in letters)
 
     expected = expected_readings(good)
     counts = stored_counts(services, settings.influx.database)
     assert counts["load-truck-0001"] == len(expected["load-truck-0001"])
-    # Truck 0 also got the four good samples of the batch (c2-air).
-    assert counts["load-truck-0000"] == len(expected["load-truck-0000"]) + 4
+    # Truck 0 also got the four good samples of the batch (c2-air), and the good probe of the
+    # message whose only fault was its position (a bad lat costs the position, not c1-air).
+    assert counts["load-truck-0000"] == len(expected["load-truck-0000"]) + 4 + 1
     assert service.stats()["received_messages"] == pub.sent
 
 

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import create_app
-from api.times import rfc3339
+from api.times import MAX_MS, rfc3339
 from coldchain.rules import load_presets
 from coldchain.settings import ApiSettings, Settings
 from registry import Registry
@@ -133,3 +133,51 @@ def test_errors(client: TestClient) -> None:
         401,
         {"detail": "the X-API-Key header does not hold a known API key"},
     )
+
+
+def test_a_shipment_id_with_slash_is_traced_from_the_store(
+    client: TestClient,
+    registry: Registry,  # noqa: F811
+) -> None:
+    """Issue 9, item 10: an id with '/' (a customer reference) used to be a 404 on every route."""
+    sid = "PO-2026/0042:A"
+    registry.create_shipment(sid, profile="chilled", actor="planner", created_ms=m(-60))
+    registry.record_custody_event(sid, "load", "truck-1", "c1", ts_ms=m(0), actor="driver")
+    registry.record_custody_event(sid, "deliver", "truck-1", None, ts_ms=m(60), actor="consignee")
+    for path in (sid, "PO-2026%2F0042%3AA"):
+        r = client.get(f"/v1/shipments/{path}/trace", params={"at": AT}, headers=KEY)
+        assert r.status_code == 200, r.text
+        (leg,) = [x for x in r.json()["legs"] if x["leg"]["compartment_id"] == "c1"]
+        assert (leg["readings"], leg["min_c"], leg["max_c"]) == (6, 3.0, 5.0)
+        r = client.get(f"/v1/shipments/{path}/trace.csv", params={"at": AT}, headers=KEY)
+        assert r.status_code == 200 and r.text.count(sid) == len(r.text.splitlines()) - 1
+
+
+def test_the_latest_time_accepted_is_one_the_store_answers(
+    registry: Registry,  # noqa: F811
+    influx: InfluxClient,  # noqa: F811
+) -> None:
+    """The bound of api/times.py is InfluxDB's: asked at exactly that time the store answers
+    (200), one millisecond later the API refuses (422); neither is a 503. (A shipment loaded an
+    hour before that instant: one still open since 2026 would be a 236-year trace, refused as
+    too long, 422, before InfluxDB is asked.)"""
+    late = MAX_MS - 3_600_000
+    registry.create_shipment("SHP-LATE", profile="chilled", actor="planner", created_ms=late)
+    registry.record_custody_event("SHP-LATE", "load", "store-1", "z1", ts_ms=late, actor="staff")
+    key = "temperature,asset=store-1,compartment=z1,probe=product,sensor=z1-prod"
+    influx.write(f"{key} temp_c=2.5 {late + 60_000}".encode())
+    app = create_app(
+        Settings(api=ApiSettings(keys={"regulator-key": "regulator"})),
+        registry=registry,
+        influx=influx,
+        fleet=FLEET,
+        profiles=load_presets(),
+        clock_ms=lambda: MAX_MS,
+    )
+    with TestClient(app) as c:
+        last = rfc3339(MAX_MS)
+        r = c.get("/v1/shipments/SHP-LATE/trace", params={"at": last}, headers=KEY)
+        assert r.status_code == 200, r.text
+        assert r.json()["legs"][0]["readings"] == 1  # the reading a minute after the load
+        r = c.get("/v1/shipments/SHP-LATE/trace", params={"at": rfc3339(MAX_MS + 1)}, headers=KEY)
+        assert r.status_code == 422 and "after the last instant" in r.json()["detail"]

@@ -17,7 +17,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import TraceService, create_app
-from api.times import rfc3339
 from coldchain.rules import load_presets
 from coldchain.rules.excursion import Excursion
 from coldchain.rules.mkt import mean_kinetic_temperature
@@ -102,6 +101,11 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
         # In store-1/z1 (no data) since 0 and still there.
         reg.create_shipment("SHP-L", profile="chilled", actor="planner", created_ms=m(-60))
         reg.record_custody_event("SHP-L", "load", "store-1", "z1", ts_ms=m(0), actor="staff")
+        # In store-1/z1 for the 30 days and the 20 years before the clients' clock (200).
+        for sid, minutes in (("SHP-M", 30 * 24 * 60), ("SHP-Y", 20 * 365 * 24 * 60)):
+            start = m(200 - minutes)
+            reg.create_shipment(sid, profile="chilled", actor="planner", created_ms=start)
+            reg.record_custody_event(sid, "load", "store-1", "z1", ts_ms=start, actor="staff")
         yield reg
 
 
@@ -209,15 +213,16 @@ def test_bounds_are_client_errors(client: TestClient) -> None:
     key = {"X-API-Key": "k"}
     r = client.get("/v1/shipments/SHP-S/trace", params={"resolution_s": 5}, headers=key)
     assert r.status_code == 422 and "query parameter 'resolution_s'" in r.text
-    # SHP-L as of 30 days on: 10-second buckets would be 259,201 of them.
-    at = rfc3339(m(30 * 24 * 60))
-    r = client.get("/v1/shipments/SHP-L/trace", params={"resolution_s": 10, "at": at}, headers=key)
+    # SHP-M's 30 days in 10-second buckets would be 259,201 of them.
+    r = client.get("/v1/shipments/SHP-M/trace", params={"resolution_s": 10}, headers=key)
     assert r.status_code == 422
     assert "more than 5000: use resolution_s >= 519" in r.json()["detail"]
     # The same 30 days at the default resolution (2 h: 30 d / 500 = 5184 s) are served; a leg
-    # open for 20 years is refused before InfluxDB is asked.
-    ok = client.get("/v1/shipments/SHP-L/trace", params={"at": at}, headers=key)
+    # open for 20 years is refused before InfluxDB is asked (7300 buckets even of a day).
+    ok = client.get("/v1/shipments/SHP-M/trace", headers=key)
     assert (ok.status_code, ok.json()["resolution_s"]) == (200, 7200)
-    far = rfc3339(m(20 * 365 * 24 * 60))  # 20 years: 7300 buckets even of a day
-    r = client.get("/v1/shipments/SHP-L/trace", params={"at": far}, headers=key)
+    r = client.get("/v1/shipments/SHP-Y/trace", headers=key)
+    assert r.status_code == 422 and "as of an earlier time" in r.json()["detail"]
+    # The report of it too: a 422, not a 503.
+    r = client.get("/v1/shipments/SHP-Y/report.pdf", headers=key)
     assert r.status_code == 422 and "as of an earlier time" in r.json()["detail"]

@@ -114,3 +114,30 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
 def test_fleet_constructor_rejects_duplicates_directly() -> None:
     with pytest.raises(RegistryError, match="'truck-1'"):
         Fleet([TRUCK, TRUCK])
+
+
+def test_an_asset_may_give_its_gln(tmp_path: Path) -> None:
+    store = asset("store-1", ["gw-1"], [("zone-a", ["s1"])]) | {"kind": "store"}
+    path = write(tmp_path, [store | {"gln": "4012345000115"}, asset("t1", ["d1"], [("c", ["s"])])])
+    f = load_fleet(path)
+    assert f.assets["store-1"].gln == "4012345000115" and f.assets["t1"].gln is None
+    # Round trip; an asset without a GLN writes no gln key (the demo fleet file is unchanged).
+    text = f.to_yaml()
+    assert text.count("gln:") == 1
+    path.write_text(text, encoding="utf-8")
+    assert load_fleet(path).assets == f.assets
+
+
+def test_a_bad_gln_is_refused_with_the_reason(tmp_path: Path) -> None:
+    bad = asset("s1", ["d1"], [("c", ["s"])])
+    msg = _error(tmp_path, [bad | {"gln": "4012345000116"}])
+    assert "assets.0.gln" in msg and "check digit" in msg
+    # Unquoted in YAML a GLN is a number and a leading zero would be lost.
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "assets:\n- id: s1\n  kind: store\n  gln: 4012345000115\n  devices: [d1]\n"
+        "  compartments: [{id: c, profile: chilled, sensors: [{id: s}]}]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(RegistryError, match="quoted string"):
+        load_fleet(path)

@@ -31,9 +31,11 @@ PINNED: dict[str, list[str]] = {
         "CustodyEvent",
         "DoorEvent",
         "Limits",
+        "ParsedTelemetry",
         "PointEncoder",
         "Position",
         "Power",
+        "REASONS",
         "Sample",
         "SingleMessage",
         "alert_topic",
@@ -41,11 +43,28 @@ PINNED: dict[str, list[str]] = {
         "device_id_from_topic",
         "device_topic",
         "event_json_schema",
+        "field_path",
         "parse_event",
         "parse_message",
+        "parse_telemetry",
+        "screen_sample",
         "shared_subscription",
         "telemetry_json_schema",
         "ts_ms",
+    ],
+    "coldchain.epcis": [
+        "COLDCHAIN_NS",
+        "CustodyRecord",
+        "EPCIS_CONTEXT",
+        "ShipmentRecord",
+        "biz_step",
+        "document_event_hashes",
+        "document_prehashes",
+        "epcis_document",
+        "epcis_schema",
+        "event_hash",
+        "prehash",
+        "validate_epcis",
     ],
     "coldchain.exceptions": [
         "ColdchainError",
@@ -151,7 +170,8 @@ def test_errors_share_one_base() -> None:
 
 def test_domain_library_imports_no_io_client() -> None:
     code = (
-        "import coldchain, coldchain.contract, coldchain.rules, json, sys; "
+        "import coldchain, coldchain.contract, coldchain.rules, coldchain.epcis, json, sys; "
+        "coldchain.epcis.validate_epcis({}); "
         "print(json.dumps(sorted(sys.modules)))"
     )
     out = subprocess.run(
@@ -159,5 +179,6 @@ def test_domain_library_imports_no_io_client() -> None:
     ).stdout
     modules = json.loads(out)
     assert "coldchain.contract" in modules and "pydantic" in modules  # the probe really ran
+    assert "jsonschema" in modules  # the EPCIS validator was loaded too
     leaked = sorted(m for m in modules if m.split(".")[0] in IO_CLIENTS)
     assert leaked == [], f"the domain library pulled in I/O clients: {leaked}"

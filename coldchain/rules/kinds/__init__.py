@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from coldchain.rules.kinds.base import Rule, Track
 from coldchain.rules.kinds.cumulative import CumulativeKind
 from coldchain.rules.kinds.door import DoorKind, SetpointKind
-from coldchain.rules.kinds.gap import GapKind, gap_cap_ms
+from coldchain.rules.kinds.gap import GapKind, ProbeSilenceKind, gap_cap_ms
 from coldchain.rules.kinds.mkt import MktKind
 from coldchain.rules.kinds.range import RangeKind
 from coldchain.rules.kinds.sensor import DisagreeKind, ImplausibleKind, StuckKind
@@ -21,11 +23,16 @@ from coldchain.rules.profiles import (
     SetpointRule,
 )
 
+if TYPE_CHECKING:
+    from coldchain.rules.readings import CompartmentSpec
+
 __all__ = ["Rule", "Track", "build_rules", "gap_cap_ms", "gap_spec"]
 
 
-def build_rules(profile: Profile) -> list[Rule]:
-    """Fresh rule instances for one compartment, in the profile's order."""
+def build_rules(profile: Profile, comp: CompartmentSpec | None = None) -> list[Rule]:
+    """Fresh rule instances for one compartment, in the profile's order. With the compartment's
+    ``comp`` spec, a data-gap rule also watches each probe of a compartment with several probes
+    (``silent.<sensor>``, docs/rules.md 4.6)."""
     rules: list[Rule] = []
     for spec in profile.rules:
         if isinstance(spec, RangeRule | HardLimitRule):
@@ -36,6 +43,8 @@ def build_rules(profile: Profile) -> list[Rule]:
             rules.append(MktKind(spec))
         elif isinstance(spec, DataGapRule):
             rules.append(GapKind(spec))
+            if comp is not None and len(comp.sensor_ids) > 1:
+                rules.extend(ProbeSilenceKind(spec, s, i) for i, s in enumerate(comp.sensor_ids))
         elif isinstance(spec, DoorRule):
             rules.append(DoorKind(spec))
         elif isinstance(spec, SetpointRule):

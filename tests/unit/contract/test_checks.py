@@ -1,4 +1,4 @@
-"""``check_sample`` (registry and clock) and ``ts_ms`` exactness."""
+"""``screen_sample``/``check_sample`` (registry and clock, per unit) and ``ts_ms`` exactness."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coldchain.contract import Limits, Sample, check_sample, ts_ms
+from coldchain.contract import Limits, Sample, check_sample, screen_sample, ts_ms
 from tests.unit.support import NOW, NOW_MS, TRUCK, fleet
 
 LIMITS = Limits(max_future_skew_s=300.0, max_sample_age_s=3600.0)
@@ -32,7 +32,7 @@ def test_future_timestamp_beyond_skew() -> None:
     assert check(make(300.001)) == "future_timestamp"
     problem = check_sample(make(3600.0), 4, "dev-1", TRUCK, fleet(), NOW_MS, LIMITS)
     assert problem is not None
-    assert (problem.field, problem.device_id) == ("samples.4.ts", "dev-1")
+    assert (problem.field, problem.device_id) == ("samples[4].ts", "dev-1")
     assert "3600 s ahead" in problem.detail
     assert "2026-11-23T19:00:00+00:00" in problem.value
 
@@ -52,8 +52,8 @@ def test_unknown_sensor_names_it() -> None:
     assert problem is not None
     assert (problem.reason, problem.field, problem.value) == (
         "unknown_sensor",
-        "samples.2.temps_c.s-a",
-        "'s-a'",
+        "samples[2].temps_c.s-a",
+        "5.0",
     )
 
 
@@ -63,6 +63,39 @@ def test_unknown_compartment_names_it() -> None:
     )
     assert problem is not None
     assert (problem.reason, problem.field) == ("unknown_compartment", "compartments.zone-a")
+
+
+def test_an_unregistered_probe_or_compartment_costs_only_its_value() -> None:
+    s = make(
+        temps_c={"t-front-air": 3.0, "s-a": 5.0, "ghost": 1.0},
+        compartments={"front": {"door_open": True}, "zone-a": {"door_open": False}},
+        position={"lat": 52.5, "lon": 13.4},
+    )
+    kept, problems = screen_sample(s, 7, "dev-1", TRUCK, fleet(), NOW_MS, LIMITS)
+    assert kept is not None
+    assert kept.temps_c == {"t-front-air": 3.0}
+    assert list(kept.compartments) == ["front"]
+    assert kept.position == s.position and kept.ts == s.ts and kept.seq == s.seq
+    assert [(p.reason, p.field, p.value) for p in problems] == [
+        ("unknown_sensor", "samples[7].temps_c.s-a", "5.0"),
+        ("unknown_sensor", "samples[7].temps_c.ghost", "1.0"),
+        ("unknown_compartment", "samples[7].compartments.zone-a", "'zone-a'"),
+    ]
+    # The original is untouched (models are frozen; the kept sample is a copy).
+    assert set(s.temps_c) == {"t-front-air", "s-a", "ghost"}
+
+
+def test_a_good_sample_is_returned_as_is() -> None:
+    s = make(temps_c={"t-front-air": 3.0}, compartments={"rear": {}})
+    kept, problems = screen_sample(s, -1, "dev-1", TRUCK, fleet(), NOW_MS, LIMITS)
+    assert kept is s and not problems
+
+
+def test_a_time_outside_the_window_costs_the_sample() -> None:
+    s = make(3600.0, temps_c={"t-front-air": 3.0})
+    kept, problems = screen_sample(s, 0, "dev-1", TRUCK, fleet(), NOW_MS, LIMITS)
+    assert kept is None
+    assert [(p.reason, p.field) for p in problems] == [("future_timestamp", "samples[0].ts")]
 
 
 def test_clock_checks_come_before_registry_checks() -> None:

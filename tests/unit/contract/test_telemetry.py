@@ -180,3 +180,38 @@ def test_models_are_frozen() -> None:
 def test_timestamps_far_from_1970_are_exact() -> None:
     msg = parse_message(dumps(single() | {"ts": "2262-04-11T23:47:16.854Z"}))
     assert msg.samples_list()[0].ts == datetime(2262, 4, 11, 23, 47, 16, 854000, tzinfo=UTC)
+
+
+def test_a_repeated_key_is_an_error_not_last_one_wins() -> None:
+    raw = dumps(single(temps_c={"p1": -18.5})).replace(b'"p1": -18.5', b'"p1": -18.5, "p1": 99.0')
+    [err] = errors(raw)
+    assert (err["type"], err["loc"], err["input"]) == (
+        "duplicate_key",
+        ("temps_c", "p1"),
+        [-18.5, 99.0],
+    )
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        {"lat": 0, "lon": 0, "speed_kmh": 0, "fix": "none"},
+        {"lat": 48.1, "lon": 11.6, "speed_kmh": 72.0, "heading_deg": 90.0, "fix": "none"},
+        {"lat": 0.0, "lon": 0.0, "speed_kmh": 0.0},  # 0/0 without a fix flag: no fix either
+        {"fix": "none", "hdop": 99.9},
+    ],
+)
+def test_a_position_without_a_fix_is_not_a_place_and_its_speed_is_unknown(
+    position: dict[str, Any],
+) -> None:
+    pos = parse_message(dumps(single(position=position))).samples_list()[0].position
+    assert pos is not None and pos.fix == "none"
+    assert (pos.lat, pos.lon, pos.speed_kmh, pos.heading_deg) == (None, None, None, None)
+    assert pos.hdop == position.get("hdop")
+
+
+def test_a_fix_at_a_real_place_is_kept() -> None:
+    for position in ({"lat": 0.0, "lon": 13.4, "fix": "2d"}, {"lat": 52.5, "lon": 0.0}):
+        pos = parse_message(dumps(single(position=position))).samples_list()[0].position
+        assert pos is not None and (pos.lat, pos.lon) == (position["lat"], position["lon"])
+        assert pos.fix == position.get("fix", "3d")

@@ -13,6 +13,7 @@ from coldchain.contract import Sample, ts_ms
 from coldchain.rules import Change, Excursion, RulesEngine, load_presets
 from coldchain.settings import InfluxSettings
 from ingest.evaluate import Accepted, CustodyChange, EvaluateStage, alert_payload, excursion_line
+from ingest.spool import Spool, SpooledMessage
 from registry import open_registry, upgrade
 from simulators.loadgen import make_fleet
 from timeseries.client import InfluxClient
@@ -94,3 +95,166 @@ def test_alert_and_annotation_carry_the_excursion(tmp_path: Path) -> None:
     assert line.endswith(f" {T0}")
     assert 'detail="door \\"left\\" open"' in line and "duration_s=600" in line
     assert "out_of_range_s=420," in line and f"returned_ms={T0 + 540_000}i" in line
+
+
+# -- the data-gap clock per compartment, restart journal, rewrites, clock jumps ----------------
+
+MIN = 60_000
+TRUCK, DEVICE = "load-truck-0000", "load-dev-0000"
+
+
+class _Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def _live_stage(
+    tmp_path: Path, clock: _Clock, spool: Spool | None = None, lines: list[str] | None = None
+) -> EvaluateStage:
+    fleet = make_fleet(2)
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    upgrade(url)
+    return EvaluateStage(
+        RulesEngine(fleet, load_presets()),
+        fleet,
+        open_registry(url),
+        InfluxClient(InfluxSettings(url="http://127.0.0.1:9")),  # never reached here
+        publish=lambda topic, payload: None,
+        annotate=(lambda new: lines.extend(new)) if lines is not None else (lambda new: None),
+        written_through=lambda: 0,  # nothing in InfluxDB yet: recomputes wait
+        clock_ms=clock,
+        journal_since=spool.journal_since if spool is not None else (lambda row: {}),
+        prune_journal=spool.prune_journal if spool is not None else (lambda row: None),
+    )
+
+
+def _at(minute: float, seq: int | None = None, **temps: float) -> Sample:
+    ts = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=T0 + round(minute * MIN))
+    names = {k.replace("_", "-"): v for k, v in temps.items()}
+    return Sample(ts=ts, seq=round(minute * 2) if seq is None else seq, temps_c=names)
+
+
+def _item(sample: Sample, row: int, received: int | None = None) -> Accepted:
+    return Accepted(TRUCK, [sample], row, DEVICE, ts_ms(sample) if received is None else received)
+
+
+def test_a_compartment_without_recordings_gets_its_gap_on_the_ingest_clock(
+    tmp_path: Path,
+) -> None:
+    wall0 = 9_000_000_000_000  # the ingest clock, far from device time
+    clock = _Clock(wall0)
+    stage = _live_stage(tmp_path, clock)
+    opened = []
+    for half in range(0, 41):  # every 30 s for 20 min: c2 probes only after minute 2
+        minute = half / 2
+        temps = {"c1_air": -20.0, "c1_prod": -19.0} if minute <= 2 else {}
+        clock.now = wall0 + half * 30_000
+        sample = _at(minute, c2_air=3.0, c2_prod=3.5, **temps)
+        # Received as sent (a right device clock); detection runs on the ingest clock.
+        assert stage._feed(_item(sample, half + 1)) == []
+        opened += stage._tick()
+    [gap] = [c for c in opened if c.kind == "opened"]
+    e = gap.excursion
+    assert (e.compartment_id, e.rule, e.start_ms) == ("c1", "gap", T0 + 12 * MIN)
+    assert e.detected_ms == wall0 + 25 * 30_000  # ingest clock at device minute 12.5
+    assert not [c for c in opened if c.excursion.compartment_id == "c2"]
+
+
+def test_restart_recomputes_and_holds_every_asset_acknowledged_after_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    clock = _Clock(T0)
+    spool = Spool(tmp_path / "spool.sqlite3", synchronous="NORMAL", rules_journal=True)
+    try:
+        # 21 samples of another asset, fed and checkpointed.
+        first = _live_stage(tmp_path, clock, spool)
+        other = "load-truck-0001"
+        msgs = [SpooledMessage(T0, "load-dev-0001", ["x v=1i 1"], T0 + m * MIN) for m in range(21)]
+        assert spool.append(msgs, []) == 21
+        first.submit_many(
+            Accepted(other, [_at(m, c1_air=-20.0)], m + 1, "load-dev-0001") for m in range(21)
+        )
+        for item in first._take():
+            assert item is not None
+            first._feed(item)
+        first._save_checkpoint(prune=True)
+        saved = first._registry.load_checkpoint("rules-engine")
+        assert saved is not None and saved["fed_through"] == 21
+        assert spool.journal_since(0) == {}  # pruned through the checkpoint
+        # The truck's minutes 0..39 are acknowledged (rows 22..61), never fed: SIGKILL.
+        truck = [SpooledMessage(T0, DEVICE, ["x v=1i 1"], T0 + m * MIN) for m in range(40)]
+        assert spool.append(truck, []) == 61
+        first._registry.close()
+
+        second = _live_stage(tmp_path, clock, spool)
+        second.resume(backlog_row=61)
+        pending = {k: (p.from_ms, p.need_row, p.hold) for k, p in second._pending.items()}
+        assert pending == {(TRUCK, "c1"): (T0, 61, True), (TRUCK, "c2"): (T0, 61, True)}
+        # New samples of the held truck join the recompute: nothing streamed, no data gap.
+        clock.now = T0 + 60 * MIN
+        assert second._feed(_item(_at(40, c1_air=-20.0), 62)) == []
+        assert not [c for c in second._tick() if c.excursion.asset_id == TRUCK]
+        assert second._pending[(TRUCK, "c1")].need_row == 62
+        assert second.stats()["rules_held"] == 1 and second.stats()["rules_assets_held"] == 1
+        # The other asset is not held and streams on.
+        assert other not in second._held
+    finally:
+        spool.close()
+
+
+def test_conflicting_rewrites_are_recorded_and_exact_redeliveries_dropped(
+    tmp_path: Path,
+) -> None:
+    clock = _Clock(T0)
+    stage = _live_stage(tmp_path, clock)
+    stage._feed(_item(_at(0, seq=7, c1_air=-19.0), 1))
+    stage._feed(_item(_at(1, seq=8, c1_air=-19.1), 2))
+    assert stage._feed(_item(_at(0, seq=7, c1_air=-19.0), 3)) == []  # exact: dropped
+    assert stage._pending == {}  # ... without a recompute
+    stage._feed(_item(_at(0, seq=3, c1_air=25.0), 4))  # history rewritten
+    stage._apply([])
+    [rw] = stage._registry.find_rewrites(asset_id=TRUCK)
+    assert (rw.device_id, rw.ts_ms, rw.old_seq, rw.new_seq) == (DEVICE, T0, 7, 3)
+    assert rw.changes == {"temp/c1-air": (-19.0, 25.0)}
+    stats = stage.stats()
+    assert (stats["rules_rewrites"], stats["rules_redeliveries"]) == (1, 1)
+    assert (TRUCK, "c1") in stage._pending  # the rewrite is evaluated as late data
+
+
+def test_a_clock_correction_is_a_jump_written_as_a_clock_point(tmp_path: Path) -> None:
+    clock = _Clock(T0)
+    lines: list[str] = []
+    stage = _live_stage(tmp_path, clock, lines=lines)
+    changes = []
+    for r in range(0, 30):  # received every minute; the clock 10 min slow from 5 to 24
+        device_min = r - 10 if 5 <= r < 25 else r
+        clock.now = T0 + r * MIN
+        sample = _at(device_min, seq=r, c1_air=-20.0, c1_prod=-19.0, c2_air=3.0, c2_prod=3.5)
+        changes += stage._feed(_item(sample, r + 1, received=clock.now))
+        changes += stage._tick()
+    kinds = [(c.excursion.kind, c.kind) for c in changes]
+    assert kinds == [("clock_skew", "opened"), ("clock_skew", "closed")]
+    assert stage.stats()["rules_clock_jumps"] == 1
+    [line] = [ln for ln in lines if ln.startswith("clock,")]
+    assert (
+        line == f"clock,asset={TRUCK},device={DEVICE} jump_ms=600000i,offset_ms=0i {T0 + 25 * MIN}"
+    )
+
+
+def test_a_checkpoint_from_before_the_journal_recomputes_every_compartment_it_holds(
+    tmp_path: Path,
+) -> None:
+    clock = _Clock(T0)
+    first = _live_stage(tmp_path, clock)
+    first._feed(_item(_at(3, c1_air=-20.0, c1_prod=-19.0), 1))
+    state = first._state()
+    del state["fed_through"]  # as written before the journal existed
+    first._registry.save_checkpoint("rules-engine", state)
+    first._registry.close()
+    second = _live_stage(tmp_path, clock)
+    second.resume(backlog_row=1)
+    assert {k: p.from_ms for k, p in second._pending.items()} == {(TRUCK, "c1"): T0 + 3 * MIN}
+    assert second._held == {TRUCK}

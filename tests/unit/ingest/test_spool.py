@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -22,7 +21,7 @@ def path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def spool(path: Path) -> Iterator[Spool]:
-    s = Spool(path, synchronous="NORMAL", dead_letter_payload_bytes=16)
+    s = Spool(path, synchronous="NORMAL")
     yield s
     s.close()
 
@@ -120,29 +119,6 @@ def test_interrupted_append_rolls_back_and_does_not_wedge(spool: Spool) -> None:
     assert spool.depth() == (1, 1)
 
 
-def test_dead_letters_keep_reason_field_value_hash_and_truncated_payload(
-    spool: Spool, path: Path
-) -> None:
-    payload = b"0123456789" * 10
-    spool.append([], [dead(payload), dead(b"{}", reason="unknown_device")])
-    [first, second] = spool.dead_letters()
-    assert {k: first[k] for k in ("reason", "field", "value", "detail", "payload_size")} == {
-        "reason": "malformed_json",
-        "field": "f.0",
-        "value": "'x'",
-        "detail": "bad",
-        "payload_size": 100,
-    }
-    assert second["reason"] == "unknown_device"
-    assert spool.dead_letter_counts() == {"malformed_json": 1, "unknown_device": 1}
-    with closing(sqlite3.connect(path)) as db:
-        sha, stored = db.execute(
-            "SELECT payload_sha256, payload FROM dead_letters ORDER BY id LIMIT 1"
-        ).fetchone()
-    assert sha == hashlib.sha256(payload).hexdigest()  # of the whole payload
-    assert stored == payload[:16]
-
-
 def test_rows_survive_reopen_and_are_visible_to_other_connections(path: Path) -> None:
     s = Spool(path)
     s.append([msg(2)], [dead()])
@@ -181,3 +157,35 @@ def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "dir.sqlite3").mkdir()
     with pytest.raises(StoreError, match="cannot open spool"):
         Spool(tmp_path / "dir.sqlite3")
+
+
+def test_the_rules_journal_outlives_the_writers_deletes_until_pruned(path: Path) -> None:
+    spool = Spool(path, synchronous="NORMAL", rules_journal=True)
+    try:
+        spool.append([msg(1, "a")], [])  # no device time: not journaled
+        last = spool.append(
+            [
+                SpooledMessage(1, "a", ["x v=1i 5"], from_ms=500),
+                SpooledMessage(1, "b", ["x v=1i 7"], from_ms=700),
+                SpooledMessage(1, "a", ["x v=1i 3"], from_ms=300),
+            ],
+            [],
+        )
+        assert last == 4
+        spool.delete_through(1, last)  # the writer put everything in InfluxDB
+        assert spool.depth() == (0, 0)
+        assert spool.journal_since(0) == {"a": 300, "b": 700}
+        assert spool.journal_since(3) == {"a": 300}  # rows after a checkpoint at row 3
+        spool.prune_journal(3)
+        assert spool.journal_since(0) == {"a": 300}
+        spool.prune_journal(4)
+        assert spool.journal_since(0) == {}
+    finally:
+        spool.close()
+    # Off by default: nothing journaled.
+    plain = Spool(path, synchronous="NORMAL")
+    try:
+        plain.append([SpooledMessage(1, "a", ["x v=1i 5"], from_ms=500)], [])
+        assert plain.journal_since(0) == {}
+    finally:
+        plain.close()

@@ -22,6 +22,7 @@ TABLES = {
     "audit_log",
     "custody_events",
     "excursions",
+    "integrity_evidence",
     "profile_assignments",
     "rule_checkpoints",
     "shipments",
@@ -90,7 +91,7 @@ def test_0002_adds_out_of_range_columns_and_keeps_existing_excursions(registry_u
             )
     finally:
         engine.dispose()
-    upgrade(registry_url, "0002")
+    upgrade(registry_url)  # through 0002 (and any later revision: open_registry needs head)
     with open_registry(registry_url) as reg:
         old = reg.get_excursion("e1")
         assert old is not None
@@ -153,9 +154,8 @@ def test_cli_init_migrates_settings_url(
     assert "audit chain intact" in out
     db = registry_url.removeprefix("sqlite:///")
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [
-            (head_revision(),)
-        ]
+        versions = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        assert versions == [(head_revision(),)]
 
 
 def test_cli_init_reports_a_bad_url(capsys: pytest.CaptureFixture[str]) -> None:

@@ -371,14 +371,22 @@ def test_stuck_sensor(runs: Callable[[str], tuple[Generated, Run]]) -> None:
     )
 
     # front-prod dead for 1 h: docs/simulators.md expects "missing product probe (data gap on
-    # that probe)". The engine's data gap is per compartment: without a product reading the
-    # control probe falls back to the air probe (docs/rules.md, section 1), which keeps
-    # recording, so the chain of evidence is not broken and no excursion is raised. The air
+    # that probe)". The compartment keeps recording through its air probe (docs/rules.md,
+    # section 1), so it has no data gap; the dead probe is a `silent.front-prod` sensor fault
+    # (section 4.6) from 10 min after its last reading until it reports again. The air
     # (frozen, cycling around -20) stays in range, so the fallback raises no false alarm.
     dead = fault(g, "sensor_dead")
     assert dead["sensor_id"] == "front-prod"
-    assert not run.find(asset, "front")
-    assert rules_of(run) == {(asset, "rear", "stuck")}
+    d_start, d_end = iso_ms(str(dead["start"])), iso_ms(str(dead["end"]))
+    [silent] = run.find(asset, "front")
+    assert (silent.rule, silent.kind, silent.status) == (
+        "silent.front-prod",
+        "sensor_fault",
+        "closed",
+    )
+    assert d_start - slack < silent.start_ms - 10 * MIN <= d_start
+    assert silent.end_ms is not None and d_end <= silent.end_ms <= d_end + slack
+    assert rules_of(run) == {(asset, "rear", "stuck"), (asset, "front", "silent.front-prod")}
 
 
 # -- wrong setpoint --------------------------------------------------------------------------

@@ -145,7 +145,9 @@ def test_random_long_series_exercises_every_rule() -> None:
     observations = build(steps)
     batch = evaluate(spec(sensors=TWO_PROBES), PROFILE, observations)
     fired = {e.rule for e in batch.excursions.values()}
-    assert fired == {r["name"] for r in ALL_RULES}
+    # Every profile rule, and the data-gap rule's per-probe watch (docs/rules.md 4.6).
+    assert fired - {r["name"] for r in ALL_RULES} <= {"silent.a1", "silent.a2"}
+    assert fired >= {r["name"] for r in ALL_RULES}
     assert stream(observations, [100, 2500, 5999]) == batch.changes
 
 

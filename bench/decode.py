@@ -1,0 +1,98 @@
+"""Decode/validate/encode cost per message (``process_delivery``); prints ONE JSON object.
+
+The ingest pipeline thread's per-message Python work, without MQTT, SQLite or InfluxDB: what
+``ingest.service.process_delivery`` costs on
+
+- ``good_single``: ~200-byte single-sample messages from the load generator (the common case,
+  taken by the strict fast path);
+- ``good_batch_100``: 100-sample backlog batches (fast path);
+- ``bad_value_batch_5000``: a 5,000-sample backlog with one probe at -127.0 in the middle (the
+  salvage path: every other value stored, one dead letter).
+
+Beside each, the same run's ``baseline``: ``json.loads`` of the same payloads (the floor any
+Python consumer pays to read them). Figures are microseconds per message (median of repeats).
+
+Usage: ``uv run --frozen python bench/decode.py [--repeat 7]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from coldchain.contract import Limits, PointEncoder
+from ingest.consumer import Delivery
+from ingest.service import process_delivery
+from simulators.loadgen import SeededLoad, make_fleet
+
+
+def _per_message_us(
+    fn: Callable[[str, bytes], object], messages: list[tuple[str, bytes]], repeat: int
+) -> float:
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for topic, payload in messages:
+            fn(topic, payload)
+        runs.append((time.perf_counter() - t0) / len(messages) * 1e6)
+    return round(statistics.median(runs), 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+
+    fleet = make_fleet(20)
+    now_ms = int(time.time() * 1000)
+    start_ms = now_ms - 3_600_000
+    singles = [(m.topic, m.payload) for m in SeededLoad(fleet, seed=1).messages(100, start_ms)]
+    fast = SeededLoad(fleet, seed=2, interval_ms=100)
+    batches = [
+        (m.topic, m.payload) for m in fast.messages(2, start_ms, batch_every=1, batch_size=100)
+    ]
+    backlog_msg = next(
+        SeededLoad(fleet, seed=3, interval_ms=100).messages(
+            1, start_ms, batch_every=1, batch_size=5000
+        )
+    )
+    backlog = json.loads(backlog_msg.payload)
+    backlog["samples"][2500]["temps_c"]["c1-air"] = -127.0
+    bad = (backlog_msg.topic, json.dumps(backlog, separators=(",", ":")).encode())
+
+    encoder = PointEncoder(fleet)
+    limits = Limits()
+
+    def process(topic: str, payload: bytes) -> Any:
+        d = Delivery(topic, payload, 1, 1, now_ms, 0)
+        return process_delivery(d, fleet, encoder, limits, 1 << 20)
+
+    def baseline(topic: str, payload: bytes) -> object:
+        return json.loads(payload)
+
+    cases = {"good_single": singles, "good_batch_100": batches, "bad_value_batch_5000": [bad]}
+    out: dict[str, Any] = {"unit": "us_per_message"}
+    for name, messages in cases.items():
+        out[name] = {
+            "messages": len(messages),
+            "process_delivery_us": _per_message_us(process, messages, args.repeat),
+            "baseline_json_loads_us": _per_message_us(baseline, messages, args.repeat),
+        }
+    processed = process(*bad)
+    out["bad_value_batch_5000"]["dead_letters"] = len(processed.dead)
+    out["bad_value_batch_5000"]["stored_points"] = (
+        len(processed.spooled.lines) if processed.spooled else 0
+    )
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

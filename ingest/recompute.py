@@ -1,0 +1,109 @@
+"""The evaluate stage's late-data recompute of one compartment: read the window back from
+InfluxDB (samples, clock jumps) and the registry (custody changes, what was reported), and let
+the engine merge (docs/rules.md sections 7 and 13)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from coldchain.fleet import Asset, Fleet
+from coldchain.rules import Change, RulesEngine, make_observation, observations_from_sample
+from registry import Registry
+from timeseries.client import InfluxClient
+from timeseries.reads import read_clock_jumps, read_samples
+
+__all__ = ["DEVICE_KINDS", "recompute_compartment", "restart_recomputes"]
+
+# Records about a device, not a compartment: never part of a compartment's recompute.
+DEVICE_KINDS = frozenset({"clock_skew"})
+_AHEAD_MS = 300_000  # device clocks may run this far ahead of the ingest clock
+
+
+def recompute_compartment(
+    engine: RulesEngine,
+    asset: Asset,
+    comp_id: str,
+    from_ms: int,
+    now_ms: int,
+    *,
+    registry: Registry,
+    influx: InfluxClient,
+    recent_jumps: Iterable[tuple[int, int]] = (),
+) -> list[Change]:
+    """Recompute ``asset``/``comp_id`` from ``from_ms`` (minus the engine's lookback) up to the
+    newest stored sample; returns the upserts. ``recent_jumps``: clock jumps seen live that may
+    not be in InfluxDB yet. Raises the adapters' ``ColdchainError``s (the stage retries)."""
+    start = from_ms - engine.lookback_ms(asset.id, comp_id)
+    end = now_ms + _AHEAD_MS
+    observations = [
+        obs
+        for sample in read_samples(influx, asset.id, start, end)
+        if (obs := observations_from_sample(asset, sample).get(comp_id)) is not None
+    ]
+    # Custody changes restart cumulative budgets: replay them from the registry too.
+    spec = engine.spec(asset.id, comp_id)
+    for legs in registry.shipments_on_asset(asset.id, start, now_ms).values():
+        for leg in legs:
+            if leg.asset_id == asset.id and leg.compartment_id == comp_id:
+                for t in (leg.from_ms, leg.to_ms):
+                    if t is not None:
+                        observations.append(make_observation(spec, t, {}, custody=True))
+    # Clock jumps as streaming saw them: stored ones, and those not written yet.
+    jumps = dict(read_clock_jumps(influx, asset.id, start, end))
+    jumps.update((t, j) for t, j in recent_jumps if start <= t <= end)
+    previous = [
+        r.excursion
+        for r in registry.find_excursions(asset_id=asset.id, compartment_id=comp_id, from_ms=start)
+        if r.excursion.kind not in DEVICE_KINDS
+    ]
+    return engine.recompute(
+        asset.id,
+        comp_id,
+        observations,
+        previous,
+        from_ms=from_ms,
+        now_ms=now_ms,
+        jumps=sorted(jumps.items()),
+    )
+
+
+def restart_recomputes(
+    engine: RulesEngine, fleet: Fleet, saved: Mapping[str, Any], journal: Mapping[str, int]
+) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """What a restart must recompute, from the restored checkpoint ``saved`` (already loaded
+    into ``engine``) and the spool's rules journal after its ``fed_through`` (device -> oldest
+    device time): ``{(asset, compartment): from_ms}``, and ``{asset: newest device time known}``
+    for every asset the rules know (-1: none yet) so their silence clocks start.
+
+    The checkpoint's pending recomputes; every compartment of a journaled asset, from the
+    oldest journaled time or its checkpoint time if earlier; and, for a checkpoint written
+    before the journal existed (no ``fed_through``), every checkpointed compartment from its
+    checkpoint time (docs/rules.md section 13).
+    """
+    todo: dict[tuple[str, str], int] = {}
+    heard: dict[str, int] = {}
+
+    def add(key: tuple[str, str], from_ms: int) -> None:
+        todo[key] = min(from_ms, todo.get(key, from_ms))
+
+    for a, c, from_ms in saved.get("pending_recomputes", []):
+        if a in fleet.assets:
+            add((a, c), int(from_ms))
+    for e in saved.get("compartments", []):
+        key = (e["asset"], e["compartment"])
+        if key[0] not in fleet.assets:
+            continue
+        ts = engine.evaluator(*key).ts
+        heard[key[0]] = max(ts, heard.get(key[0], -1))
+        if "fed_through" not in saved and ts >= 0:
+            add(key, ts)
+    for device, from_ms in journal.items():
+        asset = fleet.asset_of(device)
+        if asset is None:
+            continue
+        heard.setdefault(asset.id, -1)
+        for comp in asset.compartments:
+            ts = engine.evaluator(asset.id, comp.id).ts
+            add((asset.id, comp.id), min(from_ms, ts) if ts >= 0 else from_ms)
+    return todo, heard

@@ -1,0 +1,96 @@
+"""What the evaluate stage takes in and puts out: its work items, the alert payload and the
+InfluxDB lines it writes (``excursion`` annotations, ``clock`` jumps). Pure formatting."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from coldchain.contract import Sample
+from coldchain.lineprotocol import format_fields, series_key
+from coldchain.rules import Change
+
+__all__ = ["Accepted", "CustodyChange", "Pending", "alert_payload", "clock_line", "excursion_line"]
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Validated samples of one message, and the spool row that holds their points.
+
+    ``device_id`` and ``received_ms`` (the receive time on the ingest clock) let the stage
+    watch the device's clock and its rewrites; without them the samples are only evaluated.
+    """
+
+    asset_id: str
+    samples: Sequence[Sample]
+    row_id: int
+    device_id: str = ""
+    received_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustodyChange:
+    """A load/unload/handover scan: cumulative budgets of the compartment restart."""
+
+    asset_id: str
+    compartment_id: str
+    ts_ms: int
+    row_id: int = 0
+
+
+@dataclass
+class Pending:
+    """A compartment to recompute from InfluxDB from ``from_ms`` once the writer has passed
+    spool row ``need_row``. ``hold``: its streaming state misses acknowledged samples (after a
+    restart or a spill), so new samples of its asset wait for the recompute instead."""
+
+    from_ms: int
+    need_row: int
+    hold: bool = False
+    asked_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+
+    def widen(self, from_ms: int, need_row: int, hold: bool) -> None:
+        self.from_ms = min(self.from_ms, from_ms)
+        self.need_row = max(self.need_row, need_row)
+        self.hold = self.hold or hold
+
+
+def alert_payload(change: Change) -> bytes:
+    """The alert: which change, and the excursion as the registry now holds it."""
+    body = {"v": 1, "change": change.kind, **asdict(change.excursion)}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def excursion_line(change: Change) -> str:
+    """An ``excursion`` point at the excursion's start: Grafana annotations read these."""
+    e = change.excursion
+    key = series_key(
+        "excursion", {"asset": e.asset_id, "compartment": e.compartment_id, "rule": e.rule}
+    )
+    fields = format_fields(
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "severity": e.severity,
+            "status": e.status,
+            "change": change.kind,
+            "end_ms": e.end_ms,
+            "duration_s": e.duration_s,
+            "peak_c": e.peak_c,
+            "degree_minutes": e.degree_minutes,
+            "out_of_range_s": e.out_of_range_s,
+            "returned_ms": e.returned_ms,
+            "detected_late": e.detected_late,
+            "detail": e.detail[:500],
+        }
+    )
+    return f"{key} {fields} {e.start_ms}"
+
+
+def clock_line(asset_id: str, device_id: str, ts_ms: int, jump_ms: int, offset_ms: int) -> str:
+    """A ``clock`` point: the device clock jumped forward by ``jump_ms`` just before device
+    time ``ts_ms`` (a recompute reads these back, docs/rules.md 4.6)."""
+    key = series_key("clock", {"asset": asset_id, "device": device_id})
+    return f"{key} {format_fields({'jump_ms': jump_ms, 'offset_ms': offset_ms})} {ts_ms}"
