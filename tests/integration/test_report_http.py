@@ -119,3 +119,15 @@ def test_client_mistakes_are_4xx(client: TestClient) -> None:
         r = client.get(f"/v1/shipments/NOPE/report.{ext}", headers=KEY)
         assert (r.status_code, r.json()) == (404, {"detail": "shipment 'NOPE' not found"})
     assert client.get("/v1/shipments/SHP-S/report.html").status_code == 401
+
+
+def test_an_id_with_a_slash(client: TestClient, registry: Registry) -> None:  # noqa: F811
+    # Shipment ids may hold "/" (a customer reference): the report routes take the id as a path.
+    registry.create_shipment("PO-2026/0042", profile="chilled", actor="planner", created_ms=m(0))
+    registry.record_custody_event("PO-2026/0042", "load", "truck-5", "c1", ts_ms=m(0), actor="d")
+    r = client.get("/v1/shipments/PO-2026/0042/report.html", headers=KEY)
+    assert r.status_code == 200, r.text
+    assert '<span id="shipment-id">PO-2026/0042</span>' in r.text
+    r = client.get("/v1/shipments/PO-2026%2F0042/report.pdf", headers=KEY)
+    assert r.status_code == 200
+    assert r.headers["content-disposition"] == 'attachment; filename="report-PO-2026_0042.pdf"'
