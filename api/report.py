@@ -110,7 +110,8 @@ class ReportService:
         ``zone``. Raises UnknownTimeZone, ShipmentNotFound, TraceRefused, StoreError."""
         clock = Clock(check_zone(zone))
         legs = [x for x in self._registry.custody_legs(shipment_id) if x.from_ms <= at_ms]
-        span = (max((x.to_ms or at_ms) for x in legs) - legs[0].from_ms) if legs else 0
+        ends = [at_ms if x.to_ms is None else min(x.to_ms, at_ms) for x in legs]
+        span = max(ends) - legs[0].from_ms if legs else 0
         detail = self._tracer.detail(
             shipment_id, at_ms, resolution_s=_chart_resolution(span), track=True
         )
