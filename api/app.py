@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 import coldchain
 from api.errors import install_error_handlers
 from api.params import path_control_character
+from api.report import ReportService
+from api.report_routes import router as report_router
 from api.routes import Resources, router
 from api.trace import TraceService
 from coldchain.fleet import Fleet, load_fleet
@@ -83,8 +85,15 @@ def create_app(
         with open_backends(
             settings, registry=registry, influx=influx, fleet=fleet, profiles=profiles
         ) as b:
-            tracer = TraceService(b.registry, b.influx, b.fleet, b.profiles)
-            app.state.resources = Resources(b.registry, tracer, clock_ms)
+            tracer = TraceService(
+                b.registry,
+                b.influx,
+                b.fleet,
+                b.profiles,
+                max_readings=settings.api.trace_max_readings,
+            )
+            reporter = ReportService(tracer, b.registry, b.fleet, b.profiles)
+            app.state.resources = Resources(b.registry, tracer, clock_ms, reporter)
             if not settings.api.keys:
                 log.warning(
                     "no API keys configured (COLDCHAIN_API__KEYS): the API on %s:%s is open "
@@ -113,5 +122,7 @@ def create_app(
         return await call_next(request)
 
     app.get("/healthz", tags=["health"])(healthz)
+    # The report routes first: the shipment route's "{shipment_id:path}" would match them.
+    app.include_router(report_router)
     app.include_router(router)
     return app

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from api.trace import ShipmentNotFound
 from coldchain.exceptions import ColdchainError, ConfigError, RecordRejected, StoreError
+from coldchain.series import TraceRefused
 
 __all__ = ["install_error_handlers"]
 
@@ -47,6 +48,12 @@ async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
         got = "" if err.get("type") == "missing" else f" (got {_bounded(err.get('input'))})"
         parts.append(f"{where}: {err.get('msg', 'invalid')}{got}")
     return _answer(422, "; ".join(parts) or "invalid request")
+
+
+async def _refused(_request: Request, exc: Exception) -> JSONResponse:
+    # A trace too large for one request: the caller must ask for less (the message says how),
+    # so a 4xx, never a 503 "retry later".
+    return _answer(422, str(exc))
 
 
 async def _rejected(_request: Request, exc: Exception) -> JSONResponse:
@@ -81,6 +88,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ShipmentNotFound, _not_found)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(RecordRejected, _rejected)
+    app.add_exception_handler(TraceRefused, _refused)
     app.add_exception_handler(StoreError, _unavailable)
     app.add_exception_handler(ConfigError, _misconfigured)
     app.add_exception_handler(ColdchainError, _failed)

@@ -29,12 +29,19 @@ from api.params import (
     check_shipment_id,
     strict_query,
 )
+from api.report import ReportService
 from api.times import parse_time_param, rfc3339
-from api.trace import ShipmentNotFound, TraceService, trace_to_dict
+from api.trace import ShipmentNotFound, TraceService, detail_to_dict
 from coldchain.rules.excursion import ExcursionStatus
+from coldchain.series import (
+    DEFAULT_BUCKETS_PER_LEG,
+    MAX_BUCKETS_PER_LEG,
+    MAX_RESOLUTION_S,
+    MIN_RESOLUTION_S,
+)
 from registry import CustodyLeg, ExcursionRecord, Registry, Shipment
 
-__all__ = ["Resources", "router"]
+__all__ = ["AtParam", "Res", "Resources", "router"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,7 @@ class Resources:
     registry: Registry
     tracer: TraceService
     clock_ms: Callable[[], int]
+    reporter: ReportService
 
 
 def _resources(request: Request) -> Resources:
@@ -111,12 +119,27 @@ def _at_ms(res: Resources, at: str | None) -> int:
     return at_ms
 
 
+ResolutionParam = Annotated[
+    int | None,
+    Query(
+        ge=MIN_RESOLUTION_S,
+        le=MAX_RESOLUTION_S,
+        description="bucket width of the temperature series and GPS track, seconds; no leg may "
+        f"get more than {MAX_BUCKETS_PER_LEG} buckets (default: about "
+        f"{DEFAULT_BUCKETS_PER_LEG} for the longest leg)",
+    ),
+]
+
+
 @router.get("/shipments/{shipment_id:path}/trace")
-def shipment_trace(shipment_id: ShipmentIdPath, res: Res, at: AtParam = None) -> dict[str, Any]:
-    """Custody legs x temperatures x excursions, and a verdict."""
+def shipment_trace(
+    shipment_id: ShipmentIdPath, res: Res, at: AtParam = None, resolution_s: ResolutionParam = None
+) -> dict[str, Any]:
+    """Custody legs x temperatures x excursions, and a verdict; per leg the downsampled
+    product and air temperature (min/max/mean per bucket) and, for vehicles, the GPS track."""
     check_shipment_id(shipment_id)
     at_ms = _at_ms(res, at)
-    return trace_to_dict(res.tracer.trace(shipment_id, at_ms)) | {"at_ms": at_ms}
+    return detail_to_dict(res.tracer.detail(shipment_id, at_ms, resolution_s=resolution_s))
 
 
 @router.get("/shipments/{shipment_id:path}/trace.csv", response_class=Response)

@@ -114,6 +114,9 @@ class ApiSettings(BaseModel):
     # JSON, COLDCHAIN_API__KEYS='{"key": "regulator"}': the COLDCHAIN_API__KEYS__<key> form
     # lowercases the key. repr=False keeps the keys out of logged settings.
     keys: dict[str, ApiRole] = Field(default_factory=dict, repr=False)
+    # Raw readings one trace or report may stream for its exact statistics (about 6 s of work
+    # on a small machine); a larger one is refused with 422 (docs/api.md).
+    trace_max_readings: int = Field(default=2_000_000, ge=1)
 
 
 class Settings(BaseSettings):

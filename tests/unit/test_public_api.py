@@ -103,6 +103,15 @@ PINNED: dict[str, list[str]] = {
         "validate",
     ],
     "deploy": ["Influxd", "Mosquitto", "ServiceError", "Services", "free_port"],
+    "reports": [
+        "Acknowledgement",
+        "Clock",
+        "ReportExcursion",
+        "ReportLeg",
+        "ShipmentReport",
+        "render_report_html",
+        "render_report_pdf",
+    ],
     "timeseries": ["InfluxClient", "Series"],
     "simulators": [
         "Fault",
