@@ -20,11 +20,13 @@ import coldchain
 from api.errors import install_error_handlers
 from api.params import path_control_character
 from api.routes import Resources, router
+from api.routes_write import router as write_router
 from api.trace import TraceService
 from coldchain.fleet import Fleet, load_fleet
 from coldchain.rules import ProfileSet, load_presets
 from coldchain.settings import Settings
 from registry import Registry, open_registry, wall_clock_ms
+from services import build_services
 from timeseries.client import InfluxClient
 
 __all__ = ["Backends", "create_app", "open_backends"]
@@ -83,8 +85,23 @@ def create_app(
         with open_backends(
             settings, registry=registry, influx=influx, fleet=fleet, profiles=profiles
         ) as b:
-            tracer = TraceService(b.registry, b.influx, b.fleet, b.profiles)
+            tracer = TraceService(
+                b.registry,
+                b.influx,
+                b.fleet,
+                b.profiles,
+                clock_ms=clock_ms,
+                custody_grace_ms=round(settings.validation.custody_grace_s * 1000),
+            )
             app.state.resources = Resources(b.registry, tracer, clock_ms)
+            # The write services: the same wiring as the CLI's (services/bootstrap.py).
+            app.state.services = build_services(
+                b.registry,
+                fleet=b.fleet,
+                profiles=b.profiles,
+                validation=settings.validation,
+                clock_ms=clock_ms,
+            )
             if not settings.api.keys:
                 log.warning(
                     "no API keys configured (COLDCHAIN_API__KEYS): the API on %s:%s is open "
@@ -114,4 +131,5 @@ def create_app(
 
     app.get("/healthz", tags=["health"])(healthz)
     app.include_router(router)
+    app.include_router(write_router)
     return app

@@ -5,9 +5,11 @@ The computing is ``coldchain.trace`` (pure); this module only fetches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from coldchain.custody import DEFAULT_GRACE_MS, settled_problems
 from coldchain.exceptions import ColdchainError
 from coldchain.fleet import Fleet
 from coldchain.rules import ProfileSet, plausible_limits
@@ -22,7 +24,8 @@ from coldchain.trace import (
     leg_report,
     verdict,
 )
-from registry import Registry
+from registry import Registry, derive_legs, wall_clock_ms
+from registry.custody import to_scan
 from timeseries.client import InfluxClient
 from timeseries.reads import read_control_series
 
@@ -54,12 +57,19 @@ class TraceService:
         fleet: Fleet,
         profiles: ProfileSet,
         dock_limit_ms: int = DEFAULT_DOCK_LIMIT_MS,
+        *,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        custody_grace_ms: int = DEFAULT_GRACE_MS,
     ) -> None:
         self._registry = registry
         self._influx = influx
         self._fleet = fleet
         self._profiles = profiles
         self._dock_limit_ms = dock_limit_ms
+        # The wall clock judges the custody grace period (scans' received_ms); now_ms is
+        # device time.
+        self._clock_ms = clock_ms
+        self._custody_grace_ms = custody_grace_ms
 
     def trace(self, shipment_id: str, now_ms: int) -> ShipmentTrace:
         shipment = self._registry.get_shipment(shipment_id)
@@ -70,6 +80,7 @@ class TraceService:
         plausible = plausible_limits(profile)  # implausible values are no temperature
         reports: list[LegReport] = []
         excursions = {}
+        events = self._registry.custody_events(shipment_id)
         # As of ``now_ms`` (device time): legs that began later do not exist yet, and one that
         # ended later is still open then.
         legs = [
@@ -79,7 +90,7 @@ class TraceService:
                 x.from_ms,
                 x.to_ms if _ended(x.to_ms, now_ms) else None,
             )
-            for x in self._registry.custody_legs(shipment_id)
+            for x in derive_legs(events)
             if x.from_ms <= now_ms
         ]
         for leg in legs:
@@ -117,7 +128,14 @@ class TraceService:
         ):
             excursions[gap.id] = gap
         ordered = sorted(excursions.values(), key=lambda e: (e.start_ms, e.id))
-        v, reasons = verdict(reports, ordered)
+        # Scans that cannot have happened, still so after the grace period (coldchain.custody).
+        integrity = settled_problems(
+            [to_scan(e) for e in events],
+            at_ms=now_ms,
+            now_ms=self._clock_ms(),
+            grace_ms=self._custody_grace_ms,
+        )
+        v, reasons = verdict(reports, ordered, [p.reason() for p in integrity])
         return ShipmentTrace(shipment_id, shipment.profile, reports, ordered, v, reasons)
 
     def _asset_kind(self, asset_id: str) -> str:

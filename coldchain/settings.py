@@ -85,6 +85,9 @@ class ValidationSettings(BaseModel):
     max_payload_bytes: int = Field(default=1_048_576, ge=256)
     max_future_skew_s: float = Field(default=300.0, ge=0)
     max_sample_age_s: float = Field(default=30 * 86400.0, gt=0)
+    # How long every custody scan an impossible sequence depends on must have been in before
+    # the trace flags it (late MQTT scans may still explain it): coldchain.custody.
+    custody_grace_s: float = Field(default=3600.0, ge=0)
     dead_letter_payload_bytes: int = Field(default=65_536, ge=0)
 
 

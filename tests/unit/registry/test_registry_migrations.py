@@ -21,6 +21,7 @@ TABLES = {
     "audit_head",
     "audit_log",
     "custody_events",
+    "excursion_acknowledgements",
     "excursions",
     "profile_assignments",
     "rule_checkpoints",
