@@ -224,8 +224,8 @@ def time_problem(
         )
     if ts_ms < now_ms - max_age_s * 1000.0:
         return (
-            f"{_utc(ts_ms)} is more than {max_age_s:.0f} s before the server's clock "
-            f"({_utc(now_ms)})"
+            f"{_utc(ts_ms)} is more than {max_age_s:.0f} s ({max_age_s / 86400:g} days) before "
+            f"the server's clock ({_utc(now_ms)}); older events are not accepted"
         )
     return None
 

@@ -187,14 +187,25 @@ def stored_create_fields(row: ShipmentRow) -> dict[str, Any]:
 
 
 def differences(stored: Mapping[str, Any], sent: Mapping[str, Any]) -> list[str]:
-    """One phrase per field that differs, in CREATE_FIELDS order: ``profile is 'chilled' in
-    the stored shipment, 'frozen' in this request``."""
+    """One phrase per field that differs, in CREATE_FIELDS order, named as the request names
+    it and valued as JSON (times in RFC 3339): ``profile is "chilled" in the stored shipment,
+    "frozen" here``."""
     out = []
     for name in CREATE_FIELDS:
         old, new = stored.get(name, _default(name)), sent.get(name, _default(name))
         if old != new:
-            out.append(f"{name} is {_shown(old)} in the stored shipment, {_shown(new)} here")
+            label = name.removesuffix("_ms")
+            out.append(
+                f"{label} is {_json(name, old)} in the stored shipment, {_json(name, new)} here"
+            )
     return out
+
+
+def _json(name: str, value: Any) -> str:
+    if name.endswith("_ms") and isinstance(value, int):
+        value = utc(value)
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def refresh_state(session: Session, row: ShipmentRow) -> None:

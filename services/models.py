@@ -34,6 +34,7 @@ __all__ = [
     "AcknowledgementCreate",
     "CustodyEventCreate",
     "Disposition",
+    "Rfc3339",
     "ShipmentCancel",
     "ShipmentCreate",
     "ShipmentPatch",

@@ -178,12 +178,17 @@ def _ref(row: CustodyEventRow) -> str:
 
 
 def _same_event_or_conflict(row: CustodyEventRow, fields: dict[str, Any]) -> None:
-    """Nothing if the stored event has ``fields``, else RecordConflict naming what differs."""
-    diff = [
-        f"{name} is {getattr(row, name)!r} in the stored event, {value!r} here"
-        for name, value in fields.items()
-        if getattr(row, name) != value
-    ]
+    """Nothing if the stored event has ``fields``, else RecordConflict naming what differs
+    (as the request names it: ``ts`` in RFC 3339)."""
+    diff = []
+    for name, value in fields.items():
+        stored = getattr(row, name)
+        if stored == value:
+            continue
+        if name == "ts_ms":
+            diff.append(f"ts is {utc(stored)} in the stored event, {utc(value)} here")
+        else:
+            diff.append(f"{name} is {stored!r} in the stored event, {value!r} here")
     if diff:
         raise RecordConflict(
             f"custody event {row.event_id!r} is already recorded with other details: "
