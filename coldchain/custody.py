@@ -156,10 +156,10 @@ def _unload_problem(scan: CustodyScan, where: tuple[str, str | None, int] | None
         return f"{_what(scan)}: the shipment was not loaded anywhere"
     asset, comp, since = where
     if asset != scan.asset_id:
-        where = f"on the dock of {asset}" if comp is None else f"in {asset}/{comp}"
+        place = f"on the dock of {asset}" if comp is None else f"in {asset}/{comp}"
         return (
             f"{_what(scan)}: the shipment was not on {scan.asset_id} "
-            f"(it was {where} since {_utc(since)})"
+            f"(it was {place} since {_utc(since)})"
         )
     if comp is None:
         return (
