@@ -22,11 +22,13 @@ from api.params import path_control_character
 from api.report import ReportService
 from api.report_routes import router as report_router
 from api.routes import Resources, router
+from api.routes_write import router as write_router
 from api.trace import TraceService
 from coldchain.fleet import Fleet, load_fleet
 from coldchain.rules import ProfileSet, load_presets
 from coldchain.settings import Settings
 from registry import Registry, open_registry, wall_clock_ms
+from services import build_services
 from timeseries.client import InfluxClient
 
 __all__ = ["Backends", "create_app", "open_backends"]
@@ -91,9 +93,19 @@ def create_app(
                 b.fleet,
                 b.profiles,
                 max_readings=settings.api.trace_max_readings,
+                clock_ms=clock_ms,
+                custody_grace_ms=round(settings.validation.custody_grace_s * 1000),
             )
             reporter = ReportService(tracer, b.registry, b.fleet, b.profiles)
             app.state.resources = Resources(b.registry, tracer, clock_ms, reporter)
+            # The write services: the same wiring as the CLI's (services/bootstrap.py).
+            app.state.services = build_services(
+                b.registry,
+                fleet=b.fleet,
+                profiles=b.profiles,
+                validation=settings.validation,
+                clock_ms=clock_ms,
+            )
             if not settings.api.keys:
                 log.warning(
                     "no API keys configured (COLDCHAIN_API__KEYS): the API on %s:%s is open "
@@ -122,7 +134,9 @@ def create_app(
         return await call_next(request)
 
     app.get("/healthz", tags=["health"])(healthz)
-    # The report routes first: the shipment route's "{shipment_id:path}" would match them.
+    # The report and write routes first: the shipment route's "{shipment_id:path}" would
+    # match them.
     app.include_router(report_router)
+    app.include_router(write_router)
     app.include_router(router)
     return app

@@ -1,4 +1,5 @@
-"""The read endpoints under ``/v1``: shipments, their traces (JSON and CSV), excursions.
+"""The read endpoints under ``/v1``: shipments, their traces (JSON and CSV), excursions. (The
+shipment listing and the write endpoints are in api/routes_write.py.)
 
 Every route needs an authenticated caller (any role: they are all reads). Times in JSON stay
 epoch ms UTC as everywhere in coldchain (``*_ms``); query parameters take RFC 3339 with an
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -39,7 +40,8 @@ from coldchain.series import (
     MAX_RESOLUTION_S,
     MIN_RESOLUTION_S,
 )
-from registry import CustodyLeg, ExcursionRecord, Registry, Shipment
+from registry import Registry
+from services.views import excursion_view, shipment_view
 
 __all__ = ["AtParam", "Res", "Resources", "router"]
 
@@ -60,34 +62,6 @@ def _resources(request: Request) -> Resources:
 
 Res = Annotated[Resources, Depends(_resources)]
 router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(strict_query)])
-
-
-def _shipment(s: Shipment, legs: list[CustodyLeg]) -> dict[str, Any]:
-    # Legs end only at a delivery; a shipment with an open last leg is still in custody there.
-    here = legs[-1] if legs and legs[-1].to_ms is None else None
-    status = "registered" if not legs else "in_custody" if here is not None else "delivered"
-    custody: dict[str, Any] | None = None
-    if here is not None:
-        custody = {
-            "asset_id": here.asset_id,
-            "compartment_id": here.compartment_id,
-            "from_ms": here.from_ms,
-        }
-    return asdict(s) | {"status": status, "custody": custody}
-
-
-@router.get("/shipments")
-def list_shipments(
-    res: Res,
-    after: Annotated[str | None, Query(description="last id of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict[str, Any]]:
-    """Shipments in id order, with where each one is now."""
-    if after is not None:
-        check_shipment_id(after, where="query", name="after")
-    shipments = res.registry.list_shipments(after=after, limit=limit)
-    legs = res.registry.custody_legs_of([s.id for s in shipments])
-    return [_shipment(s, legs[s.id]) for s in shipments]
 
 
 AtParam = Annotated[
@@ -163,18 +137,7 @@ def get_shipment(shipment_id: ShipmentIdPath, res: Res) -> dict[str, Any]:
     shipment = res.registry.get_shipment(shipment_id)
     if shipment is None:
         raise ShipmentNotFound(shipment_id)
-    legs = res.registry.custody_legs(shipment_id)
-    return _shipment(shipment, legs) | {"legs": [asdict(leg) for leg in legs]}
-
-
-def _excursion(r: ExcursionRecord) -> dict[str, Any]:
-    return asdict(r.excursion) | {
-        "updated_ms": r.updated_ms,
-        "acknowledged": r.acknowledged,
-        "ack_by": r.ack_by,
-        "ack_ms": r.ack_ms,
-        "ack_comment": r.ack_comment,
-    }
+    return shipment_view(shipment, res.registry.custody_legs(shipment_id), with_legs=True)
 
 
 @router.get("/excursions")
@@ -186,9 +149,11 @@ def list_excursions(
     from_: Annotated[str | None, Query(alias="from", description="RFC 3339 with an offset")] = None,
     to: Annotated[str | None, Query(description="RFC 3339 with an offset")] = None,
     include_superseded: bool = False,
+    acknowledged: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[dict[str, Any]]:
-    """Excursions touching [from, to) (an open one extends forever), oldest first."""
+    """Excursions touching [from, to) (an open one extends forever), oldest first, each with
+    its latest acknowledgement and the link to all of them (``acknowledgements_url``)."""
     if asset_id is not None:
         check_identifier(asset_id, name="asset_id")
     if compartment_id is not None:
@@ -206,7 +171,9 @@ def list_excursions(
         status=status,
         from_ms=from_ms,
         to_ms=to_ms,
+        acknowledged=acknowledged,
         superseded=superseded,
         limit=limit,
     )
-    return [_excursion(r) for r in found]
+    latest = res.registry.latest_acknowledgements([r.excursion.id for r in found])
+    return [excursion_view(r, latest.get(r.excursion.id)) for r in found]

@@ -10,9 +10,11 @@ time into ``LegAccumulator`` (constant memory), and a trace whose legs hold more
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from coldchain.custody import DEFAULT_GRACE_MS, settled_problems
 from coldchain.exceptions import ColdchainError
 from coldchain.fleet import Fleet
 from coldchain.rules import ProfileSet, plausible_limits
@@ -38,7 +40,8 @@ from coldchain.trace import (
     instant_means,
     verdict,
 )
-from registry import ExcursionRecord, Registry, Shipment
+from registry import ExcursionRecord, Registry, Shipment, derive_legs, wall_clock_ms
+from registry.custody import to_scan
 from timeseries.client import InfluxClient
 from timeseries.reads import (
     PAGE_ROWS,
@@ -146,6 +149,8 @@ class TraceService:
         *,
         max_readings: int = DEFAULT_MAX_READINGS,
         page_rows: int = PAGE_ROWS,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        custody_grace_ms: int = DEFAULT_GRACE_MS,
     ) -> None:
         self._registry = registry
         self._influx = influx
@@ -154,6 +159,10 @@ class TraceService:
         self._dock_limit_ms = dock_limit_ms
         self._max_readings = max_readings
         self._page_rows = page_rows
+        # The wall clock judges the custody grace period (scans' received_ms); now_ms is
+        # device time.
+        self._clock_ms = clock_ms
+        self._custody_grace_ms = custody_grace_ms
 
     def trace(self, shipment_id: str, now_ms: int) -> ShipmentTrace:
         """The trace as of ``now_ms`` (device time). Raises ShipmentNotFound, TraceRefused,
@@ -177,6 +186,7 @@ class TraceService:
         profile = self._profiles[shipment.profile]
         low, high = band_limits(profile)
         plausible = plausible_limits(profile)  # implausible values are no temperature
+        events = self._registry.custody_events(shipment_id)
         # As of ``now_ms`` (device time): legs that began later do not exist yet, and one that
         # ended later is still open then.
         legs = [
@@ -186,7 +196,7 @@ class TraceService:
                 x.from_ms,
                 x.to_ms if _ended(x.to_ms, now_ms) else None,
             )
-            for x in self._registry.custody_legs(shipment_id)
+            for x in derive_legs(events)
             if x.from_ms <= now_ms
         ]
         plans = []
@@ -226,7 +236,14 @@ class TraceService:
         ):
             excursions[gap.id] = gap
         ordered = sorted(excursions.values(), key=lambda e: (e.start_ms, e.id))
-        v, reasons = verdict(reports, ordered)
+        # Scans that cannot have happened, still so after the grace period (coldchain.custody).
+        integrity = settled_problems(
+            [to_scan(e) for e in events],
+            at_ms=now_ms,
+            now_ms=self._clock_ms(),
+            grace_ms=self._custody_grace_ms,
+        )
+        v, reasons = verdict(reports, ordered, [problem.reason() for problem in integrity])
         trace = ShipmentTrace(shipment_id, shipment.profile, reports, ordered, v, reasons)
         kinds = [p.kind for p in plans]
         return TraceDetail(shipment, trace, now_ms, resolution, series, kinds, records)

@@ -16,11 +16,14 @@ __all__ = ["main"]
 # Subcommand modules, in the order ``coldchain --help`` lists them.
 SUBCOMMANDS = [
     "cli.api",
+    "cli.custody",
     "cli.dashboards",
     "cli.demo",
+    "cli.excursions",
     "cli.ingest",
     "cli.init",
     "cli.schema",
+    "cli.shipments",
     "cli.simulate",
     "cli.spool",
 ]

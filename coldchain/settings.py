@@ -100,6 +100,9 @@ class ValidationSettings(BaseModel):
     max_sample_age_s: float = Field(default=30 * 86400.0, gt=0)
     # Dead letters (with the full payloads they reference) older than this are pruned.
     dead_letter_retention_days: float = Field(default=30.0, gt=0)
+    # How long every custody scan an impossible sequence depends on must have been in before
+    # the trace flags it (late MQTT scans may still explain it): coldchain.custody.
+    custody_grace_s: float = Field(default=3600.0, ge=0)
 
 
 ApiRole = Literal["admin", "operator", "integrator", "regulator"]

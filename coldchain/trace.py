@@ -352,14 +352,19 @@ def _unmonitored_runs(legs: Iterable[Leg]) -> list[list[Leg]]:
 
 
 def verdict(
-    legs: Sequence[LegReport], excursions: Iterable[Excursion]
+    legs: Sequence[LegReport],
+    excursions: Iterable[Excursion],
+    integrity: Sequence[str] = (),
 ) -> tuple[Verdict, list[str]]:
     """``excursion`` if the product was out of its limits, else ``incomplete`` if the evidence
-    has holes (data or custody gaps, a monitored leg without readings), else ``compliant``.
+    has holes (data or custody gaps, a monitored leg without readings, a custody sequence that
+    cannot have happened), else ``compliant``.
 
     A temperature excursion's reason names how long the product was out of range, when it came
     back, its detail and the door events of that compartment overlapping it
-    (docs/rules.md, section 14)."""
+    (docs/rules.md, section 14). ``integrity`` are custody-integrity reasons
+    (``coldchain.custody.SequenceProblem.reason``, settled past their grace period): listed
+    after the temperature reasons, and enough on their own to make the evidence incomplete."""
     reasons: list[str] = []
     exc = [e for e in excursions if not e.superseded and e.status != "recovered"]
     temp = [e for e in exc if e.kind in _TEMPERATURE_KINDS and e.severity != "info"]
@@ -367,13 +372,14 @@ def verdict(
     for e in temp:
         reasons.append(_temperature_reason(e, doors))
     if temp:
-        return "excursion", reasons
+        return "excursion", reasons + list(integrity)
     for e in exc:
         if e.kind in _EVIDENCE_KINDS:
             reasons.append(f"{e.kind} on {e.asset_id}/{e.compartment_id}: {e.detail}")
     for r in legs:
         if r.leg.compartment_id is not None and r.readings == 0:
             reasons.append(f"no readings on {r.leg.asset_id}/{r.leg.compartment_id}")
+    reasons.extend(integrity)
     return ("incomplete", reasons) if reasons else ("compliant", reasons)
 
 

@@ -1,8 +1,9 @@
 """The registry database: what is not a time series.
 
-Shipments, custody events, excursions and their lifecycle, compartment profile assignments
-(with history), rules-engine checkpoints and an append-only hash-chained audit log, on
-SQLAlchemy 2 + Alembic; SQLite by default, PostgreSQL with the same code. See docs/registry.md.
+Shipments, custody events, excursions with their lifecycle and acknowledgements, compartment
+profile assignments (with history), rules-engine checkpoints and an append-only hash-chained
+audit log, on SQLAlchemy 2 + Alembic; SQLite by default, PostgreSQL with the same code. See
+docs/registry.md.
 
 Typical use::
 
@@ -17,31 +18,37 @@ from registry.custody import derive_legs
 from registry.db import make_engine
 from registry.migrate import check_schema, current_revision, head_revision, upgrade
 from registry.records import (
+    Acknowledgement,
     AuditEntry,
     ChainReport,
     CustodyAction,
     CustodyEvent,
     CustodyLeg,
     CustodySource,
+    Disposition,
     ExcursionRecord,
     ProfileAssignment,
     Shipment,
+    ShipmentStatus,
     SpoolIdentity,
 )
 from registry.repository import Registry, open_registry, wall_clock_ms
 
 __all__ = [
     "GENESIS",
+    "Acknowledgement",
     "AuditEntry",
     "ChainReport",
     "CustodyAction",
     "CustodyEvent",
     "CustodyLeg",
     "CustodySource",
+    "Disposition",
     "ExcursionRecord",
     "ProfileAssignment",
     "Registry",
     "Shipment",
+    "ShipmentStatus",
     "SpoolIdentity",
     "canonical_json",
     "check_schema",

@@ -169,8 +169,8 @@ def test_unknown_and_repeated_query_parameters_are_422(client: TestClient) -> No
     cases = [
         (
             "/v1/excursions?form=2026-01-01T00:00:00Z",
-            "unknown query parameter 'form'; this endpoint takes asset_id, compartment_id, "
-            "from, include_superseded, limit, status, to",
+            "unknown query parameter 'form'; this endpoint takes acknowledged, asset_id, "
+            "compartment_id, from, include_superseded, limit, status, to",
         ),
         (
             "/v1/shipments/S1/trace?as_of=2026-01-01T00:00:00Z",
