@@ -62,7 +62,9 @@ def _scan(action: str, asset: str, minute: int, seq: int, comp: str | None = Non
     return json.dumps(
         {
             "v": 1,
-            "device_id": "dev-1",
+            # A device may name only its own asset (ingest/events.py): store-1's gateway scans
+            # there.
+            "device_id": "dev-1" if asset == "truck-1" else "gw-1",
             "ts": f"{_iso(ts)}",
             "seq": seq,
             "type": "custody",
@@ -82,18 +84,19 @@ def _iso(ms: int) -> str:
 
 
 def _ingest(registry: Registry, payload: bytes, received_ms: int) -> None:
-    process_event(
-        "coldchain/v1/devices/dev-1/events", payload, fleet(), registry, 65536, received_ms
-    )
+    device = json.loads(payload)["device_id"]
+    topic = f"coldchain/v1/devices/{device}/events"
+    process_event(topic, payload, fleet(), registry, 65536, received_ms)
 
 
 def test_an_impossible_mqtt_sequence_is_stored_then_flagged_after_the_grace_period(
     registry: Registry, make_client: Callable[[int], TestClient]
 ) -> None:
     registry.create_shipment("SHP-9", profile="chilled", actor="erp")
-    # Handed over on truck-1's dock, then "unloaded" from store-1: never loaded there.
+    # Handed over on store-1's dock, then "unloaded" from store-1: never loaded there. (Both on
+    # a store's dock: a vehicle's leg would read its GPS track from InfluxDB.)
     received = NOW_MS - 30 * MIN
-    _ingest(registry, _scan("handover", "truck-1", 0, 1), received)
+    _ingest(registry, _scan("handover", "store-1", 0, 1), received)
     _ingest(registry, _scan("unload", "store-1", 10, 2), received)
     assert [e.action for e in registry.custody_events("SHP-9")] == ["handover", "unload"]
 
@@ -104,7 +107,7 @@ def test_an_impossible_mqtt_sequence_is_stored_then_flagged_after_the_grace_peri
     assert later["verdict"] == "incomplete"
     (reason,) = [r for r in later["reasons"] if "custody integrity" in r]
     assert reason.startswith("custody integrity (unload_not_loaded): unload #2 from store-1 at ")
-    assert "the shipment was not on store-1 (it was on the dock of truck-1 since" in reason
+    assert "the shipment was not loaded on store-1 (it was on its dock since" in reason
     # As of a time before the impossible scan, there is nothing to flag.
     at = _iso(NOW_MS - 3 * HOUR + 5 * MIN)
     before = make_client(NOW_MS + HOUR).get(
