@@ -1,6 +1,8 @@
 """The read endpoints under ``/v1``: shipments, their traces (JSON and CSV), excursions.
 
-Every route needs an authenticated caller (any role: they are all reads). Times in JSON stay
+Every route needs an authenticated caller (any role: they are all reads); a regulator key's
+scope hides the shipments outside it (404) and limits its excursions to its shipments' legs
+(api/scope.py), and its traces are recorded in the read chain (api/audit.py). Times in JSON stay
 epoch ms UTC as everywhere in coldchain (``*_ms``); query parameters take RFC 3339 with an
 offset; the CSV writes RFC 3339 UTC. Routes are plain ``def``: the registry and InfluxDB
 clients block, so FastAPI runs them in its thread pool.
@@ -15,11 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from api.auth import authenticate
+from api.audit import AuditRead
+from api.auth import Authed, authenticate
 from api.export import trace_to_csv
 from api.params import (
     AssetIdQuery,
@@ -29,8 +33,9 @@ from api.params import (
     check_shipment_id,
     strict_query,
 )
+from api.scope import regulator_excursions, visible_shipment, visible_shipments
 from api.times import parse_time_param, rfc3339
-from api.trace import ShipmentNotFound, TraceService, trace_to_dict
+from api.trace import TraceService, trace_to_dict
 from coldchain.rules.excursion import ExcursionStatus
 from registry import CustodyLeg, ExcursionRecord, Registry, Shipment
 
@@ -71,13 +76,14 @@ def _shipment(s: Shipment, legs: list[CustodyLeg]) -> dict[str, Any]:
 @router.get("/shipments")
 def list_shipments(
     res: Res,
+    principal: Authed,
     after: Annotated[str | None, Query(description="last id of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     """Shipments in id order, with where each one is now."""
     if after is not None:
         check_shipment_id(after, where="query", name="after")
-    shipments = res.registry.list_shipments(after=after, limit=limit)
+    shipments = visible_shipments(res.registry, principal, after=after, limit=limit)
     legs = res.registry.custody_legs_of([s.id for s in shipments])
     return [_shipment(s, legs[s.id]) for s in shipments]
 
@@ -112,19 +118,36 @@ def _at_ms(res: Resources, at: str | None) -> int:
 
 
 @router.get("/shipments/{shipment_id:path}/trace")
-def shipment_trace(shipment_id: ShipmentIdPath, res: Res, at: AtParam = None) -> dict[str, Any]:
+def shipment_trace(
+    shipment_id: ShipmentIdPath,
+    res: Res,
+    principal: Authed,
+    audit_read: AuditRead,
+    at: AtParam = None,
+) -> dict[str, Any]:
     """Custody legs x temperatures x excursions, and a verdict."""
     check_shipment_id(shipment_id)
     at_ms = _at_ms(res, at)
-    return trace_to_dict(res.tracer.trace(shipment_id, at_ms)) | {"at_ms": at_ms}
+    visible_shipment(res.registry, principal, shipment_id)
+    body = trace_to_dict(res.tracer.trace(shipment_id, at_ms)) | {"at_ms": at_ms}
+    audit_read(principal, "trace", shipment_id, at_ms=at_ms)
+    return body
 
 
 @router.get("/shipments/{shipment_id:path}/trace.csv", response_class=Response)
-def shipment_trace_csv(shipment_id: ShipmentIdPath, res: Res, at: AtParam = None) -> Response:
+def shipment_trace_csv(
+    shipment_id: ShipmentIdPath,
+    res: Res,
+    principal: Authed,
+    audit_read: AuditRead,
+    at: AtParam = None,
+) -> Response:
     """The trace's legs as CSV, one row per leg (a sortable spreadsheet, as FSMA 204 asks)."""
     check_shipment_id(shipment_id)
     at_ms = _at_ms(res, at)
+    visible_shipment(res.registry, principal, shipment_id)
     body = trace_to_csv(res.tracer.trace(shipment_id, at_ms), at_ms)
+    audit_read(principal, "trace.csv", shipment_id, at_ms=at_ms)
     filename = "trace-" + re.sub(r"[^A-Za-z0-9._-]", "_", shipment_id)[:100] + ".csv"
     return Response(
         body,
@@ -134,12 +157,10 @@ def shipment_trace_csv(shipment_id: ShipmentIdPath, res: Res, at: AtParam = None
 
 
 @router.get("/shipments/{shipment_id:path}")
-def get_shipment(shipment_id: ShipmentIdPath, res: Res) -> dict[str, Any]:
+def get_shipment(shipment_id: ShipmentIdPath, res: Res, principal: Authed) -> dict[str, Any]:
     """One shipment, with all its custody legs."""
     check_shipment_id(shipment_id)
-    shipment = res.registry.get_shipment(shipment_id)
-    if shipment is None:
-        raise ShipmentNotFound(shipment_id)
+    shipment = visible_shipment(res.registry, principal, shipment_id)
     legs = res.registry.custody_legs(shipment_id)
     return _shipment(shipment, legs) | {"legs": [asdict(leg) for leg in legs]}
 
@@ -157,6 +178,7 @@ def _excursion(r: ExcursionRecord) -> dict[str, Any]:
 @router.get("/excursions")
 def list_excursions(
     res: Res,
+    principal: Authed,
     asset_id: AssetIdQuery = None,
     compartment_id: CompartmentIdQuery = None,
     status: ExcursionStatus | None = None,
@@ -165,7 +187,8 @@ def list_excursions(
     include_superseded: bool = False,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[dict[str, Any]]:
-    """Excursions touching [from, to) (an open one extends forever), oldest first."""
+    """Excursions touching [from, to) (an open one extends forever), oldest first; for a
+    regulator, only those overlapping the custody legs of shipments it may see."""
     if asset_id is not None:
         check_identifier(asset_id, name="asset_id")
     if compartment_id is not None:
@@ -177,7 +200,10 @@ def list_excursions(
     # Superseded excursions never happened as reported (late data moved them); hidden unless
     # an auditor asks.
     superseded = None if include_superseded else False
-    found = res.registry.find_excursions(
+    find = res.registry.find_excursions
+    if principal.role == "regulator":
+        find = partial(regulator_excursions, res.registry, principal)
+    found = find(
         asset_id=asset_id,
         compartment_id=compartment_id,
         status=status,

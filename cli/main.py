@@ -16,10 +16,12 @@ __all__ = ["main"]
 # Subcommand modules, in the order ``coldchain --help`` lists them.
 SUBCOMMANDS = [
     "cli.api",
+    "cli.audit",
     "cli.dashboards",
     "cli.demo",
     "cli.ingest",
     "cli.init",
+    "cli.keys",
     "cli.schema",
     "cli.simulate",
 ]

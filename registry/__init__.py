@@ -13,8 +13,12 @@ Typical use::
 """
 
 from registry.audit import GENESIS, canonical_json, entry_hash
+from registry.audit_guard import restore_audit_guards
+from registry.audit_trail import AuditTrail
+from registry.audit_verify import AuditReport
 from registry.custody import derive_legs
 from registry.db import make_engine
+from registry.keys import ApiKey, KeyScope
 from registry.migrate import check_schema, current_revision, head_revision, upgrade
 from registry.records import (
     AuditEntry,
@@ -31,13 +35,17 @@ from registry.repository import Registry, open_registry, wall_clock_ms
 
 __all__ = [
     "GENESIS",
+    "ApiKey",
     "AuditEntry",
+    "AuditReport",
+    "AuditTrail",
     "ChainReport",
     "CustodyAction",
     "CustodyEvent",
     "CustodyLeg",
     "CustodySource",
     "ExcursionRecord",
+    "KeyScope",
     "ProfileAssignment",
     "Registry",
     "Shipment",
@@ -49,6 +57,7 @@ __all__ = [
     "head_revision",
     "make_engine",
     "open_registry",
+    "restore_audit_guards",
     "upgrade",
     "wall_clock_ms",
 ]

@@ -25,8 +25,10 @@ from sqlalchemy.orm import Session
 from coldchain.exceptions import RecordRejected
 from coldchain.rules.excursion import Excursion, ExcursionStatus
 from registry import audit, checkpoints, custody, excursions, profiles
+from registry.audit_trail import AuditTrail
 from registry.db import make_engine, make_session_factory, translate_errors
 from registry.ids import require_actor, require_identifier, require_shipment_id
+from registry.keys import ApiKeyStore
 from registry.models import (
     AuditRow,
     CustodyEventRow,
@@ -78,6 +80,8 @@ class Registry:
         self.engine = engine
         self._sessions = make_session_factory(engine)
         self._clock = clock
+        self.keys = ApiKeyStore(engine, self._sessions, clock)  # API keys (registry/keys.py)
+        self.trail = AuditTrail(engine, self._sessions, clock)  # reads, heads, verify all
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -31,8 +31,9 @@ def _db(url: str) -> str:
 def _tamper(url: str, *sql: str) -> None:
     """What someone with direct database access could do: drop the guard triggers, edit."""
     with sqlite3.connect(_db(url)) as conn:
-        conn.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
-        conn.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")
+        triggers = conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        for (name,) in triggers.fetchall():
+            conn.execute(f"DROP TRIGGER {name}")
         for stmt in sql:
             conn.execute(stmt)
 
