@@ -35,10 +35,13 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "audit", help="verify the audit log, or print its heads to anchor them elsewhere"
     )
-    p.add_argument("--registry-url", help="SQLAlchemy URL (default: COLDCHAIN_REGISTRY_URL)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--registry-url", help="SQLAlchemy URL (default: COLDCHAIN_REGISTRY_URL)")
     audit = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     v = audit.add_parser(
-        "verify", help="check chains, triggers and tables; exit 1 naming the first bad row"
+        "verify",
+        parents=[common],
+        help="check chains, triggers and tables; exit 1 naming the first bad row",
     )
     v.add_argument(
         "--anchor",
@@ -49,7 +52,7 @@ def register(sub: Any) -> None:
         "--reads-anchor", type=parse_anchor, help="the same for the reads chain, SEQ:HASH"
     )
     v.set_defaults(func=run_verify)
-    h = audit.add_parser("head", help="print each chain's head as SEQ:HASH")
+    h = audit.add_parser("head", parents=[common], help="print each chain's head as SEQ:HASH")
     h.add_argument("--json", action="store_true", help="print one JSON object")
     h.set_defaults(func=run_head)
 

@@ -61,10 +61,11 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "keys", help="create, list and revoke API keys (stored in the registry as hashes)"
     )
-    p.add_argument("--registry-url", help="SQLAlchemy URL (default: COLDCHAIN_REGISTRY_URL)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--registry-url", help="SQLAlchemy URL (default: COLDCHAIN_REGISTRY_URL)")
     keys = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
 
-    c = keys.add_parser("create", help="create a key and print its secret once")
+    c = keys.add_parser("create", parents=[common], help="create a key and print its secret once")
     c.add_argument(
         "--role", required=True, choices=["admin", "operator", "integrator", "regulator"]
     )
@@ -86,11 +87,11 @@ def register(sub: Any) -> None:
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=run_create)
 
-    ls = keys.add_parser("list", help="list keys (never their secrets)")
+    ls = keys.add_parser("list", parents=[common], help="list keys (never their secrets)")
     ls.add_argument("--json", action="store_true", help="print a JSON array")
     ls.set_defaults(func=run_list)
 
-    r = keys.add_parser("revoke", help="revoke a key from now on")
+    r = keys.add_parser("revoke", parents=[common], help="revoke a key from now on")
     r.add_argument("key_id", help="the key's id, as `keys list` shows it")
     r.add_argument("--by", help="who revokes it, for the audit log (default: the OS user)")
     r.add_argument("--reason", default="", help="why, for the audit log")

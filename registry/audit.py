@@ -289,8 +289,9 @@ def verify_chain(
             problem = "the head's hash differs from the last entry's"
         return broken(min(prev_seq, head_seq) + 1, problem)
     if not anchor_seen and anchor is not None:
+        # The first row missing is the one after the log's end (the anchor lies beyond it).
         return broken(
-            anchor[0],
+            min(anchor[0], prev_seq + 1),
             f"the anchored entry {anchor[0]} is not in the log, which ends at {prev_seq} "
             "(tail cut, or the whole log replaced)",
         )

@@ -130,6 +130,8 @@ def take_changes(session: Session) -> list[dict[str, Any]]:
 
 
 def _before_commit(session: Session) -> None:
+    # Commit flushes after this hook: flush first, so no change escapes the check.
+    session.flush()
     pending = session.info.pop(_PENDING, None)
     if pending:
         rows = ", ".join(f"{name} {key}" for name, key in sorted(pending)[:5])

@@ -4,11 +4,12 @@
 
 1. the writes chain (``audit_log``): every link, the head row, the anchor if given;
 2. the reads chain (``audit_read_log``): the same;
-3. the guards (registry/audit_guard.py): every append-only / head trigger present and unaltered;
-4. the records (registry/audit_records.py): every row of every protected table against the
+3. the records (registry/audit_records.py): every row of every protected table against the
    latest digest the writes chain holds for it: a row edited, inserted or deleted outside the
    registry is named. Skipped when the writes chain itself is broken (its digests cannot be
-   trusted then; the chain's problem is the one to fix).
+   trusted then; the chain's problem is the one to fix);
+4. the guards (registry/audit_guard.py): every append-only / head trigger present and
+   unaltered.
 
 The report lists every problem found, the first bad row first.
 """
@@ -82,13 +83,13 @@ def verify_all(
     problems = [f"writes chain, {_chain_problem(writes)}"] if not writes.ok else []
     if not reads.ok:
         problems.append(f"reads chain, {_chain_problem(reads)}")
-    problems += audit_guard.check_guards(session.connection())
     checked = 0
     if writes.ok:
         checked, record_problems = _compare_records(session, audited)
         problems += record_problems
     else:
         problems.append("records not compared with the tables: the writes chain is broken")
+    problems += audit_guard.check_guards(session.connection())
     return AuditReport(writes, reads, checked, tuple(problems))
 
 

@@ -15,7 +15,7 @@ indexed lookup and one hash. Lookup is by key id; the digest is compared in cons
 optional expiry (``expires_ms``; from then on it is refused) and, for a regulator only, an
 optional scope: shippers and/or an explicit list of shipment ids (a shipment is in scope if its
 shipper is listed or its id is). A revoked key stays in the table (the audit trail needs it) and
-is refused from ``revoked_ms`` on. Creating and revoking are audited on the writes chain
+is refused from then on. Creating and revoking are audited on the writes chain
 (``key.create``, ``key.revoke``: id, role, name, expiry, scope; never the secret or its digest).
 """
 
@@ -80,7 +80,9 @@ class ApiKey:
     scope: KeyScope | None = None
 
     def status(self, now_ms: int) -> KeyStatus:
-        if self.revoked_ms is not None and self.revoked_ms <= now_ms:
+        """``revoked`` once revoked (whatever the clock says), ``expired`` from ``expires_ms``
+        on, else ``active``."""
+        if self.revoked_ms is not None:
             return "revoked"
         if self.expires_ms is not None and self.expires_ms <= now_ms:
             return "expired"
