@@ -98,6 +98,16 @@ def register(sub: Any) -> None:
     r.set_defaults(func=run_revoke)
 
 
+def _who(args: argparse.Namespace) -> str:
+    """``--by``, else the OS user (the audit log needs a name; say who if there is none)."""
+    if args.by:
+        return str(args.by)
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        raise SystemExit("coldchain keys: cannot tell who you are; pass --by NAME") from None
+
+
 def _open(args: argparse.Namespace) -> Any:
     from coldchain.settings import load_settings
     from registry import open_registry
@@ -152,7 +162,7 @@ def run_create(args: argparse.Namespace) -> int:
     with _open(args) as registry:
         key, token = registry.keys.create(
             args.role,
-            created_by=args.by or getpass.getuser(),
+            created_by=_who(args),
             name=args.name,
             expires_ms=expires_ms,
             shippers=(args.shipper or []) if scoped else None,
@@ -200,9 +210,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_revoke(args: argparse.Namespace) -> int:
     with _open(args) as registry:
-        key, changed = registry.keys.revoke(
-            args.key_id, by=args.by or getpass.getuser(), reason=args.reason
-        )
+        key, changed = registry.keys.revoke(args.key_id, by=_who(args), reason=args.reason)
     when = _time(key.revoked_ms)
     if changed:
         print(f"key {key.key_id} ({key.role}) revoked at {when}")

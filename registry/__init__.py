@@ -1,7 +1,8 @@
 """The registry database: what is not a time series.
 
 Shipments, custody events, excursions and their lifecycle, compartment profile assignments
-(with history), rules-engine checkpoints and an append-only hash-chained audit log, on
+(with history), rules-engine checkpoints, API keys (``Registry.keys``) and an append-only
+hash-chained audit log of changes and regulator reads (``Registry.trail``), on
 SQLAlchemy 2 + Alembic; SQLite by default, PostgreSQL with the same code. See docs/registry.md.
 
 Typical use::
