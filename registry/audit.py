@@ -15,7 +15,7 @@ entry (registry/audit_records.py), under the payload key ``_records``; that is w
 
 There are two chains with the same recipe: ``WRITES`` (``audit_log``/``audit_head``: every
 change) and ``READS`` (``audit_read_log``/``audit_read_head``: regulator reads, written by
-registry/audit_reads.py), so an audited read never waits on the writers' head.
+registry/audit_trail.py), so an audited read never waits on the writers' head.
 """
 
 from __future__ import annotations
