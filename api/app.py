@@ -91,7 +91,7 @@ def create_app(
         ) as b:
             tracer = TraceService(b.registry, b.influx, b.fleet, b.profiles)
             app.state.resources = Resources(b.registry, tracer, clock_ms)
-            app.state.read_audit = ReadAudit(b.registry.trail if audit_reads else None)
+            app.state.read_audit = read_audit = ReadAudit(b.registry.trail if audit_reads else None)
             # Open (no key anywhere) only on loopback: ConfigError otherwise.
             refuse_open_off_loopback(settings.api.host, settings.api.keys, b.registry)
             if not settings.api.keys and not b.registry.keys.any():
@@ -102,7 +102,10 @@ def create_app(
                     settings.api.host,
                     settings.api.port,
                 )
-            yield
+            try:
+                yield
+            finally:
+                read_audit.close()
 
     app = FastAPI(
         title="coldchain",

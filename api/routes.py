@@ -129,8 +129,9 @@ def shipment_trace(
     check_shipment_id(shipment_id)
     at_ms = _at_ms(res, at)
     visible_shipment(res.registry, principal, shipment_id)
+    pending = audit_read.begin(principal, "trace", shipment_id, at_ms=at_ms)
     body = trace_to_dict(res.tracer.trace(shipment_id, at_ms)) | {"at_ms": at_ms}
-    audit_read(principal, "trace", shipment_id, at_ms=at_ms)
+    pending.wait()  # committed before the answer leaves (api/audit.py)
     return body
 
 
@@ -146,8 +147,9 @@ def shipment_trace_csv(
     check_shipment_id(shipment_id)
     at_ms = _at_ms(res, at)
     visible_shipment(res.registry, principal, shipment_id)
+    pending = audit_read.begin(principal, "trace.csv", shipment_id, at_ms=at_ms)
     body = trace_to_csv(res.tracer.trace(shipment_id, at_ms), at_ms)
-    audit_read(principal, "trace.csv", shipment_id, at_ms=at_ms)
+    pending.wait()
     filename = "trace-" + re.sub(r"[^A-Za-z0-9._-]", "_", shipment_id)[:100] + ".csv"
     return Response(
         body,

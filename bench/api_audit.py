@@ -6,7 +6,8 @@ entry of the read chain, committed before the answer) and one without (``create_
 audit_reads=False)``): the same-run baseline. Requests alternate between the two, so drift of a
 shared machine hits both alike.
 
-* ``sequential``: one client, a regulator key, p50/p95 trace latency with and without auditing;
+* ``sequential``: one client, a regulator key, p50/p95 trace latency with and without auditing,
+  and the median of the back-to-back differences (robust to a shared machine's drifting load);
 * ``with_ingest_writes``: the same while another thread commits an excursion change on the
   writes chain every 20 ms (50 transactions/s, above the registry's expected write rate): reads
   take their own head, so they do not queue behind the writers' one (on SQLite both still
@@ -124,6 +125,13 @@ def _stats(ms: list[float]) -> dict[str, float]:
         "p50": round(statistics.median(ordered), 2),
         "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 2),
     }
+
+
+def _paired_cost(runs: dict[str, list[float]]) -> float:
+    """Median of (audited - unaudited) over back-to-back pairs: robust to a machine whose load
+    drifts during the run (each pair shares its moment)."""
+    diffs = [a - b for a, b in zip(runs["audit"], runs["no_audit"], strict=True)]
+    return round(statistics.median(diffs), 2)
 
 
 def _timed(client: httpx.Client, path: str) -> float:
@@ -277,11 +285,13 @@ def _run(root: Path, influxd: Influxd, n: int, per_thread: int) -> dict[str, Any
             "audit_ms": s_audit,
             "audit_cost_p50_ms": round(s_audit["p50"] - s_plain["p50"], 2),
             "audit_cost_p50_pct": round(100 * (s_audit["p50"] / s_plain["p50"] - 1), 1),
+            "audit_cost_paired_median_ms": _paired_cost(seq),
         },
         "with_ingest_writes": {
             "writer_transactions_per_s": writes["per_s"],
             "no_audit_ms": _stats(loaded["no_audit"]),
             "audit_ms": _stats(loaded["audit"]),
+            "audit_cost_paired_median_ms": _paired_cost(loaded),
         },
         "concurrent": {
             "clients": THREADS,
