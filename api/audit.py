@@ -5,11 +5,10 @@ the answer meanwhile, and wait for the entry before returning::
 
     @router.get("/shipments/{shipment_id:path}/report.pdf")
     def report_pdf(shipment_id: str, res: Res, principal: Authed, audit_read: AuditRead):
-        visible_shipment(res.registry, principal, shipment_id)        # 404 off scope
-        pending = audit_read.begin(principal, "report.pdf", shipment_id, tz=tz)
-        pdf = ...                                                     # overlaps the append
-        pending.wait()                                                # committed, or 503
-        return Response(pdf, ...)
+        visible_shipment(res.registry, principal, shipment_id)          # 404 off scope
+        with audit_read.begin(principal, "report.pdf", shipment_id, tz=tz):
+            pdf = ...                                  # overlaps the append
+        return Response(pdf, ...)                      # the entry is committed here (or 503)
 
 (``audit_read(principal, what, target, **detail)`` does both at once, for an answer that
 costs nothing to compute.) The entry records the *request*: it is committed before any answer
@@ -39,13 +38,21 @@ AUDITED_READ_ROLES = frozenset({"regulator"})
 
 class PendingRead:
     """A read entry being appended; ``wait()`` returns once it is committed (or raises its
-    StoreError/RecordRejected). A no-op for reads that are not audited."""
+    StoreError/RecordRejected). A no-op for reads that are not audited. As a context manager
+    it waits on leaving, also when the block raised (the attempt is committed before the
+    error answer)."""
 
     def __init__(self, future: Future[AuditEntry] | None) -> None:
         self._future = future
 
     def wait(self) -> AuditEntry | None:
         return None if self._future is None else self._future.result()
+
+    def __enter__(self) -> PendingRead:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.wait()
 
 
 class ReadAudit:

@@ -129,9 +129,9 @@ def shipment_trace(
     check_shipment_id(shipment_id)
     at_ms = _at_ms(res, at)
     visible_shipment(res.registry, principal, shipment_id)
-    pending = audit_read.begin(principal, "trace", shipment_id, at_ms=at_ms)
-    body = trace_to_dict(res.tracer.trace(shipment_id, at_ms)) | {"at_ms": at_ms}
-    pending.wait()  # committed before the answer leaves (api/audit.py)
+    # The read entry is appended while the trace is computed, committed before any answer.
+    with audit_read.begin(principal, "trace", shipment_id, at_ms=at_ms):
+        body = trace_to_dict(res.tracer.trace(shipment_id, at_ms)) | {"at_ms": at_ms}
     return body
 
 
@@ -147,9 +147,8 @@ def shipment_trace_csv(
     check_shipment_id(shipment_id)
     at_ms = _at_ms(res, at)
     visible_shipment(res.registry, principal, shipment_id)
-    pending = audit_read.begin(principal, "trace.csv", shipment_id, at_ms=at_ms)
-    body = trace_to_csv(res.tracer.trace(shipment_id, at_ms), at_ms)
-    pending.wait()
+    with audit_read.begin(principal, "trace.csv", shipment_id, at_ms=at_ms):
+        body = trace_to_csv(res.tracer.trace(shipment_id, at_ms), at_ms)
     filename = "trace-" + re.sub(r"[^A-Za-z0-9._-]", "_", shipment_id)[:100] + ".csv"
     return Response(
         body,

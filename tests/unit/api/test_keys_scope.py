@@ -386,3 +386,15 @@ def test_an_app_without_read_auditing_records_nothing(apps: Apps) -> None:
     with TestClient(apps.make(audit_reads=False)) as c:
         assert c.get("/v1/shipments/S1/trace", headers=_h(token)).status_code == 200
     assert apps.registry.trail.read_entries() == []
+
+
+def test_a_regulator_read_that_fails_later_stays_recorded_as_an_attempt(
+    apps: Apps, client: TestClient
+) -> None:
+    # A monitored leg makes the trace ask InfluxDB, whose port is closed here: 503.
+    _ship(apps.registry, "S1", [("truck-1", "c1", 0)])
+    key_id, token = _key(apps.registry)
+    r = client.get("/v1/shipments/S1/trace", headers=_h(token))
+    assert r.status_code == 503
+    (entry,) = apps.registry.trail.read_entries()
+    assert (entry.actor, entry.action, entry.entity_id) == (key_id, "read.trace", "S1")
