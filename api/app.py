@@ -17,6 +17,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 import coldchain
+from api.audit import ReadAudit
+from api.auth import refuse_open_off_loopback
 from api.errors import install_error_handlers
 from api.params import path_control_character
 from api.report import ReportService
@@ -81,7 +83,11 @@ def create_app(
     fleet: Fleet | None = None,
     profiles: ProfileSet | None = None,
     clock_ms: Callable[[], int] = wall_clock_ms,
+    audit_reads: bool = True,
 ) -> FastAPI:
+    """The app; ``audit_reads=False`` leaves regulator reads out of the read chain (only for
+    the benchmark's same-run baseline, bench/api_audit.py)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with open_backends(
@@ -106,14 +112,21 @@ def create_app(
                 validation=settings.validation,
                 clock_ms=clock_ms,
             )
-            if not settings.api.keys:
+            app.state.read_audit = read_audit = ReadAudit(b.registry.trail if audit_reads else None)
+            # Open (no key anywhere) only on loopback: ConfigError otherwise.
+            refuse_open_off_loopback(settings.api.host, settings.api.keys, b.registry)
+            if not settings.api.keys and not b.registry.keys.any():
                 log.warning(
-                    "no API keys configured (COLDCHAIN_API__KEYS): the API on %s:%s is open "
-                    "to anyone who can reach it, with every role; for local use only",
+                    "no API keys (none in the registry, COLDCHAIN_API__KEYS empty): the API on "
+                    "%s:%s is open to anyone who can reach it, with every role; for local use "
+                    "only (create one: coldchain keys create)",
                     settings.api.host,
                     settings.api.port,
                 )
-            yield
+            try:
+                yield
+            finally:
+                read_audit.close()
 
     app = FastAPI(
         title="coldchain",

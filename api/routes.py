@@ -1,7 +1,9 @@
 """The read endpoints under ``/v1``: shipments, their traces (JSON and CSV), excursions. (The
 shipment listing and the write endpoints are in api/routes_write.py.)
 
-Every route needs an authenticated caller (any role: they are all reads). Times in JSON stay
+Every route needs an authenticated caller (any role: they are all reads); a regulator key's
+scope hides the shipments outside it (404) and limits its excursions to its shipments' legs
+(api/scope.py), and its traces are recorded in the read chain (api/audit.py). Times in JSON stay
 epoch ms UTC as everywhere in coldchain (``*_ms``); query parameters take RFC 3339 with an
 offset; the CSV writes RFC 3339 UTC. Routes are plain ``def``: the registry and InfluxDB
 clients block, so FastAPI runs them in its thread pool.
@@ -16,11 +18,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from api.auth import authenticate
+from api.audit import AuditRead
+from api.auth import Authed, authenticate
 from api.export import trace_to_csv
 from api.params import (
     AssetIdQuery,
@@ -31,8 +35,9 @@ from api.params import (
     strict_query,
 )
 from api.report import ReportService
+from api.scope import regulator_excursions, visible_shipment
 from api.times import parse_time_param, rfc3339
-from api.trace import ShipmentNotFound, TraceService, detail_to_dict
+from api.trace import TraceService, detail_to_dict
 from coldchain.rules.excursion import ExcursionStatus
 from coldchain.series import (
     DEFAULT_BUCKETS_PER_LEG,
@@ -107,21 +112,38 @@ ResolutionParam = Annotated[
 
 @router.get("/shipments/{shipment_id:path}/trace")
 def shipment_trace(
-    shipment_id: ShipmentIdPath, res: Res, at: AtParam = None, resolution_s: ResolutionParam = None
+    shipment_id: ShipmentIdPath,
+    res: Res,
+    principal: Authed,
+    audit_read: AuditRead,
+    at: AtParam = None,
+    resolution_s: ResolutionParam = None,
 ) -> dict[str, Any]:
     """Custody legs x temperatures x excursions, and a verdict; per leg the downsampled
     product and air temperature (min/max/mean per bucket) and, for vehicles, the GPS track."""
     check_shipment_id(shipment_id)
     at_ms = _at_ms(res, at)
-    return detail_to_dict(res.tracer.detail(shipment_id, at_ms, resolution_s=resolution_s))
+    visible_shipment(res.registry, principal, shipment_id)
+    # The read entry is appended while the trace is computed, committed before any answer.
+    with audit_read.begin(principal, "trace", shipment_id, at_ms=at_ms):
+        body = detail_to_dict(res.tracer.detail(shipment_id, at_ms, resolution_s=resolution_s))
+    return body
 
 
 @router.get("/shipments/{shipment_id:path}/trace.csv", response_class=Response)
-def shipment_trace_csv(shipment_id: ShipmentIdPath, res: Res, at: AtParam = None) -> Response:
+def shipment_trace_csv(
+    shipment_id: ShipmentIdPath,
+    res: Res,
+    principal: Authed,
+    audit_read: AuditRead,
+    at: AtParam = None,
+) -> Response:
     """The trace's legs as CSV, one row per leg (a sortable spreadsheet, as FSMA 204 asks)."""
     check_shipment_id(shipment_id)
     at_ms = _at_ms(res, at)
-    body = trace_to_csv(res.tracer.trace(shipment_id, at_ms), at_ms)
+    visible_shipment(res.registry, principal, shipment_id)
+    with audit_read.begin(principal, "trace.csv", shipment_id, at_ms=at_ms):
+        body = trace_to_csv(res.tracer.trace(shipment_id, at_ms), at_ms)
     filename = "trace-" + re.sub(r"[^A-Za-z0-9._-]", "_", shipment_id)[:100] + ".csv"
     return Response(
         body,
@@ -131,18 +153,17 @@ def shipment_trace_csv(shipment_id: ShipmentIdPath, res: Res, at: AtParam = None
 
 
 @router.get("/shipments/{shipment_id:path}")
-def get_shipment(shipment_id: ShipmentIdPath, res: Res) -> dict[str, Any]:
+def get_shipment(shipment_id: ShipmentIdPath, res: Res, principal: Authed) -> dict[str, Any]:
     """One shipment, with all its custody legs."""
     check_shipment_id(shipment_id)
-    shipment = res.registry.get_shipment(shipment_id)
-    if shipment is None:
-        raise ShipmentNotFound(shipment_id)
+    shipment = visible_shipment(res.registry, principal, shipment_id)
     return shipment_view(shipment, res.registry.custody_legs(shipment_id), with_legs=True)
 
 
 @router.get("/excursions")
 def list_excursions(
     res: Res,
+    principal: Authed,
     asset_id: AssetIdQuery = None,
     compartment_id: CompartmentIdQuery = None,
     status: ExcursionStatus | None = None,
@@ -153,7 +174,8 @@ def list_excursions(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[dict[str, Any]]:
     """Excursions touching [from, to) (an open one extends forever), oldest first, each with
-    its latest acknowledgement and the link to all of them (``acknowledgements_url``)."""
+    its latest acknowledgement and the link to all of them (``acknowledgements_url``); for a
+    regulator, only those overlapping the custody legs of shipments it may see."""
     if asset_id is not None:
         check_identifier(asset_id, name="asset_id")
     if compartment_id is not None:
@@ -165,7 +187,10 @@ def list_excursions(
     # Superseded excursions never happened as reported (late data moved them); hidden unless
     # an auditor asks.
     superseded = None if include_superseded else False
-    found = res.registry.find_excursions(
+    find = res.registry.find_excursions
+    if principal.role == "regulator":
+        find = partial(regulator_excursions, res.registry, principal)
+    found = find(
         asset_id=asset_id,
         compartment_id=compartment_id,
         status=status,

@@ -2,10 +2,12 @@
 go with them. Every route calls the service layer (services/), which the CLI calls too.
 
 Roles (docs/api.md, "Roles"): integrator and admin write shipments and custody events; operator
-and admin acknowledge excursions; every role reads. Errors are ``{"detail": ...}``: 401 no or
-unknown key, 403 role, 404 unknown record in the path, 409 contradicts what is stored, 422 a
-field or parameter is invalid. Idempotent creates answer 201 the first time and 200 with the
-stored record when the same body comes again.
+and admin acknowledge excursions; every role reads (a regulator never writes; a scoped one sees
+only its shipments and their excursions, 404 for the others: api/scope.py). Who acted is the
+caller's ``api.auth.Principal`` (its key id) as api/identity.py maps it. Errors are
+``{"detail": ...}``: 401 no or unknown key, 403 role, 404 unknown record in the path, 409
+contradicts what is stored, 422 a field or parameter is invalid. Idempotent creates answer 201
+the first time and 200 with the stored record when the same body comes again.
 
 Shipment ids may contain ``/``: ``PATCH /v1/shipments/{id}`` and ``POST .../{id}/cancel`` take
 the id as a path. No POST route exists for a bare shipment path, so ``POST /v1/shipments/A/B/
@@ -20,7 +22,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
-from api.auth import authenticate
+from api.auth import Authed, authenticate
 from api.identity import acting
 from api.params import ShipmentIdPath, check_identifier, check_shipment_id, strict_query
 from api.responses import error_responses
@@ -32,7 +34,9 @@ from api.schemas import (
     ShipmentOut,
     ShipmentStatus,
 )
+from api.scope import listing_scope, visible_excursion, visible_shipment
 from api.times import parse_time_param
+from registry import Registry
 from services import (
     AcknowledgementCreate,
     CustodyEventCreate,
@@ -49,6 +53,10 @@ __all__ = ["router", "shipment_location"]
 
 def _services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
+
+
+def _registry(request: Request) -> Registry:
+    return request.app.state.resources.registry  # type: ignore[no-any-return]
 
 
 Svc = Annotated[Services, Depends(_services)]
@@ -121,6 +129,7 @@ def list_shipments(
     request: Request,
     response: Response,
     svc: Svc,
+    principal: Authed,
     shipper: Annotated[str | None, Query(max_length=200, description="exactly")] = None,
     status: ShipmentStatus | None = None,
     profile: Annotated[str | None, Query(max_length=64)] = None,
@@ -163,7 +172,10 @@ def list_shipments(
         active_from_ms=t("active_from", active_from),
         active_to_ms=t("active_to", active_to),
     )
-    page = svc.shipments.list(filters, cursor=cursor, after=after, limit=limit)
+    # A scoped regulator lists only the shipments of its scope (api/scope.py).
+    page = svc.shipments.list(
+        filters, cursor=cursor, after=after, limit=limit, scope=listing_scope(principal)
+    )
     if page.next_cursor is not None:
         following = request.url.remove_query_params("after").include_query_params(
             cursor=page.next_cursor
@@ -243,11 +255,14 @@ def record_custody_event(
     responses=error_responses(401, 404, 422),
 )
 def list_custody_events(
+    request: Request,
     svc: Svc,
+    principal: Authed,
     shipment_id: Annotated[str, Query(description="the shipment (a shipment id)")],
 ) -> list[dict[str, Any]]:
     """A shipment's custody events (from MQTT and from this API) in device-time order."""
     check_shipment_id(shipment_id, where="query", name="shipment_id")
+    visible_shipment(_registry(request), principal, shipment_id)  # 404 off a regulator's scope
     return svc.custody.list(shipment_id)
 
 
@@ -260,9 +275,12 @@ def list_custody_events(
     tags=["excursions"],
     responses=error_responses(401, 404, 422),
 )
-def get_excursion(excursion_id: str, svc: Svc) -> dict[str, Any]:
+def get_excursion(
+    request: Request, excursion_id: str, svc: Svc, principal: Authed
+) -> dict[str, Any]:
     """One excursion with its latest acknowledgement and the link to all of them."""
     check_identifier(excursion_id, where="path", name="excursion_id")
+    visible_excursion(_registry(request), principal, excursion_id)
     return svc.excursions.get(excursion_id)
 
 
@@ -289,7 +307,10 @@ def acknowledge_excursion(
     tags=["excursions"],
     responses=error_responses(401, 404, 422),
 )
-def excursion_acknowledgements(excursion_id: str, svc: Svc) -> list[dict[str, Any]]:
+def excursion_acknowledgements(
+    request: Request, excursion_id: str, svc: Svc, principal: Authed
+) -> list[dict[str, Any]]:
     """Every acknowledgement of the excursion, oldest first."""
     check_identifier(excursion_id, where="path", name="excursion_id")
+    visible_excursion(_registry(request), principal, excursion_id)
     return svc.excursions.history(excursion_id)

@@ -29,7 +29,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "ApiKeyRow",
     "AuditHeadRow",
+    "AuditReadHeadRow",
+    "AuditReadRow",
     "AuditRow",
     "Base",
     "CheckpointRow",
@@ -316,3 +319,61 @@ class SpoolIdentityRow(Base):
     problem: Mapped[str | None] = mapped_column(String(32))
     problem_detail: Mapped[str] = mapped_column(Text)
     problem_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AuditReadRow(Base):
+    """The read chain: regulator reads (trace, report, export), hash-chained like ``audit_log``
+    with its own head, so audited reads never wait on the writers' lock (docs/registry.md)."""
+
+    __tablename__ = "audit_read_log"
+    __table_args__ = (Index(None, "entity", "entity_id"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(ACTOR))
+    action: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str] = mapped_column(String(SHIPMENT_ID + 32))
+    payload: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(HASH))
+    hash: Mapped[str] = mapped_column(String(HASH), unique=True)
+
+
+class AuditReadHeadRow(Base):
+    """Exactly one row (id 1): the last seq and hash of the read chain (as ``audit_head``)."""
+
+    __tablename__ = "audit_read_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(HASH))
+
+
+class ApiKeyRow(Base):
+    """An API key: the SHA-256 of its secret (never the secret), its role, expiry, revocation
+    and, for a regulator, an optional scope (canonical JSON lists). Rows are never deleted: a
+    revoked key stays for the audit trail (registry/keys.py)."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'operator', 'integrator', 'regulator')", name="role"),
+        CheckConstraint(
+            "role = 'regulator' OR (scope_shippers IS NULL AND scope_shipments IS NULL)",
+            name="scope_regulator_only",
+        ),
+        Index(None, "secret_sha256", unique=True),
+    )
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_sha256: Mapped[str] = mapped_column(String(HASH))
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(ACTOR))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(ACTOR))
+    expires_ms: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_ms: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_by: Mapped[str | None] = mapped_column(String(ACTOR))
+    # JSON lists; NULL: no restriction of that kind (both NULL: the regulator sees everything).
+    scope_shippers: Mapped[str | None] = mapped_column(Text)
+    scope_shipments: Mapped[str | None] = mapped_column(Text)

@@ -171,13 +171,13 @@ class ChainReport:
     head_hash: str
     bad_seq: int | None = None
     problem: str = ""
+    chain: str = "writes"  # "writes" (audit_log) or "reads" (audit_read_log)
 
     def __str__(self) -> str:
+        name = "audit chain" if self.chain == "writes" else f"audit {self.chain} chain"
         if self.ok:
-            return (
-                f"audit chain intact: {self.checked} entries, head {self.head_seq} {self.head_hash}"
-            )
-        return f"audit chain broken at seq {self.bad_seq}: {self.problem}"
+            return f"{name} intact: {self.checked} entries, head {self.head_seq}:{self.head_hash}"
+        return f"{name} broken at seq {self.bad_seq}: {self.problem}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
+from registry.audit_trail import AuditTrail
 from registry.db import make_engine
 from registry.facade.audit import AuditMethods
 from registry.facade.base import wall_clock_ms
@@ -29,6 +31,7 @@ from registry.facade.excursions import ExcursionMethods
 from registry.facade.profiles import ProfileMethods
 from registry.facade.shipments import ShipmentMethods
 from registry.integrity import IntegrityStore
+from registry.keys import ApiKeyStore
 from registry.spools import SpoolIdentities
 
 __all__ = ["Registry", "open_registry", "wall_clock_ms"]
@@ -45,7 +48,14 @@ class Registry(
     SpoolIdentities,
 ):
     """The registry database (docs/registry.md): ``Registry(engine, clock=...)``; usually
-    opened with ``open_registry(url)``. A context manager that disposes the engine on exit."""
+    opened with ``open_registry(url)``. A context manager that disposes the engine on exit.
+    ``keys``: the API keys (registry/keys.py); ``trail``: the reads chain, heads and
+    verification of both chains (registry/audit_trail.py)."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], int] = wall_clock_ms) -> None:
+        super().__init__(engine, clock=clock)
+        self.keys = ApiKeyStore(engine, self._sessions, clock)  # API keys (registry/keys.py)
+        self.trail = AuditTrail(engine, self._sessions, clock)  # reads, heads, verify all
 
     def __enter__(self) -> Registry:
         return self

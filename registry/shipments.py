@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -238,9 +238,13 @@ def find(
     active_to_ms: int | None = None,
     after: str | None = None,
     limit: int = 100,
+    scope: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> list[Shipment]:
     """Shipments matching every filter given, in id order, from the first id after ``after``
     (keyset paging: stable while shipments are added or change status).
+
+    ``scope`` (shippers, shipment ids): only shipments of those shippers or with those ids (a
+    regulator key's scope, api/scope.py); None: all.
 
     ``created_*``: ``created_ms`` in [from, to). ``active_*``: custody overlapping [from, to):
     it began before ``to`` and had not ended by ``from`` (a shipment never in custody is never
@@ -268,6 +272,9 @@ def find(
         conditions.append(
             or_(ShipmentRow.custody_to_ms.is_(None), ShipmentRow.custody_to_ms > active_from_ms)
         )
+    if scope is not None:
+        shippers, ids = scope
+        conditions.append(or_(ShipmentRow.shipper.in_(shippers), ShipmentRow.id.in_(ids)))
     if after is not None:
         conditions.append(ShipmentRow.id > after)
     if conditions:

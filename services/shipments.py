@@ -5,6 +5,7 @@ layer adds what needs configuration (the product profile must be configured) and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -106,10 +107,12 @@ class ShipmentService:
         cursor: str | None = None,
         after: str | None = None,
         limit: int = 100,
+        scope: tuple[Sequence[str], Sequence[str]] | None = None,
     ) -> ShipmentPage:
         """Shipments matching ``filters`` in id order, ``limit`` (1..1000) per page, from
         ``cursor`` (a previous page's ``next_cursor``, made for the same filters) or ``after``
-        (an id: the listing's older paging)."""
+        (an id: the listing's older paging). ``scope`` (shippers, shipment ids): only those
+        shipments (a regulator key's scope); None: all."""
         if not 1 <= limit <= MAX_PAGE:
             raise RecordInvalid(f"limit {limit} is not between 1 and {MAX_PAGE}")
         for name in ("created", "active"):
@@ -120,7 +123,7 @@ class ShipmentService:
             raise RecordInvalid("give cursor or after, not both")
         key = filters.as_dict()
         start = decode_cursor(cursor, key) if cursor is not None else after
-        found = self._registry.find_shipments(**key, after=start, limit=limit + 1)
+        found = self._registry.find_shipments(**key, after=start, limit=limit + 1, scope=scope)
         page, more = found[:limit], len(found) > limit
         legs = self._registry.custody_legs_of([s.id for s in page])
         items = [shipment_view(s, legs[s.id]) for s in page]

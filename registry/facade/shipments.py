@@ -7,7 +7,7 @@ entry (``shipment.create``, ``shipment.update`` with the changed fields before a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from coldchain.exceptions import RecordConflict, RecordInvalid, RecordNotFound
@@ -227,9 +227,10 @@ class ShipmentMethods(RegistryBase):
         active_to_ms: int | None = None,
         after: str | None = None,
         limit: int = 100,
+        scope: tuple[Sequence[str], Sequence[str]] | None = None,
     ) -> list[Shipment]:
-        """Shipments matching every filter given, in id order after ``after``; see
-        registry.shipments.find."""
+        """Shipments matching every filter given, in id order after ``after``, within
+        ``scope`` (shippers, ids) if given; see registry.shipments.find."""
         with self._read("listing shipments") as session:
             return shipments.find(
                 session,
@@ -242,4 +243,5 @@ class ShipmentMethods(RegistryBase):
                 active_to_ms=active_to_ms,
                 after=after,
                 limit=limit,
+                scope=scope,
             )

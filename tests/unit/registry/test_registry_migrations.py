@@ -18,8 +18,11 @@ from registry.migrate import current_revision, downgrade
 from registry.models import Base
 
 TABLES = {
+    "api_keys",
     "audit_head",
     "audit_log",
+    "audit_read_head",
+    "audit_read_log",
     "custody_events",
     "excursion_acknowledgements",
     "excursions",
