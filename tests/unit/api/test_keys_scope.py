@@ -17,7 +17,6 @@ import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-import api.scope
 from api import create_app
 from api.auth import Principal, is_loopback, require_role
 from api.scope import in_scope
@@ -28,6 +27,7 @@ from coldchain.rules import ProfileSet
 from coldchain.rules.excursion import Excursion
 from coldchain.settings import ApiSettings, Settings
 from registry import KeyScope, Registry, Shipment, wall_clock_ms
+from tests.unit.support import STORE
 from timeseries.client import InfluxClient
 
 T = 1_790_000_000_000
@@ -60,7 +60,9 @@ def apps(registry: Registry, influx: InfluxClient, profiles: ProfileSet, tmp_pat
             settings,
             registry=registry,
             influx=influx,
-            fleet=Fleet([]),
+            # store-1 a store: its dock legs read nothing from InfluxDB (a vehicle's read
+            # its GPS track).
+            fleet=Fleet([STORE]),
             profiles=profiles,
             clock_ms=clock,
             **kwargs,
@@ -90,8 +92,10 @@ def _h(token: str) -> dict[str, str]:
     return {"X-API-Key": token}
 
 
-def _ship(registry: Registry, sid: str, legs: list[tuple[str, str | None, int]]) -> None:
-    registry.create_shipment(sid, profile="chilled", actor="test")
+def _ship(
+    registry: Registry, sid: str, legs: list[tuple[str, str | None, int]], shipper: str = ""
+) -> None:
+    registry.create_shipment(sid, profile="chilled", actor="test", shipper=shipper)
     for asset, compartment, minute in legs:
         registry.record_custody_event(
             sid, "load", asset, compartment, ts_ms=T + minute * MIN, actor="d"
@@ -248,35 +252,13 @@ def test_a_scoped_regulator_gets_404_for_other_shipments(apps: Apps, client: Tes
 
 
 def test_a_shipper_scope_pages_through_shipments_with_a_shipper(
-    apps: Apps, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    apps: Apps, client: TestClient
 ) -> None:
-    """Shipments get a shipper with the write API; until then a record with one is simulated
-    by wrapping the registry's answers (the scope only reads ``shipper``)."""
+    """The listing keeps its filters and paging (``after`` and the cursor) within the scope."""
     shippers = {f"S{i:02d}": ("ACME" if i % 3 == 0 else "Other") for i in range(12)}
-    for sid in shippers:
-        _ship(apps.registry, sid, [("store-1", None, 0)])
-
-    @dataclass(frozen=True)
-    class Shipped(WithShipper):
-        profile: str = "chilled"
-        description: str = ""
-        origin: str = ""
-        destination: str = ""
-        created_ms: int = 0
-
-    list_shipments, get_shipment = apps.registry.list_shipments, apps.registry.get_shipment
-
-    def with_shipper(s: Shipment | None) -> Any:
-        return None if s is None else Shipped(s.id, shippers.get(s.id))
-
-    monkeypatch.setattr(
-        apps.registry,
-        "list_shipments",
-        lambda **kw: [with_shipper(s) for s in list_shipments(**kw)],
-    )
-    monkeypatch.setattr(apps.registry, "get_shipment", lambda sid: with_shipper(get_shipment(sid)))
-    monkeypatch.setattr(api.scope, "_PAGE", 2)  # several scan pages per answer page
-    _kid, token = _key(apps.registry, shippers=["ACME"])
+    for sid, shipper in shippers.items():
+        _ship(apps.registry, sid, [("store-1", None, 0)], shipper=shipper)
+    _kid, token = _key(apps.registry, shippers=["ACME"], shipments=["S01"])
     ids: list[str] = []
     after: str | None = None
     while True:
@@ -286,7 +268,19 @@ def test_a_shipper_scope_pages_through_shipments_with_a_shipper(
         if len(page) < 2:
             break
         after = page[-1]["id"]
-    assert ids == ["S00", "S03", "S06", "S09"]
+    assert ids == ["S00", "S01", "S03", "S06", "S09"]
+    # The cursor pages the same way; a filter narrows the scope, never widens it.
+    cursor_ids: list[str] = []
+    params = {"limit": 2}
+    while True:
+        answer = client.get("/v1/shipments", params=params, headers=_h(token))
+        cursor_ids += [p["id"] for p in answer.json()]
+        if "X-Next-Cursor" not in answer.headers:
+            break
+        params = {"limit": 2, "cursor": answer.headers["X-Next-Cursor"]}
+    assert cursor_ids == ids
+    other = client.get("/v1/shipments", params={"shipper": "Other"}, headers=_h(token)).json()
+    assert [p["id"] for p in other] == ["S01"]
     assert client.get("/v1/shipments/S03", headers=_h(token)).status_code == 200
     assert client.get("/v1/shipments/S04", headers=_h(token)).status_code == 404
 

@@ -84,15 +84,16 @@ def test_every_write_carries_the_digest_of_the_rows_it_left(populated: Registry)
     tables = [[r["table"] for r in json.loads(e.payload)[RECORDS_KEY]] for e in entries]
     assert tables == [
         ["shipments"],
-        ["custody_events"],
+        ["custody_events", "shipments"],  # a scan keeps the shipment's status current
         ["excursions"],
-        ["excursions"],
+        ["excursion_acknowledgements", "excursions"],  # history row + the latest on the row
         ["profile_assignments"],
         ["api_keys"],
         ["api_keys"],
     ]
     report = populated.trail.verify()
-    assert report.records_checked == 5  # shipment, custody event, excursion, profile, key
+    # shipment, custody event, excursion, acknowledgement, profile, key
+    assert report.records_checked == 6
     assert str(report).endswith("audit intact")
 
 
@@ -191,7 +192,7 @@ def test_an_emptied_log_with_the_head_reset_is_named_by_the_tables(
     report = populated.trail.verify()
     assert report.writes.ok and report.writes.checked == 0
     assert "not in the audit log" in report.problems[0]
-    assert len(report.problems) == 5  # every row of every protected table
+    assert len(report.problems) == 6  # every row of every protected table
 
 
 # -- the tables the API serves, edited directly -------------------------------------------
@@ -202,7 +203,8 @@ def test_an_emptied_log_with_the_head_reset_is_named_by_the_tables(
     [
         (
             "UPDATE shipments SET description = 'forged' WHERE id = 'S1'",
-            "shipments row 'S1': differs from its last audited state (writes seq 1): "
+            # seq 2: the custody scan updated the shipment's status
+            "shipments row 'S1': differs from its last audited state (writes seq 2): "
             "edited outside the registry",
         ),
         (
