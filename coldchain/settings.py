@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from coldchain.exceptions import ConfigError
 
 __all__ = [
+    "AlertSettings",
     "ApiRole",
     "ApiSettings",
     "InfluxSettings",
@@ -105,6 +106,20 @@ class ValidationSettings(BaseModel):
     custody_grace_s: float = Field(default=3600.0, ge=0)
 
 
+class AlertSettings(BaseModel):
+    """Delivery of the alert outbox by ingest (docs/operations.md, "Alerts")."""
+
+    model_config = _SECTION
+
+    # How long to wait for the broker's PUBACK of one round before retrying it later.
+    ack_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # Backoff between attempts of one notification: 1 s, doubling, up to this ceiling.
+    retry_max_s: float = Field(default=300.0, ge=1, le=86_400)
+    # Fault tests only: a notification waits this long after it was queued before its first
+    # attempt (so a kill lands between recording a change and delivering it). 0 in production.
+    hold_s: float = Field(default=0.0, ge=0, le=3600)
+
+
 ApiRole = Literal["admin", "operator", "integrator", "regulator"]
 
 
@@ -137,6 +152,7 @@ class Settings(BaseSettings):
     spool: SpoolSettings = SpoolSettings()
     validation: ValidationSettings = ValidationSettings()
     api: ApiSettings = ApiSettings()
+    alerts: AlertSettings = AlertSettings()
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -294,9 +294,10 @@ class MqttSource:
         self._client.ack(delivery.mid, delivery.qos)
         return True
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        """QoS 1 publish on this connection (alerts); paho queues it while disconnected."""
-        self._client.publish(topic, payload, qos=1)
+    def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        """QoS 1 publish on this connection (alerts); paho queues it while disconnected. The
+        handle tells when the broker acknowledged it (``is_published``, ``wait_for_publish``)."""
+        return self._client.publish(topic, payload, qos=1)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Disconnect once the broker has processed every ack queued so far (up to

@@ -4,8 +4,10 @@ Guarantees:
 - Runs on device time. Samples reach it only after their group is durable and acknowledged, so
   rules add CPU but no latency to acknowledgement.
 - Every lifecycle change (opened, escalated, closed, recovered, ...) is upserted in the registry
-  by its deterministic id together with the engine's checkpoint (one transaction), then
-  published once as an MQTT alert and written as an ``excursion`` point; never once per reading.
+  by its deterministic id together with the engine's checkpoint and its alert, queued in the
+  outbox under its idempotency key (one transaction: a recorded change always has its alert
+  queued; ``ingest.outbox`` delivers it at least once), then written as an ``excursion`` point;
+  never once per reading.
 - Data gaps are judged per compartment on its device's clock: only a temperature recording
   renews a compartment; ``detected_ms`` is the ingest clock (docs/rules.md 4.6, 13).
 - Device clocks are watched on single-sample messages (``clock_skew`` evidence; a forward jump
@@ -31,10 +33,11 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from coldchain.contract import alert_topic, ts_ms
+from coldchain.contract import ts_ms
 from coldchain.exceptions import ColdchainError, RecordRejected
 from coldchain.fleet import Fleet
 from coldchain.rules import Change, RecomputeNeeded, Rewrite, RewriteWatch, RulesEngine
+from ingest.outbox import alert_message
 from ingest.recompute import recompute_compartment, restart_recomputes
 from ingest.rules_io import (
     Accepted,
@@ -64,6 +67,7 @@ class EvaluateStage:
 
     ``journal_since(row)`` (device -> oldest device time of the messages spooled after spool
     row ``row``) and ``prune_journal(row)`` connect the stage to the spool's rules journal.
+    ``alerts_queued()`` is called after a transaction queued alerts (wakes their delivery).
     """
 
     def __init__(
@@ -73,12 +77,12 @@ class EvaluateStage:
         registry: Registry,
         influx: InfluxClient,
         *,
-        publish: Callable[[str, bytes], None],
         annotate: Callable[[list[str]], None],
         written_through: Callable[[], int],
         clock_ms: Callable[[], int],
         journal_since: Callable[[int], dict[str, int]] = lambda row: {},
         prune_journal: Callable[[int], None] = lambda row: None,
+        alerts_queued: Callable[[], None] = lambda: None,
         max_queue: int = 10_000,
         tick_s: float = 1.0,
         checkpoint_s: float = 10.0,
@@ -89,7 +93,7 @@ class EvaluateStage:
         self._fleet = fleet
         self._registry = registry
         self._influx = influx
-        self._publish = publish
+        self._alerts_queued = alerts_queued
         self._annotate = annotate
         self._written_through = written_through
         self._clock_ms = clock_ms
@@ -525,7 +529,9 @@ class EvaluateStage:
         state = self._state()
         try:
             self._registry.upsert_excursions(
-                [c.excursion for c in changes], checkpoints={CHECKPOINT_KEY: state}
+                [c.excursion for c in changes],
+                checkpoints={CHECKPOINT_KEY: state},
+                alerts=[alert_message(c) for c in changes],
             )
         except RecordRejected as exc:
             # Refused for good (a constraint): retrying would block every later change.
@@ -537,7 +543,6 @@ class EvaluateStage:
             raise
         self._dirty = False
         self._after_checkpoint(state)
+        self._alerts_queued()
         self._annotate([excursion_line(c) for c in changes])
-        for c in changes:
-            self._publish(alert_topic(c.excursion.asset_id), alert_payload(c))
         self.changes_total += len(changes)

@@ -3,6 +3,7 @@ InfluxDB lines it writes (``excursion`` annotations, ``clock`` jumps). Pure form
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -12,7 +13,15 @@ from coldchain.contract import Sample
 from coldchain.lineprotocol import format_fields, series_key
 from coldchain.rules import Change
 
-__all__ = ["Accepted", "CustodyChange", "Pending", "alert_payload", "clock_line", "excursion_line"]
+__all__ = [
+    "Accepted",
+    "CustodyChange",
+    "Pending",
+    "alert_key",
+    "alert_payload",
+    "clock_line",
+    "excursion_line",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +66,30 @@ class Pending:
         self.hold = self.hold or hold
 
 
+def alert_key(change: Change) -> str:
+    """The idempotency key of a change's notification: ``<excursion id>:<change>``; a receiver
+    keeps one notification per key (docs/rules.md 13).
+
+    ``opened``, ``closed``, ``recovered`` and ``superseded`` happen at most once per excursion.
+    ``escalated`` can happen once per severity it rises to (``:escalated:critical``), and a
+    late-data merge can report ``updated`` several times (``:updated:<digest of the new
+    state>``, 12 hex digits of SHA-256): the same change recomputed after a restart gets the
+    same key, a different one another key.
+    """
+    e = change.excursion
+    key = f"{e.id}:{change.kind}"
+    if change.kind == "escalated":
+        return f"{key}:{e.severity}"
+    if change.kind == "updated":
+        state = json.dumps(asdict(e), sort_keys=True, separators=(",", ":"), default=str)
+        return f"{key}:{hashlib.sha256(state.encode()).hexdigest()[:12]}"
+    return key
+
+
 def alert_payload(change: Change) -> bytes:
-    """The alert: which change, and the excursion as the registry now holds it."""
-    body = {"v": 1, "change": change.kind, **asdict(change.excursion)}
+    """The alert: which change, its idempotency ``key`` (``alert_key``) and the excursion as
+    the registry now holds it."""
+    body = {"v": 1, "change": change.kind, "key": alert_key(change), **asdict(change.excursion)}
     return json.dumps(body, separators=(",", ":")).encode()
 
 

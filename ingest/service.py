@@ -41,12 +41,13 @@ from ingest.decode import decode
 from ingest.evaluate import Accepted, CustodyChange, EvaluateStage
 from ingest.events import process_event
 from ingest.metrics import IngestMetrics, MetricsServer
+from ingest.outbox import AlertDelivery
 from ingest.spool import DeadLetter, Spool, SpooledMessage
 from ingest.spool_guard import DiskReserve, SpoolWatch, check_identity, open_spool
 from ingest.validate import validate
 from ingest.watchdog import guarded
 from ingest.write import SpoolDrainer
-from registry import Registry, open_registry
+from registry import Registry, open_registry, wall_clock_ms
 from timeseries.client import InfluxClient
 
 __all__ = ["STOP_TIMEOUT_S", "IngestService", "Processed", "process_delivery"]
@@ -180,18 +181,31 @@ class IngestService:
         self._source.health = self.metrics.health  # mqtt_not_receiving, mqtt_disconnected
         self.metrics.sources.append(self._source.stats)
         self.evaluate: EvaluateStage | None = None
+        self.alerts: AlertDelivery | None = None
         if rules:
+            a = settings.alerts
+            self.alerts = AlertDelivery(
+                self.registry,
+                self._source.publish,
+                # The registry's clock, which stamps the rows: not the (injectable) ingest clock.
+                clock_ms=wall_clock_ms,
+                connected=self._source.connected.is_set,
+                ack_timeout_s=a.ack_timeout_s,
+                retry_max_s=a.retry_max_s,
+                hold_s=a.hold_s,
+            )
+            self.metrics.sources.append(self.alerts.stats)
             self.evaluate = EvaluateStage(
                 build_engine(settings, fleet, self.registry),
                 fleet,
                 self.registry,
                 self._writer,
-                publish=self._source.publish,
                 annotate=self._annotate,
                 written_through=lambda: self._drainer.written_through,
                 clock_ms=clock_ms,
                 journal_since=self._drain_spool.journal_since,
                 prune_journal=self._annotation_spool.prune_journal,
+                alerts_queued=self.alerts.wake,
             )
             # A spool that is not the one the checkpoint's row ids refer to: recompute every
             # checkpointed compartment from its checkpoint time instead of trusting them.
@@ -214,6 +228,8 @@ class IngestService:
         }
         if self.evaluate is not None:
             targets["rules"] = self.evaluate.run
+        if self.alerts is not None:
+            targets["alerts"] = self.alerts.run
         self._threads = {n: guarded(n, t, health, stopping) for n, t in targets.items()}
         for t in self._threads.values():
             t.start()
@@ -246,6 +262,10 @@ class IngestService:
         if "pipeline" in threads:
             threads["pipeline"].join(left(keep_s=min(3.0, timeout_s / 2)))
         self._discard_queued()
+        if self.alerts is not None:  # what is not acknowledged yet is sent after the restart
+            self.alerts.stop()
+            if "alerts" in threads:
+                threads["alerts"].join(left(keep_s=min(3.0, timeout_s / 2)))
         self._source.stop()
         self._discard_queued()
         if self.evaluate is not None:

@@ -2,9 +2,9 @@
 
 Shipments, custody events, excursions with their lifecycle and acknowledgements, compartment
 profile assignments (with history), rules-engine checkpoints, spool identities, integrity
-evidence, API keys (``Registry.keys``) and an append-only hash-chained audit log of changes and
-regulator reads (``Registry.trail``), on SQLAlchemy 2 + Alembic; SQLite by default, PostgreSQL
-with the same code. See docs/registry.md.
+evidence, the alert outbox, API keys (``Registry.keys``) and an append-only hash-chained audit
+log of changes and regulator reads (``Registry.trail``), on SQLAlchemy 2 + Alembic; SQLite by
+default, PostgreSQL with the same code. See docs/registry.md.
 
 Typical use::
 
@@ -22,6 +22,7 @@ from registry.custody import derive_legs
 from registry.db import make_engine
 from registry.keys import ApiKey, KeyScope
 from registry.migrate import check_schema, current_revision, head_revision, upgrade
+from registry.outbox import OutboxEntry, OutboxMessage
 from registry.records import (
     Acknowledgement,
     AuditEntry,
@@ -54,6 +55,8 @@ __all__ = [
     "Disposition",
     "ExcursionRecord",
     "KeyScope",
+    "OutboxEntry",
+    "OutboxMessage",
     "ProfileAssignment",
     "Registry",
     "Shipment",

@@ -4,7 +4,7 @@ entries, to delete a head row or to move a head back.
 Whoever can drop a trigger can then edit at will; the hash chain makes that visible, and this
 module makes the missing guard itself visible: ``check_guards`` (run by ``coldchain audit
 verify``) names every guard that is missing, disabled or altered, and ``restore_guards`` (run by
-``coldchain init``) puts them back. The DDL is the migrations' (0001 for ``audit_log``, 0007
+``coldchain init``) puts them back. The DDL is the migrations' (0001 for ``audit_log``, 0008
 for the rest); a test checks they agree.
 """
 

@@ -17,11 +17,11 @@ latest audited one: a row edited, inserted or deleted behind the registry's back
 
 NULL columns are left out so that a migration adding a nullable column (NULL in old rows) leaves
 every digest unchanged; a migration that adds a column with a non-NULL value to existing rows
-must re-attest them (``registry.audit.attest_tables``), as revision 0007 does for all rows.
+must re-attest them (``registry.audit.attest_tables``), as revision 0008 does for all rows.
 
 **Protected tables** are all registry tables except ``UNAUDITED_TABLES`` (the chains themselves,
-the rules engine's checkpoints, a cache, and the ingest processes' spool identities,
-operational state). A table added later is protected without further
+the rules engine's checkpoints, a cache, and operational state: the ingest processes' spool
+identities and the alert outbox). A table added later is protected without further
 work, as long as its writes go through ``registry.audit.append`` in the same transaction: the
 session factory tracks every flushed change to a protected row (``install``) and refuses to
 commit one that no entry covered.
@@ -65,6 +65,9 @@ UNAUDITED_TABLES = frozenset(
         # without an entry every few seconds); its registrations and acceptances are still
         # logged as entries (spool.register, spool.accept), without record digests.
         "spool_identities",
+        # Deliveries of alerts derived from audited excursion changes, rewritten on every
+        # attempt (registry/outbox.py).
+        "alert_outbox",
     }
 )
 _PENDING = "coldchain_audit_pending"  # session.info: (table, key json) -> (table, pk values)

@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AlertOutboxRow",
     "ApiKeyRow",
     "AuditHeadRow",
     "AuditReadHeadRow",
@@ -108,7 +109,7 @@ class ExcursionRow(Base):
     out_of_range_s: Mapped[float | None] = mapped_column(Float)
     returned_ms: Mapped[int | None] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
-    # The latest acknowledgement, for listings (revision 0006 keeps every one of them in
+    # The latest acknowledgement, for listings (revision 0007 keeps every one of them in
     # excursion_acknowledgements; these columns repeat the last and count them).
     ack_by: Mapped[str | None] = mapped_column(String(ACTOR))
     ack_ms: Mapped[int | None] = mapped_column(BigInteger)
@@ -138,7 +139,7 @@ class ExcursionAckRow(Base):
     key_id: Mapped[str | None] = mapped_column(String(64))
     comment: Mapped[str] = mapped_column(Text)
     root_cause: Mapped[str] = mapped_column(Text)
-    # NULL only for acknowledgements recorded before revision 0006 (no disposition then).
+    # NULL only for acknowledgements recorded before revision 0007 (no disposition then).
     disposition: Mapped[str | None] = mapped_column(String(16))
 
 
@@ -193,7 +194,7 @@ class ShipmentRow(Base):
     origin: Mapped[str] = mapped_column(String(PLACE))
     destination: Mapped[str] = mapped_column(String(PLACE))
     created_ms: Mapped[int] = mapped_column(BigInteger)
-    # Revision 0006: the business facts of the write API.
+    # Revision 0007: the business facts of the write API.
     shipper: Mapped[str] = mapped_column(String(PLACE), default="", server_default="")
     consignee: Mapped[str] = mapped_column(String(PLACE), default="", server_default="")
     quantity: Mapped[float | None] = mapped_column(Float)
@@ -236,7 +237,7 @@ class CustodyEventRow(Base):
     actor: Mapped[str] = mapped_column(String(ACTOR))
     source: Mapped[str] = mapped_column(String(8))
     received_ms: Mapped[int] = mapped_column(BigInteger)
-    # The caller's id for the event (write API; revision 0006): what makes a retried POST the
+    # The caller's id for the event (write API; revision 0007): what makes a retried POST the
     # same event. NULL for MQTT scans, identified by their natural key above.
     event_id: Mapped[str | None] = mapped_column(String(SHIPMENT_ID))
 
@@ -377,3 +378,32 @@ class ApiKeyRow(Base):
     # JSON lists; NULL: no restriction of that kind (both NULL: the regulator sees everything).
     scope_shippers: Mapped[str | None] = mapped_column(Text)
     scope_shipments: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertOutboxRow(Base):
+    """A notification queued for one channel, in the transaction that recorded its change.
+
+    ``key`` is the idempotency key (``<excursion id>:<change>``, ingest.rules_io.alert_key),
+    unique per channel: queuing the same change twice is a no-op. ``payload`` is the message
+    body (JSON text); ``topic`` the channel's address (the MQTT topic). A row is pending while
+    ``delivered_ms`` is NULL and is retried from ``next_attempt_ms`` on. Not audited: it is
+    delivery bookkeeping derived from audited excursion changes (docs/registry.md).
+    """
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (
+        UniqueConstraint("channel", "key"),
+        CheckConstraint("channel IN ('mqtt')", name="channel"),
+        Index(None, "delivered_ms", "next_attempt_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(16))
+    topic: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_ms: Mapped[int] = mapped_column(BigInteger)
+    delivered_ms: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str] = mapped_column(Text)

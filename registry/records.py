@@ -57,7 +57,7 @@ class Acknowledgement:
     ``by`` is who recorded it (for the HTTP API the key's identity, never the secret; for the
     CLI the person named), ``role`` and ``key_id`` the API key's when there was one,
     ``ack_ms`` the registry's wall clock. ``disposition`` is None only for acknowledgements
-    recorded before revision 0006.
+    recorded before revision 0007.
     """
 
     excursion_id: str
@@ -86,7 +86,7 @@ class ProfileAssignment:
 @dataclass(frozen=True, slots=True)
 class Shipment:
     """A registered shipment. The fields after ``created_ms`` came with the write API
-    (revision 0006; empty or None for shipments registered before it).
+    (revision 0007; empty or None for shipments registered before it).
 
     ``status`` follows the custody scans (``registered`` before the first, ``in_custody``
     while a leg is open, ``delivered`` after the delivery) unless ``cancelled``;

@@ -7,8 +7,8 @@ SQLAlchemy errors never leave the registry: they become StoreError (transient, r
 RecordRejected (for good).
 
 The methods live in ``registry/facade/``, one module per kind of record (excursions,
-checkpoints, profiles, shipments, custody, audit), plus registry/integrity.py and
-registry/spools.py; ``Registry`` combines them.
+checkpoints, profiles, shipments, custody, audit), plus registry/integrity.py,
+registry/spools.py and registry/outbox.py; ``Registry`` combines them.
 
 Thread safety: one Registry (engine + pool) may be shared by threads; each call uses its own
 session.
@@ -32,6 +32,7 @@ from registry.facade.profiles import ProfileMethods
 from registry.facade.shipments import ShipmentMethods
 from registry.integrity import IntegrityStore
 from registry.keys import ApiKeyStore
+from registry.outbox import AlertOutbox
 from registry.spools import SpoolIdentities
 
 __all__ = ["Registry", "open_registry", "wall_clock_ms"]
@@ -46,6 +47,7 @@ class Registry(
     AuditMethods,
     IntegrityStore,
     SpoolIdentities,
+    AlertOutbox,
 ):
     """The registry database (docs/registry.md): ``Registry(engine, clock=...)``; usually
     opened with ``open_registry(url)``. A context manager that disposes the engine on exit.

@@ -179,7 +179,7 @@ def _default(name: str) -> Any:
 
 def stored_create_fields(row: ShipmentRow) -> dict[str, Any]:
     """The fields the shipment was created with (its stored create request; for a shipment
-    registered before revision 0006 without one, its columns)."""
+    registered before revision 0007 without one, its columns)."""
     if row.create_body is not None:
         stored: dict[str, Any] = json.loads(row.create_body)
         return {name: stored.get(name, _default(name)) for name in CREATE_FIELDS}

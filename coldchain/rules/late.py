@@ -111,8 +111,14 @@ def merge(
         if p is None:
             if r.start_ms < from_ms:
                 continue
-            kind: ChangeKind = "opened" if r.status == "open" else "closed"
-            out.append(Change(kind, replace(r, detected_ms=now_ms, detected_late=True)))
+            found = replace(r, detected_ms=now_ms, detected_late=True)
+            # A new excursion is announced as opened, also when the recompute finds it over
+            # already: then closed (or recovered) follows, so receivers see every lifecycle
+            # change a live evaluation would have sent (one notification per change).
+            out.append(Change("opened", found))
+            if r.status != "open":
+                kind: ChangeKind = "recovered" if r.status == "recovered" else "closed"
+                out.append(Change(kind, found))
             continue
         merged = replace(r, detected_ms=p.detected_ms, detected_late=p.detected_late)
         if _content(merged) == _content(p):

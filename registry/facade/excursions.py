@@ -7,11 +7,12 @@ from typing import Any
 
 from coldchain.exceptions import RecordInvalid, RecordNotFound
 from coldchain.rules.excursion import Excursion, ExcursionStatus
-from registry import audit, excursions
+from registry import audit, excursions, outbox
 from registry.facade.base import RegistryBase, as_payload
 from registry.facade.checkpoints import save_checkpoint_in
 from registry.ids import require_actor
 from registry.models import DISPOSITIONS, ExcursionAckRow, ExcursionRow
+from registry.outbox import OutboxMessage
 from registry.records import Acknowledgement, Disposition, ExcursionRecord
 from registry.shipments import DESCRIPTION_MAX, check_text
 
@@ -25,13 +26,15 @@ class ExcursionMethods(RegistryBase):
         *,
         actor: str = "rules-engine",
         checkpoints: Mapping[str, Mapping[str, Any]] | None = None,
+        alerts: Iterable[OutboxMessage] = (),
     ) -> list[str]:
         """Insert or update excursions by id, in one transaction; returns the ids that changed.
 
         Idempotent: an excursion equal to the stored one changes nothing and writes no audit
         entry. The acknowledgement and the first ``detected_ms``/``detected_late`` survive.
         ``checkpoints`` (key -> state) are saved in the same transaction, so the evaluator's
-        state and the excursions it produced commit together.
+        state and the excursions it produced commit together; so are ``alerts``, queued in the
+        outbox (registry/outbox.py), so a recorded change always has its notification queued.
         """
         batch = list(items)
         changed: list[str] = []
@@ -54,6 +57,7 @@ class ExcursionMethods(RegistryBase):
                 changed.append(exc.id)
             for key, state in (checkpoints or {}).items():
                 save_checkpoint_in(session, key, state, now)
+            outbox.enqueue(session, alerts, now)
         return changed
 
     def upsert_excursion(self, exc: Excursion, *, actor: str = "rules-engine") -> bool:

@@ -30,7 +30,6 @@ def _stage(tmp_path: Path, max_queue: int) -> EvaluateStage:
         fleet,
         open_registry(url),
         InfluxClient(InfluxSettings(url="http://127.0.0.1:9")),  # never reached here
-        publish=lambda topic, payload: None,
         annotate=lambda lines: None,
         written_through=lambda: 0,
         clock_ms=lambda: T0,
@@ -122,7 +121,6 @@ def _live_stage(
         fleet,
         open_registry(url),
         InfluxClient(InfluxSettings(url="http://127.0.0.1:9")),  # never reached here
-        publish=lambda topic, payload: None,
         annotate=(lambda new: lines.extend(new)) if lines is not None else (lambda new: None),
         written_through=lambda: 0,  # nothing in InfluxDB yet: recomputes wait
         clock_ms=clock,

@@ -392,7 +392,7 @@ def test_a_bad_read_payload_fails_alone(reg: Registry) -> None:
     assert reg.trail.heads()["reads"] == (0, GENESIS)
 
 
-# -- migration 0007 -----------------------------------------------------------------------
+# -- migration 0008 -----------------------------------------------------------------------
 
 
 def test_0020_attests_the_rows_it_finds_so_later_edits_are_caught(tmp_path: Path) -> None:
@@ -400,7 +400,7 @@ def test_0020_attests_the_rows_it_finds_so_later_edits_are_caught(tmp_path: Path
     upgrade(url, "0003")
     _sql(
         url,
-        "INSERT INTO shipments VALUES ('OLD-1', 'chilled', 'from before 0007', '', '', 5)",
+        "INSERT INTO shipments VALUES ('OLD-1', 'chilled', 'from before 0008', '', '', 5)",
         "INSERT INTO custody_events (shipment_id, action, asset_id, compartment_id, ts_ms, actor,"
         " source, received_ms) VALUES ('OLD-1', 'load', 'truck-1', 'c1', 10, 'd', 'mqtt', 11)",
         keep_triggers=True,
@@ -410,7 +410,7 @@ def test_0020_attests_the_rows_it_finds_so_later_edits_are_caught(tmp_path: Path
         (custody, shipments) = reg.audit_entries()
         assert (custody.action, custody.actor, custody.entity_id) == (
             "audit.attest",
-            "migration-0007",
+            "migration-0008",
             "custody_events",
         )
         assert json.loads(shipments.payload)["rows"] == 1

@@ -18,6 +18,7 @@ from registry.migrate import current_revision, downgrade
 from registry.models import Base
 
 TABLES = {
+    "alert_outbox",
     "api_keys",
     "audit_head",
     "audit_log",
@@ -168,9 +169,9 @@ def test_cli_init_reports_a_bad_url(capsys: pytest.CaptureFixture[str]) -> None:
     assert "is not a database URL" in capsys.readouterr().err
 
 
-def test_0006_brings_existing_shipments_and_acknowledgements_along(registry_url: str) -> None:
+def test_0007_brings_existing_shipments_and_acknowledgements_along(registry_url: str) -> None:
     # Rows stored under 0003: a delivered shipment, one still in custody, one never scanned,
-    # and an acknowledged excursion. After 0006 each has its status and custody span, an
+    # and an acknowledged excursion. After 0007 each has its status and custody span, an
     # identical create is still recognised, and the acknowledgement is history entry 1.
     upgrade(registry_url, "0003")
     engine = make_engine(registry_url)
@@ -224,10 +225,10 @@ def test_0006_brings_existing_shipments_and_acknowledgements_along(registry_url:
         )
         record = reg.get_excursion("e1")
         assert record is not None and record.ack_count == 1
-        # Nothing happened, so 0006 audited nothing: the only entries are 0007's attestations
+        # Nothing happened, so 0007 audited nothing: the only entries are 0008's attestations
         # of the rows as they stand.
         assert {(e.action, e.actor) for e in reg.audit_entries()} == {
-            ("audit.attest", "migration-0007")
+            ("audit.attest", "migration-0008")
         }
     downgrade(registry_url, "0003")
     engine = make_engine(registry_url)

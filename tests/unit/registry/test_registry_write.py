@@ -1,4 +1,4 @@
-"""The registry's write-API records (revision 0006): shipments created idempotently, updated by
+"""The registry's write-API records (revision 0007): shipments created idempotently, updated by
 the rules on which fields change, cancelled; custody events by the caller's id, refused when
 impossible, the shipment's status kept current; acknowledgements appended to a history."""
 

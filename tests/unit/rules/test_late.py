@@ -80,7 +80,12 @@ def test_backlog_fills_a_gap_recovered_and_hides_a_late_excursion() -> None:
     stored = live + backlog  # what ingest reads back from InfluxDB (any order)
     upserts = eng.recompute("truck-1", "front", stored, [gap], from_ms=rc[0].from_ms, now_ms=NOW)
     by_kind = {c.kind: c.excursion for c in upserts}
-    assert set(by_kind) == {"recovered", "closed"}
+    # The hidden excursion is announced as a live evaluation would have: opened, then closed.
+    assert [(c.kind, c.excursion.rule) for c in upserts if c.excursion.rule == "range"] == [
+        ("opened", "range"),
+        ("closed", "range"),
+    ]
+    assert set(by_kind) == {"recovered", "opened", "closed"}
     rec = by_kind["recovered"]
     assert rec.id == gap.id and rec.status == "recovered"
     late = by_kind["closed"]
@@ -148,6 +153,7 @@ def test_merge_unchanged_changed_new_and_gone() -> None:
     got = {(c.kind, c.excursion.rule, c.excursion.start_ms) for c in ups}
     assert got == {
         ("closed", "hard_high", at(105)),
+        ("opened", "door", at(108)),  # new, found over already: opened, then closed
         ("closed", "door", at(108)),
         ("superseded", "door", at(110)),
         ("recovered", "gap", at(130)),

@@ -24,8 +24,8 @@ SQLite cannot add a constraint to an existing table without rebuilding it, and r
 ``ALTER TABLE ... ADD COLUMN`` (the status CHECK as a column constraint), the event-id
 uniqueness is a unique index.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-10
 """
 
@@ -42,8 +42,8 @@ from registry.audit import canonical_json
 from registry.custody import derive_legs, shipment_state
 from registry.records import CustodyEvent
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

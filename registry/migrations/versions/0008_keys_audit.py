@@ -15,8 +15,8 @@
 Downgrading drops the keys, the read chain and the new triggers; the attest entries stay (they
 are valid entries of the writes chain under the same recipe).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-07
 """
 
@@ -30,13 +30,13 @@ from alembic import op
 
 from registry.audit import attest_tables
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 GENESIS = "0" * 64
-ACTOR = "migration-0007"
+ACTOR = "migration-0008"
 
 # Copies of registry/audit_guard.py's DDL as of this revision (a test checks they agree).
 _SQLITE = [
@@ -155,7 +155,7 @@ def upgrade() -> None:
     attest_tables(
         bind,
         actor=ACTOR,
-        reason="revision 0007: rows as they stood when record digests were introduced",
+        reason="revision 0008: rows as they stood when record digests were introduced",
         ts_ms=time.time_ns() // 1_000_000,
     )
 

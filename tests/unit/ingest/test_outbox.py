@@ -1,0 +1,178 @@
+"""``ingest.outbox``: idempotency keys, and the delivery rounds over a real registry with a
+scripted publish (which PUBACKs arrive). The broker end to end: tests/e2e/test_alert_outbox.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coldchain.rules import Change, Excursion
+from ingest.outbox import AlertDelivery, alert_message, backoff_s
+from ingest.rules_io import alert_key, alert_payload
+from registry import Registry, open_registry, upgrade
+
+T0 = 1_790_000_000_000
+
+
+def _exc(**kw: object) -> Excursion:
+    base: dict[str, object] = {
+        "asset_id": "truck-1",
+        "compartment_id": "c1",
+        "rule": "range",
+        "kind": "range",
+        "severity": "warning",
+        "status": "open",
+        "start_ms": T0,
+        "end_ms": None,
+        "detected_ms": T0 + 60_000,
+        "peak_c": 9.5,
+        "degree_minutes": 1.25,
+        "profile": "chilled",
+        "detail": "above 4.0 degC",
+    }
+    base.update(kw)
+    return Excursion(**base)  # type: ignore[arg-type]
+
+
+def test_keys_are_one_per_change_and_stable() -> None:
+    e = _exc()
+    assert alert_key(Change("opened", e)) == f"{e.id}:opened"
+    assert alert_key(Change("closed", e)) == f"{e.id}:closed"
+    # Escalation can happen once per severity reached.
+    crit = dataclasses.replace(e, severity="critical")
+    assert alert_key(Change("escalated", crit)) == f"{e.id}:escalated:critical"
+    # Updates: one key per resulting state, the same when recomputed again.
+    up1 = alert_key(Change("updated", dataclasses.replace(e, peak_c=10.0)))
+    up2 = alert_key(Change("updated", dataclasses.replace(e, peak_c=11.0)))
+    assert up1.startswith(f"{e.id}:updated:") and len(up1) == len(e.id) + len(":updated:") + 12
+    assert up1 != up2
+    assert up1 == alert_key(Change("updated", dataclasses.replace(e, peak_c=10.0)))
+    body = json.loads(alert_payload(Change("opened", e)))
+    assert (body["key"], body["change"], body["id"]) == (f"{e.id}:opened", "opened", e.id)
+    msg = alert_message(Change("opened", e))
+    assert (msg.key, msg.channel, msg.topic) == (body["key"], "mqtt", "coldchain/v1/alerts/truck-1")
+    assert json.loads(msg.payload) == body
+
+
+def test_backoff_doubles_up_to_its_ceiling() -> None:
+    assert [backoff_s(n, 30.0) for n in (1, 2, 3, 4, 5, 6, 7)] == [1, 2, 4, 8, 16, 30, 30]
+
+
+class _Handle:
+    def __init__(self, acked: bool) -> None:
+        self.acked = acked
+
+    def wait_for_publish(self, timeout: float | None = None) -> None:
+        return None
+
+    def is_published(self) -> bool:
+        return self.acked
+
+
+class _Broker:
+    """Records publishes; acknowledges them unless told to stay silent or to refuse."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, object]]] = []
+        self.ack = True
+        self.refuse = False
+
+    def publish(self, topic: str, payload: bytes) -> _Handle:
+        if self.refuse:
+            raise RuntimeError("The client is not currently connected.")
+        self.sent.append((topic, json.loads(payload)))
+        return _Handle(self.ack)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest.fixture
+def reg(tmp_path: Path) -> Iterator[Registry]:
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    upgrade(url)
+    clock = _Clock()
+    with open_registry(url, clock=clock) as registry:
+        registry.test_clock = clock  # type: ignore[attr-defined]
+        yield registry
+
+
+def _record(reg: Registry, *changes: Change) -> None:
+    reg.upsert_excursions(
+        [c.excursion for c in changes], alerts=[alert_message(c) for c in changes]
+    )
+
+
+def test_acknowledged_alerts_are_marked_and_never_sent_again(reg: Registry) -> None:
+    clock: _Clock = reg.test_clock  # type: ignore[attr-defined]
+    broker = _Broker()
+    d = AlertDelivery(reg, broker.publish, clock_ms=clock, ack_timeout_s=0.01)
+    e = _exc()
+    _record(reg, Change("opened", e))
+    assert d.deliver_round() == 1
+    assert [(t, b["key"]) for t, b in broker.sent] == [
+        ("coldchain/v1/alerts/truck-1", f"{e.id}:opened")
+    ]
+    assert reg.outbox_entries(pending=True) == []
+    clock.now += 3_600_000
+    assert d.deliver_round() == 0 and len(broker.sent) == 1
+    assert d.stats()["alerts_delivered"] == 1
+
+
+def test_an_unacknowledged_alert_is_retried_with_backoff_until_acknowledged(
+    reg: Registry,
+) -> None:
+    clock: _Clock = reg.test_clock  # type: ignore[attr-defined]
+    broker = _Broker()
+    d = AlertDelivery(reg, broker.publish, clock_ms=clock, ack_timeout_s=0.01, retry_max_s=2)
+    e = _exc()
+    _record(reg, Change("opened", e))
+    broker.ack = False  # the broker never sends the PUBACK
+    assert d.deliver_round() == 1
+    row = reg.outbox_entries()[0]
+    assert (row.attempts, row.delivered, row.last_error) == (1, False, "no PUBACK within 0.01 s")
+    assert row.next_attempt_ms == T0 + 1000
+    assert d.deliver_round() == 0  # not due before its backoff
+    broker.refuse = True  # disconnected: paho refuses the publish
+    clock.now += 1000
+    assert d.deliver_round() == 1
+    row = reg.outbox_entries()[0]
+    assert (row.attempts, row.next_attempt_ms) == (2, clock.now + 2000)
+    assert "not currently connected" in row.last_error
+    clock.now += 2000
+    broker.refuse, broker.ack = False, True
+    assert d.deliver_round() == 1
+    assert reg.outbox_entries(pending=False)[0].attempts == 2
+    # Every send carried the same key: the receiver keeps one.
+    assert {b["key"] for _, b in broker.sent} == {f"{e.id}:opened"}
+    assert len(broker.sent) == 2
+
+
+def test_nothing_is_attempted_while_disconnected(reg: Registry) -> None:
+    clock: _Clock = reg.test_clock  # type: ignore[attr-defined]
+    broker, up = _Broker(), [False]
+    d = AlertDelivery(reg, broker.publish, clock_ms=clock, connected=lambda: up[0])
+    _record(reg, Change("opened", _exc()))
+    assert d.deliver_round() == 0 and broker.sent == []
+    assert reg.outbox_entries()[0].attempts == 0  # not counted as a failed attempt
+    up[0] = True
+    assert d.deliver_round() == 1 and len(broker.sent) == 1
+
+
+def test_hold_delays_the_first_attempt(reg: Registry) -> None:
+    clock: _Clock = reg.test_clock  # type: ignore[attr-defined]
+    broker = _Broker()
+    d = AlertDelivery(reg, broker.publish, clock_ms=clock, ack_timeout_s=0.01, hold_s=5)
+    _record(reg, Change("opened", _exc()))
+    assert d.deliver_round() == 0 and broker.sent == []
+    clock.now += 5000
+    assert d.deliver_round() == 1 and len(broker.sent) == 1
