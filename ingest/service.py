@@ -207,11 +207,11 @@ class IngestService:
                 prune_journal=self._annotation_spool.prune_journal,
                 alerts_queued=self.alerts.wake,
             )
-            # A spool that is not the one the checkpoint's row ids refer to: recompute every
-            # checkpointed compartment from its checkpoint time instead of trusting them.
-            self.evaluate.resume(
-                self._drain_spool.last_id(), spool_replaced=verdict.problem is not None
-            )
+            # A spool that is not the one the checkpoint's row ids refer to (deleted or
+            # replaced; a salvaged one keeps its rows): recompute every asset from its
+            # checkpoint time instead of trusting the journal.
+            replaced = verdict.problem == "spool_replaced" and recovery is None
+            self.evaluate.resume(self._drain_spool.last_id(), spool_replaced=replaced)
             self.metrics.sources.append(self.evaluate.stats)
 
     # -- lifecycle --------------------------------------------------------------------------
