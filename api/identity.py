@@ -1,9 +1,10 @@
 """Who is calling, for the write services: the one place that knows what
 ``api.auth.authenticate`` returns and turns it into a ``services.Principal``.
 
-Today ``authenticate`` gives a ``Caller`` (role, key_id: a fingerprint of the key, None when the
-API runs open); key records (issue 10, item 2) will give a principal with ``key_id`` and
-``role`` too. Only ``principal_of`` changes if that shape does.
+``authenticate`` gives an ``api.auth.Principal``: ``role`` and ``key_id`` (the registry key
+record's id, ``env-<8 hex>`` for a development key, None when the API runs open). Only
+``principal_of`` changes if that shape does. Regulators never write: no write route admits
+them (``acting``).
 """
 
 # No "from __future__ import annotations": FastAPI must see the dependency's annotation, which
