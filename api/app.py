@@ -17,14 +17,20 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 import coldchain
+from api.audit import ReadAudit
+from api.auth import refuse_open_off_loopback
 from api.errors import install_error_handlers
 from api.params import path_control_character
+from api.report import ReportService
+from api.report_routes import router as report_router
 from api.routes import Resources, router
+from api.routes_write import router as write_router
 from api.trace import TraceService
 from coldchain.fleet import Fleet, load_fleet
 from coldchain.rules import ProfileSet, load_presets
 from coldchain.settings import Settings
 from registry import Registry, open_registry, wall_clock_ms
+from services import build_services
 from timeseries.client import InfluxClient
 
 __all__ = ["Backends", "create_app", "open_backends"]
@@ -77,22 +83,50 @@ def create_app(
     fleet: Fleet | None = None,
     profiles: ProfileSet | None = None,
     clock_ms: Callable[[], int] = wall_clock_ms,
+    audit_reads: bool = True,
 ) -> FastAPI:
+    """The app; ``audit_reads=False`` leaves regulator reads out of the read chain (only for
+    the benchmark's same-run baseline, bench/api_audit.py)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with open_backends(
             settings, registry=registry, influx=influx, fleet=fleet, profiles=profiles
         ) as b:
-            tracer = TraceService(b.registry, b.influx, b.fleet, b.profiles)
-            app.state.resources = Resources(b.registry, tracer, clock_ms)
-            if not settings.api.keys:
+            tracer = TraceService(
+                b.registry,
+                b.influx,
+                b.fleet,
+                b.profiles,
+                max_readings=settings.api.trace_max_readings,
+                clock_ms=clock_ms,
+                custody_grace_ms=round(settings.validation.custody_grace_s * 1000),
+            )
+            reporter = ReportService(tracer, b.registry, b.fleet, b.profiles)
+            app.state.resources = Resources(b.registry, tracer, clock_ms, reporter)
+            # The write services: the same wiring as the CLI's (services/bootstrap.py).
+            app.state.services = build_services(
+                b.registry,
+                fleet=b.fleet,
+                profiles=b.profiles,
+                validation=settings.validation,
+                clock_ms=clock_ms,
+            )
+            app.state.read_audit = read_audit = ReadAudit(b.registry.trail if audit_reads else None)
+            # Open (no key anywhere) only on loopback: ConfigError otherwise.
+            refuse_open_off_loopback(settings.api.host, settings.api.keys, b.registry)
+            if not settings.api.keys and not b.registry.keys.any():
                 log.warning(
-                    "no API keys configured (COLDCHAIN_API__KEYS): the API on %s:%s is open "
-                    "to anyone who can reach it, with every role; for local use only",
+                    "no API keys (none in the registry, COLDCHAIN_API__KEYS empty): the API on "
+                    "%s:%s is open to anyone who can reach it, with every role; for local use "
+                    "only (create one: coldchain keys create)",
                     settings.api.host,
                     settings.api.port,
                 )
-            yield
+            try:
+                yield
+            finally:
+                read_audit.close()
 
     app = FastAPI(
         title="coldchain",
@@ -113,5 +147,9 @@ def create_app(
         return await call_next(request)
 
     app.get("/healthz", tags=["health"])(healthz)
+    # The report and write routes first: the shipment route's "{shipment_id:path}" would
+    # match them.
+    app.include_router(report_router)
+    app.include_router(write_router)
     app.include_router(router)
     return app

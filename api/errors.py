@@ -15,7 +15,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.trace import ShipmentNotFound
-from coldchain.exceptions import ColdchainError, ConfigError, RecordRejected, StoreError
+from coldchain.exceptions import (
+    ColdchainError,
+    ConfigError,
+    RecordConflict,
+    RecordInvalid,
+    RecordNotFound,
+    RecordRejected,
+    StoreError,
+)
+from coldchain.series import TraceRefused
 
 __all__ = ["install_error_handlers"]
 
@@ -49,9 +58,29 @@ async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
     return _answer(422, "; ".join(parts) or "invalid request")
 
 
+async def _refused(_request: Request, exc: Exception) -> JSONResponse:
+    # A trace too large for one request: the caller must ask for less (the message says how),
+    # so a 4xx, never a 503 "retry later".
+    return _answer(422, str(exc))
+
+
 async def _rejected(_request: Request, exc: Exception) -> JSONResponse:
     # Unknown reference, contradictory duplicate, constraint: retrying will not help.
     return _answer(409, f"rejected by the registry: {exc}")
+
+
+async def _record_invalid(_request: Request, exc: Exception) -> JSONResponse:
+    # The values are wrong whatever is stored (the message names the field and the rule).
+    return _answer(422, str(exc))
+
+
+async def _record_conflict(_request: Request, exc: Exception) -> JSONResponse:
+    # Contradicts what is stored: the message says what (differing fields, the sequence).
+    return _answer(409, str(exc))
+
+
+async def _record_not_found(_request: Request, exc: Exception) -> JSONResponse:
+    return _answer(404, str(exc))
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -81,6 +110,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ShipmentNotFound, _not_found)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(RecordRejected, _rejected)
+    app.add_exception_handler(TraceRefused, _refused)
+    app.add_exception_handler(RecordInvalid, _record_invalid)
+    app.add_exception_handler(RecordConflict, _record_conflict)
+    app.add_exception_handler(RecordNotFound, _record_not_found)
     app.add_exception_handler(StoreError, _unavailable)
     app.add_exception_handler(ConfigError, _misconfigured)
     app.add_exception_handler(ColdchainError, _failed)

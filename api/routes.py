@@ -1,6 +1,9 @@
-"""The read endpoints under ``/v1``: shipments, their traces (JSON and CSV), excursions.
+"""The read endpoints under ``/v1``: shipments, their traces (JSON and CSV), excursions. (The
+shipment listing and the write endpoints are in api/routes_write.py.)
 
-Every route needs an authenticated caller (any role: they are all reads). Times in JSON stay
+Every route needs an authenticated caller (any role: they are all reads); a regulator key's
+scope hides the shipments outside it (404) and limits its excursions to its shipments' legs
+(api/scope.py), and its traces are recorded in the read chain (api/audit.py). Times in JSON stay
 epoch ms UTC as everywhere in coldchain (``*_ms``); query parameters take RFC 3339 with an
 offset; the CSV writes RFC 3339 UTC. Routes are plain ``def``: the registry and InfluxDB
 clients block, so FastAPI runs them in its thread pool.
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from api.auth import authenticate
+from api.audit import AuditRead
+from api.auth import Authed, authenticate
 from api.export import trace_to_csv
 from api.params import (
     AssetIdQuery,
@@ -29,12 +34,21 @@ from api.params import (
     check_shipment_id,
     strict_query,
 )
+from api.report import ReportService
+from api.scope import regulator_excursions, visible_shipment
 from api.times import parse_time_param, rfc3339
-from api.trace import ShipmentNotFound, TraceService, trace_to_dict
+from api.trace import TraceService, detail_to_dict
 from coldchain.rules.excursion import ExcursionStatus
-from registry import CustodyLeg, ExcursionRecord, Registry, Shipment
+from coldchain.series import (
+    DEFAULT_BUCKETS_PER_LEG,
+    MAX_BUCKETS_PER_LEG,
+    MAX_RESOLUTION_S,
+    MIN_RESOLUTION_S,
+)
+from registry import Registry
+from services.views import excursion_view, shipment_view
 
-__all__ = ["Resources", "router"]
+__all__ = ["AtParam", "Res", "Resources", "router"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +58,7 @@ class Resources:
     registry: Registry
     tracer: TraceService
     clock_ms: Callable[[], int]
+    reporter: ReportService
 
 
 def _resources(request: Request) -> Resources:
@@ -52,34 +67,6 @@ def _resources(request: Request) -> Resources:
 
 Res = Annotated[Resources, Depends(_resources)]
 router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(strict_query)])
-
-
-def _shipment(s: Shipment, legs: list[CustodyLeg]) -> dict[str, Any]:
-    # Legs end only at a delivery; a shipment with an open last leg is still in custody there.
-    here = legs[-1] if legs and legs[-1].to_ms is None else None
-    status = "registered" if not legs else "in_custody" if here is not None else "delivered"
-    custody: dict[str, Any] | None = None
-    if here is not None:
-        custody = {
-            "asset_id": here.asset_id,
-            "compartment_id": here.compartment_id,
-            "from_ms": here.from_ms,
-        }
-    return asdict(s) | {"status": status, "custody": custody}
-
-
-@router.get("/shipments")
-def list_shipments(
-    res: Res,
-    after: Annotated[str | None, Query(description="last id of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict[str, Any]]:
-    """Shipments in id order, with where each one is now."""
-    if after is not None:
-        check_shipment_id(after, where="query", name="after")
-    shipments = res.registry.list_shipments(after=after, limit=limit)
-    legs = res.registry.custody_legs_of([s.id for s in shipments])
-    return [_shipment(s, legs[s.id]) for s in shipments]
 
 
 AtParam = Annotated[
@@ -111,20 +98,52 @@ def _at_ms(res: Resources, at: str | None) -> int:
     return at_ms
 
 
+ResolutionParam = Annotated[
+    int | None,
+    Query(
+        ge=MIN_RESOLUTION_S,
+        le=MAX_RESOLUTION_S,
+        description="bucket width of the temperature series and GPS track, seconds; no leg may "
+        f"get more than {MAX_BUCKETS_PER_LEG} buckets (default: about "
+        f"{DEFAULT_BUCKETS_PER_LEG} for the longest leg)",
+    ),
+]
+
+
 @router.get("/shipments/{shipment_id:path}/trace")
-def shipment_trace(shipment_id: ShipmentIdPath, res: Res, at: AtParam = None) -> dict[str, Any]:
-    """Custody legs x temperatures x excursions, and a verdict."""
+def shipment_trace(
+    shipment_id: ShipmentIdPath,
+    res: Res,
+    principal: Authed,
+    audit_read: AuditRead,
+    at: AtParam = None,
+    resolution_s: ResolutionParam = None,
+) -> dict[str, Any]:
+    """Custody legs x temperatures x excursions, and a verdict; per leg the downsampled
+    product and air temperature (min/max/mean per bucket) and, for vehicles, the GPS track."""
     check_shipment_id(shipment_id)
     at_ms = _at_ms(res, at)
-    return trace_to_dict(res.tracer.trace(shipment_id, at_ms)) | {"at_ms": at_ms}
+    visible_shipment(res.registry, principal, shipment_id)
+    # The read entry is appended while the trace is computed, committed before any answer.
+    with audit_read.begin(principal, "trace", shipment_id, at_ms=at_ms):
+        body = detail_to_dict(res.tracer.detail(shipment_id, at_ms, resolution_s=resolution_s))
+    return body
 
 
 @router.get("/shipments/{shipment_id:path}/trace.csv", response_class=Response)
-def shipment_trace_csv(shipment_id: ShipmentIdPath, res: Res, at: AtParam = None) -> Response:
+def shipment_trace_csv(
+    shipment_id: ShipmentIdPath,
+    res: Res,
+    principal: Authed,
+    audit_read: AuditRead,
+    at: AtParam = None,
+) -> Response:
     """The trace's legs as CSV, one row per leg (a sortable spreadsheet, as FSMA 204 asks)."""
     check_shipment_id(shipment_id)
     at_ms = _at_ms(res, at)
-    body = trace_to_csv(res.tracer.trace(shipment_id, at_ms), at_ms)
+    visible_shipment(res.registry, principal, shipment_id)
+    with audit_read.begin(principal, "trace.csv", shipment_id, at_ms=at_ms):
+        body = trace_to_csv(res.tracer.trace(shipment_id, at_ms), at_ms)
     filename = "trace-" + re.sub(r"[^A-Za-z0-9._-]", "_", shipment_id)[:100] + ".csv"
     return Response(
         body,
@@ -134,38 +153,29 @@ def shipment_trace_csv(shipment_id: ShipmentIdPath, res: Res, at: AtParam = None
 
 
 @router.get("/shipments/{shipment_id:path}")
-def get_shipment(shipment_id: ShipmentIdPath, res: Res) -> dict[str, Any]:
+def get_shipment(shipment_id: ShipmentIdPath, res: Res, principal: Authed) -> dict[str, Any]:
     """One shipment, with all its custody legs."""
     check_shipment_id(shipment_id)
-    shipment = res.registry.get_shipment(shipment_id)
-    if shipment is None:
-        raise ShipmentNotFound(shipment_id)
-    legs = res.registry.custody_legs(shipment_id)
-    return _shipment(shipment, legs) | {"legs": [asdict(leg) for leg in legs]}
-
-
-def _excursion(r: ExcursionRecord) -> dict[str, Any]:
-    return asdict(r.excursion) | {
-        "updated_ms": r.updated_ms,
-        "acknowledged": r.acknowledged,
-        "ack_by": r.ack_by,
-        "ack_ms": r.ack_ms,
-        "ack_comment": r.ack_comment,
-    }
+    shipment = visible_shipment(res.registry, principal, shipment_id)
+    return shipment_view(shipment, res.registry.custody_legs(shipment_id), with_legs=True)
 
 
 @router.get("/excursions")
 def list_excursions(
     res: Res,
+    principal: Authed,
     asset_id: AssetIdQuery = None,
     compartment_id: CompartmentIdQuery = None,
     status: ExcursionStatus | None = None,
     from_: Annotated[str | None, Query(alias="from", description="RFC 3339 with an offset")] = None,
     to: Annotated[str | None, Query(description="RFC 3339 with an offset")] = None,
     include_superseded: bool = False,
+    acknowledged: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[dict[str, Any]]:
-    """Excursions touching [from, to) (an open one extends forever), oldest first."""
+    """Excursions touching [from, to) (an open one extends forever), oldest first, each with
+    its latest acknowledgement and the link to all of them (``acknowledgements_url``); for a
+    regulator, only those overlapping the custody legs of shipments it may see."""
     if asset_id is not None:
         check_identifier(asset_id, name="asset_id")
     if compartment_id is not None:
@@ -177,13 +187,18 @@ def list_excursions(
     # Superseded excursions never happened as reported (late data moved them); hidden unless
     # an auditor asks.
     superseded = None if include_superseded else False
-    found = res.registry.find_excursions(
+    find = res.registry.find_excursions
+    if principal.role == "regulator":
+        find = partial(regulator_excursions, res.registry, principal)
+    found = find(
         asset_id=asset_id,
         compartment_id=compartment_id,
         status=status,
         from_ms=from_ms,
         to_ms=to_ms,
+        acknowledged=acknowledged,
         superseded=superseded,
         limit=limit,
     )
-    return [_excursion(r) for r in found]
+    latest = res.registry.latest_acknowledgements([r.excursion.id for r in found])
+    return [excursion_view(r, latest.get(r.excursion.id)) for r in found]

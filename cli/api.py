@@ -3,7 +3,8 @@
 Settings come from ``COLDCHAIN_*`` environment variables (``COLDCHAIN_API__HOST``, ``__PORT``,
 ``__KEYS``; the registry, InfluxDB and fleet settings as for ingest). The registry, InfluxDB
 client, fleet and profiles are opened before uvicorn starts, so a bad setting or an unmigrated
-registry ends the command with one line instead of a traceback from the app's start-up.
+registry ends the command with one line instead of a traceback from the app's start-up. With no
+API key anywhere (registry or variable) it serves only on a loopback address.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app, open_backends
+    from api.auth import refuse_open_off_loopback
     from coldchain.settings import load_settings
 
     settings = load_settings()
@@ -36,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
         # Through load_settings again, so an override is validated like the variable.
         settings = load_settings(api=settings.api.model_dump() | overrides)
     with open_backends(settings) as b:
+        # No key anywhere: serve open (everyone admin) only on loopback; else one line naming
+        # COLDCHAIN_API__HOST (ConfigError), before uvicorn binds anything.
+        refuse_open_off_loopback(settings.api.host, settings.api.keys, b.registry)
         app = create_app(
             settings, registry=b.registry, influx=b.influx, fleet=b.fleet, profiles=b.profiles
         )

@@ -1,8 +1,9 @@
 """``coldchain init``: create or migrate the registry database (idempotent).
 
 Runs the Alembic migrations on ``COLDCHAIN_REGISTRY_URL`` (or ``--registry-url``) up to this
-code's head; ``--verify-audit`` then checks the audit hash chain. (InfluxDB provisioning will
-join this command.)
+code's head, then restores any append-only trigger of the audit log that was dropped or altered
+(naming it); ``--verify-audit`` then runs ``coldchain audit verify``'s checks. (InfluxDB
+provisioning will join this command.)
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--verify-audit",
         action="store_true",
-        help="after migrating, verify the audit log's hash chain (exit 1 if broken)",
+        help="after migrating, verify the audit log as `coldchain audit verify` does "
+        "(exit 1 if anything is wrong)",
     )
     p.set_defaults(func=run)
 
@@ -33,15 +35,18 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     # Adapters load only when the command runs.
     from coldchain.settings import load_settings
-    from registry import open_registry, upgrade
+    from registry import open_registry, restore_audit_guards, upgrade
     from registry.db import redacted
 
     url: str = args.registry_url or load_settings().registry_url
     revision = upgrade(url)
     print(f"registry {redacted(url)}: schema at revision {revision}")
+    for name in restore_audit_guards(url):
+        # Someone dropped or altered it: what it guarded since then is for `audit verify`.
+        print(f"restored audit guard trigger {name} (it was missing or altered)")
     if args.verify_audit:
         with open_registry(url) as registry:
-            report = registry.verify_audit_chain()
+            report = registry.trail.verify()
         print(report)
         if not report.ok:
             return 1

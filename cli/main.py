@@ -16,11 +16,16 @@ __all__ = ["main"]
 # Subcommand modules, in the order ``coldchain --help`` lists them.
 SUBCOMMANDS = [
     "cli.api",
+    "cli.audit",
+    "cli.custody",
     "cli.dashboards",
     "cli.demo",
+    "cli.excursions",
     "cli.ingest",
     "cli.init",
+    "cli.keys",
     "cli.schema",
+    "cli.shipments",
     "cli.simulate",
     "cli.spool",
 ]

@@ -10,7 +10,10 @@
      └── StoreError           a store adapter failed (spool, InfluxDB), third-party errors mapped
           ├── WriteRejected   InfluxDB refused points for good (4xx): retrying will not help
           ├── RecordRejected  the registry DB refused a record for good (unknown reference,
-          │                   contradictory duplicate, constraint): retrying will not help
+          │    │              contradictory duplicate, constraint): retrying will not help
+          │    ├── RecordInvalid   the values themselves are wrong (HTTP 422)
+          │    ├── RecordConflict  the record contradicts what is stored (HTTP 409)
+          │    └── RecordNotFound  the record asked for does not exist (HTTP 404)
           └── SpoolError      the spool (SQLite) could not read or write
                ├── SpoolFull     the disk under the spool is full: retry once space is back
                └── SpoolCorrupt  the spool file is damaged: retrying will not help
@@ -25,6 +28,9 @@ __all__ = [
     "ColdchainError",
     "ConfigError",
     "ProfileError",
+    "RecordConflict",
+    "RecordInvalid",
+    "RecordNotFound",
     "RecordRejected",
     "RegistryError",
     "SpoolCorrupt",
@@ -104,6 +110,28 @@ class RecordRejected(StoreError):
     """The registry database refused a record for good: an unknown shipment or excursion, a
     duplicate that contradicts the stored record, a violated constraint. Retrying will not help.
     """
+
+
+class RecordInvalid(RecordRejected):
+    """The record's values are wrong whatever is stored: a malformed id, an unknown product
+    profile, asset or compartment, a time too far in the future. The message names the field,
+    the value and the rule it breaks."""
+
+
+class RecordConflict(RecordRejected):
+    """The record contradicts what is stored: the same id with other details (the message names
+    the differing fields), a custody sequence that cannot have happened, a change to a
+    cancelled shipment."""
+
+
+class RecordNotFound(RecordRejected):
+    """The record the request is about (a shipment, an excursion) does not exist."""
+
+    def __init__(self, kind: str, record_id: str) -> None:
+        self.kind = kind
+        self.record_id = record_id
+        shown = record_id if len(record_id) <= 140 else record_id[:137] + "..."
+        super().__init__(f"{kind} {shown!r} not found")
 
 
 class SpoolError(StoreError):

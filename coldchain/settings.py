@@ -101,6 +101,9 @@ class ValidationSettings(BaseModel):
     max_sample_age_s: float = Field(default=30 * 86400.0, gt=0)
     # Dead letters (with the full payloads they reference) older than this are pruned.
     dead_letter_retention_days: float = Field(default=30.0, gt=0)
+    # How long every custody scan an impossible sequence depends on must have been in before
+    # the trace flags it (late MQTT scans may still explain it): coldchain.custody.
+    custody_grace_s: float = Field(default=3600.0, ge=0)
 
 
 class AlertSettings(BaseModel):
@@ -129,6 +132,9 @@ class ApiSettings(BaseModel):
     # JSON, COLDCHAIN_API__KEYS='{"key": "regulator"}': the COLDCHAIN_API__KEYS__<key> form
     # lowercases the key. repr=False keeps the keys out of logged settings.
     keys: dict[str, ApiRole] = Field(default_factory=dict, repr=False)
+    # Raw readings one trace or report may stream for its exact statistics (about 6 s of work
+    # on a small machine); a larger one is refused with 422 (docs/api.md).
+    trace_max_readings: int = Field(default=2_000_000, ge=1)
 
 
 class Settings(BaseSettings):

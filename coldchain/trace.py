@@ -15,7 +15,8 @@ and which door events may explain it: a door explains an excursion, it never hid
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -25,12 +26,15 @@ from coldchain.rules.mkt import MktAccumulator
 
 __all__ = [
     "DEFAULT_DOCK_LIMIT_MS",
+    "MAX_GAPS_PER_LEG",
     "Leg",
+    "LegAccumulator",
     "LegReport",
     "ShipmentTrace",
     "Verdict",
     "control_series",
     "custody_gaps",
+    "instant_means",
     "leg_report",
     "verdict",
 ]
@@ -39,6 +43,10 @@ Verdict = Literal["compliant", "excursion", "incomplete"]
 
 # Product left unmonitored on a dock or in a handover for longer than this breaks the chain.
 DEFAULT_DOCK_LIMIT_MS = 30 * 60_000
+
+# A pathological leg (a reading every 11 min against a 10 min cap for a year) lists only this
+# many gaps; its unmonitored time still counts every one.
+MAX_GAPS_PER_LEG = 1000
 
 # Excursion kinds that say the product was too warm or too cold (as opposed to evidence gaps).
 _TEMPERATURE_KINDS = frozenset({"range", "hard_limit", "cumulative", "mkt"})
@@ -90,6 +98,9 @@ class LegReport:
     unmonitored_s: float = 0.0
     out_of_range_s: float = 0.0
     excursion_ids: tuple[str, ...] = ()
+    # Unmonitored stretches [from_ms, to_ms) inside the leg (no reading holds there), in order;
+    # at most MAX_GAPS_PER_LEG of them are listed (unmonitored_s counts them all).
+    gaps: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +113,167 @@ class ShipmentTrace:
     reasons: list[str] = field(default_factory=list)
 
 
+class LegAccumulator:
+    """Streaming statistics of one leg: feed the compartment's control series ``(ts_ms,
+    temp_c)`` in time order with ``add`` (one value per instant: ``instant_means``), then
+    ``report``. Memory is constant whatever the number of readings (only the gaps list grows,
+    to at most ``max_gaps`` entries), so a year-long leg streams in pages
+    (``timeseries.reads.stream_control_values``).
+
+    Semantics: a reading holds until the next one, for at most ``cap_ms``; readings before the
+    leg count only for the time they hold into it (the last reading before the load is what
+    the compartment held when the product went in). ``end_ms`` closes a leg still open
+    (``leg.to_ms`` None). The holes where no reading holds are the leg's ``gaps``.
+    """
+
+    __slots__ = (
+        "_gaps",
+        "_high",
+        "_low",
+        "_max_gaps",
+        "_pending",
+        "cap_ms",
+        "covered_ms",
+        "hi_seen",
+        "leg",
+        "lo_seen",
+        "mkt",
+        "monitored_s",
+        "n",
+        "out_s",
+        "start_ms",
+        "stop_ms",
+        "weighted",
+    )
+
+    def __init__(
+        self,
+        leg: Leg,
+        *,
+        end_ms: int,
+        cap_ms: int,
+        low_c: float | None,
+        high_c: float | None,
+        max_gaps: int = MAX_GAPS_PER_LEG,
+    ) -> None:
+        self.leg = leg
+        self.start_ms = leg.from_ms
+        self.stop_ms = leg.to_ms if leg.to_ms is not None else end_ms
+        self.cap_ms = cap_ms
+        self._low, self._high = low_c, high_c
+        self._max_gaps = max_gaps
+        self._pending: tuple[int, float] | None = None
+        self._gaps: list[tuple[int, int]] = []
+        self.covered_ms = self.start_ms  # time before this is held by a reading or a gap
+        self.mkt = MktAccumulator()
+        self.n = 0
+        self.lo_seen: float | None = None
+        self.hi_seen: float | None = None
+        self.weighted = self.monitored_s = self.out_s = 0.0
+
+    def add(self, ts_ms: int, temp_c: float) -> None:
+        """The next instant's value (``ts_ms`` after the previous one's)."""
+        self._run(((ts_ms, temp_c),), final=False)
+
+    def extend(self, series: Iterable[tuple[int, float]]) -> None:
+        """The next instants' values, in time order."""
+        self._run(series, final=False)
+
+    def _run(self, series: Iterable[tuple[int, float]], *, final: bool) -> None:
+        # The hot loop of a trace (a reading each pass): the state lives in locals and is
+        # written back once, which makes it about twice as fast as a method call per reading.
+        start, stop, cap = self.start_ms, self.stop_ms, self.cap_ms
+        low = -math.inf if self._low is None else self._low
+        high = math.inf if self._high is None else self._high
+        gaps, max_gaps, mkt_add = self._gaps, self._max_gaps, self.mkt.add
+        pending, covered = self._pending, self.covered_ms
+        n, lo_seen, hi_seen = self.n, self.lo_seen, self.hi_seen
+        weighted, monitored, out = self.weighted, self.monitored_s, self.out_s
+        items: Iterable[tuple[int, float | None]] = series
+        if final:
+            items = ((stop, None),)  # the last value holds until the leg's end
+        for nxt, value in items:
+            if pending is not None:
+                t, temp = pending
+                if start <= t < stop:
+                    n += 1
+                    lo_seen = temp if lo_seen is None or temp < lo_seen else lo_seen
+                    hi_seen = temp if hi_seen is None or temp > hi_seen else hi_seen
+                held_from = t if t > start else start
+                held_to = min(nxt, t + cap, stop)
+                if held_to > held_from:
+                    if held_from > covered and len(gaps) < max_gaps:
+                        gaps.append((covered, held_from))
+                    covered = held_to
+                    w = (held_to - held_from) / 1000.0
+                    monitored += w
+                    weighted += temp * w
+                    mkt_add(temp, w)
+                    if temp < low or temp > high:
+                        out += w
+            pending = None if value is None else (nxt, value)
+        self._pending, self.covered_ms = pending, covered
+        self.n, self.lo_seen, self.hi_seen = n, lo_seen, hi_seen
+        self.weighted, self.monitored_s, self.out_s = weighted, monitored, out
+
+    def _gap_until(self, t: int) -> None:
+        if t > self.covered_ms and len(self._gaps) < self._max_gaps:
+            self._gaps.append((self.covered_ms, t))
+        self.covered_ms = max(self.covered_ms, t)
+
+    def report(self, excursions: Iterable[Excursion] = ()) -> LegReport:
+        """The leg's statistics; ``excursions`` overlapping it are listed by id."""
+        if self._pending is not None:
+            self._run((), final=True)
+        leg, start, stop = self.leg, self.start_ms, self.stop_ms
+        span_s = max(0, stop - start) / 1000.0
+        ids = _overlapping_ids(excursions, start, stop)
+        if leg.compartment_id is None:
+            whole = ((start, stop),) if stop > start else ()
+            return LegReport(leg, unmonitored_s=span_s, excursion_ids=ids, gaps=whole)
+        self._gap_until(stop)
+        monitored = self.monitored_s
+        return LegReport(
+            leg,
+            readings=self.n,
+            min_c=self.lo_seen,
+            max_c=self.hi_seen,
+            mean_c=self.weighted / monitored if monitored else None,
+            mkt_c=self.mkt.value,
+            monitored_s=monitored,
+            unmonitored_s=max(0.0, span_s - monitored),
+            out_of_range_s=self.out_s,
+            excursion_ids=ids,
+            gaps=tuple(self._gaps),
+        )
+
+
+def _overlapping_ids(excursions: Iterable[Excursion], start: int, stop: int) -> tuple[str, ...]:
+    return tuple(
+        e.id for e in excursions if e.start_ms < stop and (e.end_ms is None or e.end_ms >= start)
+    )
+
+
+def instant_means(rows: Iterable[tuple[int, float]]) -> Iterator[tuple[int, float]]:
+    """``(ts_ms, temp_c)`` rows in time order (several probes may share an instant) as one
+    value per instant, their mean: the control value when a compartment has several probes of
+    the chosen role (as ``control_series``). Streams: holds one instant at a time."""
+    cur_t: int | None = None
+    total, count = 0.0, 0
+    for t, v in rows:
+        if t != cur_t:
+            if cur_t is not None:
+                yield cur_t, total / count
+            cur_t, total, count = t, 0.0, 0
+        total += v
+        count += 1
+    if cur_t is not None:
+        yield cur_t, total / count
+
+
 def leg_report(
     leg: Leg,
-    series: Sequence[tuple[int, float]],
+    series: Iterable[tuple[int, float]],
     *,
     end_ms: int,
     cap_ms: int,
@@ -112,50 +281,12 @@ def leg_report(
     high_c: float | None,
     excursions: Iterable[Excursion] = (),
 ) -> LegReport:
-    """Statistics of one leg from its compartment's series ``(ts_ms, temp_c)`` in time order.
-
-    ``end_ms`` closes a leg that is still open (``leg.to_ms`` None). Readings before the leg
-    count only for the time they hold into it (the last reading before the load is what the
-    compartment held when the product went in).
-    """
-    start, stop = leg.from_ms, leg.to_ms if leg.to_ms is not None else end_ms
-    span_s = max(0, stop - start) / 1000.0
-    ids = tuple(
-        e.id for e in excursions if e.start_ms < stop and (e.end_ms is None or e.end_ms >= start)
-    )
-    if leg.compartment_id is None:
-        return LegReport(leg, unmonitored_s=span_s, excursion_ids=ids)
-    mkt = MktAccumulator()
-    n = 0
-    lo_seen = hi_seen = None
-    weighted = monitored = out = 0.0
-    for i, (t, temp) in enumerate(series):
-        nxt = series[i + 1][0] if i + 1 < len(series) else stop
-        held_from, held_to = max(t, start), min(nxt, t + cap_ms, stop)
-        if start <= t < stop:
-            n += 1
-            lo_seen = temp if lo_seen is None else min(lo_seen, temp)
-            hi_seen = temp if hi_seen is None else max(hi_seen, temp)
-        if held_to <= held_from:
-            continue
-        w = (held_to - held_from) / 1000.0
-        monitored += w
-        weighted += temp * w
-        mkt.add(temp, w)
-        if (low_c is not None and temp < low_c) or (high_c is not None and temp > high_c):
-            out += w
-    return LegReport(
-        leg,
-        readings=n,
-        min_c=lo_seen,
-        max_c=hi_seen,
-        mean_c=weighted / monitored if monitored else None,
-        mkt_c=mkt.value,
-        monitored_s=monitored,
-        unmonitored_s=max(0.0, span_s - monitored),
-        out_of_range_s=out,
-        excursion_ids=ids,
-    )
+    """Statistics of one leg from its compartment's series ``(ts_ms, temp_c)`` in time order
+    (``LegAccumulator`` states the semantics; this is it over a whole series at once)."""
+    acc = LegAccumulator(leg, end_ms=end_ms, cap_ms=cap_ms, low_c=low_c, high_c=high_c)
+    if leg.compartment_id is not None:
+        acc.extend(series)
+    return acc.report(excursions)
 
 
 def custody_gaps(
@@ -221,14 +352,19 @@ def _unmonitored_runs(legs: Iterable[Leg]) -> list[list[Leg]]:
 
 
 def verdict(
-    legs: Sequence[LegReport], excursions: Iterable[Excursion]
+    legs: Sequence[LegReport],
+    excursions: Iterable[Excursion],
+    integrity: Sequence[str] = (),
 ) -> tuple[Verdict, list[str]]:
     """``excursion`` if the product was out of its limits, else ``incomplete`` if the evidence
-    has holes (data or custody gaps, a monitored leg without readings), else ``compliant``.
+    has holes (data or custody gaps, a monitored leg without readings, a custody sequence that
+    cannot have happened), else ``compliant``.
 
     A temperature excursion's reason names how long the product was out of range, when it came
     back, its detail and the door events of that compartment overlapping it
-    (docs/rules.md, section 14)."""
+    (docs/rules.md, section 14). ``integrity`` are custody-integrity reasons
+    (``coldchain.custody.SequenceProblem.reason``, settled past their grace period): listed
+    after the temperature reasons, and enough on their own to make the evidence incomplete."""
     reasons: list[str] = []
     exc = [e for e in excursions if not e.superseded and e.status != "recovered"]
     temp = [e for e in exc if e.kind in _TEMPERATURE_KINDS and e.severity != "info"]
@@ -236,13 +372,14 @@ def verdict(
     for e in temp:
         reasons.append(_temperature_reason(e, doors))
     if temp:
-        return "excursion", reasons
+        return "excursion", reasons + list(integrity)
     for e in exc:
         if e.kind in _EVIDENCE_KINDS:
             reasons.append(f"{e.kind} on {e.asset_id}/{e.compartment_id}: {e.detail}")
     for r in legs:
         if r.leg.compartment_id is not None and r.readings == 0:
             reasons.append(f"no readings on {r.leg.asset_id}/{r.leg.compartment_id}")
+    reasons.extend(integrity)
     return ("incomplete", reasons) if reasons else ("compliant", reasons)
 
 

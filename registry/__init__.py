@@ -1,9 +1,10 @@
 """The registry database: what is not a time series.
 
-Shipments, custody events, excursions and their lifecycle, compartment profile assignments
-(with history), rules-engine checkpoints, the alert outbox and an append-only hash-chained audit
-log, on SQLAlchemy 2 + Alembic; SQLite by default, PostgreSQL with the same code. See
-docs/registry.md.
+Shipments, custody events, excursions with their lifecycle and acknowledgements, compartment
+profile assignments (with history), rules-engine checkpoints, spool identities, integrity
+evidence, the alert outbox, API keys (``Registry.keys``) and an append-only hash-chained audit
+log of changes and regulator reads (``Registry.trail``), on SQLAlchemy 2 + Alembic; SQLite by
+default, PostgreSQL with the same code. See docs/registry.md.
 
 Typical use::
 
@@ -14,38 +15,52 @@ Typical use::
 """
 
 from registry.audit import GENESIS, canonical_json, entry_hash
+from registry.audit_guard import restore_audit_guards
+from registry.audit_trail import AuditTrail
+from registry.audit_verify import AuditReport
 from registry.custody import derive_legs
 from registry.db import make_engine
+from registry.keys import ApiKey, KeyScope
 from registry.migrate import check_schema, current_revision, head_revision, upgrade
 from registry.outbox import OutboxEntry, OutboxMessage
 from registry.records import (
+    Acknowledgement,
     AuditEntry,
     ChainReport,
     CustodyAction,
     CustodyEvent,
     CustodyLeg,
     CustodySource,
+    Disposition,
     ExcursionRecord,
     ProfileAssignment,
     Shipment,
+    ShipmentStatus,
     SpoolIdentity,
 )
 from registry.repository import Registry, open_registry, wall_clock_ms
 
 __all__ = [
     "GENESIS",
+    "Acknowledgement",
+    "ApiKey",
     "AuditEntry",
+    "AuditReport",
+    "AuditTrail",
     "ChainReport",
     "CustodyAction",
     "CustodyEvent",
     "CustodyLeg",
     "CustodySource",
+    "Disposition",
     "ExcursionRecord",
+    "KeyScope",
     "OutboxEntry",
     "OutboxMessage",
     "ProfileAssignment",
     "Registry",
     "Shipment",
+    "ShipmentStatus",
     "SpoolIdentity",
     "canonical_json",
     "check_schema",
@@ -55,6 +70,7 @@ __all__ = [
     "head_revision",
     "make_engine",
     "open_registry",
+    "restore_audit_guards",
     "upgrade",
     "wall_clock_ms",
 ]

@@ -26,8 +26,16 @@ from typing import cast
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from coldchain.custody import ACTION_ORDER, CustodyScan
 from registry.models import CustodyEventRow, ShipmentRow
-from registry.records import CustodyAction, CustodyEvent, CustodyLeg, CustodySource, Shipment
+from registry.records import (
+    CustodyAction,
+    CustodyEvent,
+    CustodyLeg,
+    CustodySource,
+    Shipment,
+    ShipmentStatus,
+)
 
 __all__ = [
     "derive_legs",
@@ -35,16 +43,60 @@ __all__ = [
     "events_for",
     "legs_for",
     "list_shipments",
+    "shipment_state",
     "shipment_to_record",
     "shipments_on_asset",
+    "to_scan",
 ]
 
-_ACTION_ORDER = {"unload": 0, "handover": 1, "load": 2, "deliver": 3}
+_ACTION_ORDER = ACTION_ORDER
 
 
 def shipment_to_record(row: ShipmentRow) -> Shipment:
     return Shipment(
-        row.id, row.profile, row.description, row.origin, row.destination, row.created_ms
+        id=row.id,
+        profile=row.profile,
+        description=row.description,
+        origin=row.origin,
+        destination=row.destination,
+        created_ms=row.created_ms,
+        shipper=row.shipper,
+        consignee=row.consignee,
+        quantity=row.quantity,
+        unit=row.unit,
+        planned_departure_ms=row.planned_departure_ms,
+        planned_arrival_ms=row.planned_arrival_ms,
+        status=cast(ShipmentStatus, row.status),
+        custody_from_ms=row.custody_from_ms,
+        custody_to_ms=row.custody_to_ms,
+        cancelled_ms=row.cancelled_ms,
+        cancelled_by=row.cancelled_by,
+        cancel_reason=row.cancel_reason,
+        updated_ms=row.updated_ms,
+    )
+
+
+def shipment_state(legs: Sequence[CustodyLeg]) -> tuple[ShipmentStatus, int | None, int | None]:
+    """(status, custody_from_ms, custody_to_ms) of a shipment with these legs, as the API has
+    always shown it: ``registered`` without legs, ``in_custody`` while the last leg is open,
+    else ``delivered`` (custody ended at the last leg's end). Not for cancelled shipments."""
+    if not legs:
+        return "registered", None, None
+    if legs[-1].to_ms is None:
+        return "in_custody", legs[0].from_ms, None
+    return "delivered", legs[0].from_ms, legs[-1].to_ms
+
+
+def to_scan(event: CustodyEvent) -> CustodyScan:
+    """The event as coldchain.custody's sequence check sees it."""
+    return CustodyScan(
+        action=event.action,
+        asset_id=event.asset_id,
+        compartment_id=event.compartment_id,
+        ts_ms=event.ts_ms,
+        order=event.id,
+        received_ms=event.received_ms,
+        ref=repr(event.event_id) if event.event_id is not None else f"#{event.id}",
     )
 
 
@@ -59,6 +111,7 @@ def event_to_record(row: CustodyEventRow) -> CustodyEvent:
         actor=row.actor,
         source=cast(CustodySource, row.source),
         received_ms=row.received_ms,
+        event_id=row.event_id,
     )
 
 

@@ -95,8 +95,14 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that do not expire objects on commit (the registry returns plain values)."""
-    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+    """Sessions that do not expire objects on commit (the registry returns plain values), and
+    that refuse to commit a change to a protected table no audit entry covers
+    (registry/audit_records.py)."""
+    from registry import audit_records
+
+    factory = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+    audit_records.install(factory)
+    return factory
 
 
 @contextmanager

@@ -6,14 +6,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from coldchain.rules.excursion import Excursion, ExcursionStatus, RuleKind, Severity
-from registry.models import ExcursionRow
-from registry.records import ExcursionRecord
+from registry.models import ExcursionAckRow, ExcursionRow
+from registry.records import Acknowledgement, Disposition, ExcursionRecord
 
-__all__ = ["ENGINE_FIELDS", "apply", "find", "row_payload", "to_record"]
+__all__ = [
+    "ENGINE_FIELDS",
+    "ack_to_record",
+    "acks_for",
+    "apply",
+    "find",
+    "latest_acks",
+    "row_payload",
+    "to_record",
+]
 
 # Columns the rules engine owns; an upsert rewrites these and nothing else. ``detected_ms`` and
 # ``detected_late`` are first-report-wins (when we first knew is a fact; recomputation does not
@@ -88,7 +97,59 @@ def to_record(row: ExcursionRow) -> ExcursionRecord:
         out_of_range_s=row.out_of_range_s,
         returned_ms=row.returned_ms,
     )
-    return ExcursionRecord(exc, row.updated_ms, row.ack_by, row.ack_ms, row.ack_comment)
+    return ExcursionRecord(
+        exc,
+        row.updated_ms,
+        row.ack_by,
+        row.ack_ms,
+        row.ack_comment,
+        ack_disposition=row.ack_disposition,
+        ack_count=row.ack_count,
+    )
+
+
+def ack_to_record(row: ExcursionAckRow) -> Acknowledgement:
+    return Acknowledgement(
+        excursion_id=row.excursion_id,
+        seq=row.seq,
+        ack_ms=row.ack_ms,
+        by=row.by,
+        role=row.role,
+        key_id=row.key_id,
+        comment=row.comment,
+        root_cause=row.root_cause,
+        disposition=cast(Disposition | None, row.disposition),
+    )
+
+
+def acks_for(session: Session, excursion_id: str) -> list[Acknowledgement]:
+    """Every acknowledgement of one excursion, oldest (seq 1) first."""
+    rows = session.execute(
+        select(ExcursionAckRow)
+        .where(ExcursionAckRow.excursion_id == excursion_id)
+        .order_by(ExcursionAckRow.seq)
+    ).scalars()
+    return [ack_to_record(r) for r in rows]
+
+
+def latest_acks(session: Session, excursion_ids: Sequence[str]) -> dict[str, Acknowledgement]:
+    """The latest acknowledgement of each excursion that has one, from one query."""
+    if not excursion_ids:
+        return {}
+    latest = (
+        select(ExcursionAckRow.excursion_id, func.max(ExcursionAckRow.seq).label("seq"))
+        .where(ExcursionAckRow.excursion_id.in_(set(excursion_ids)))
+        .group_by(ExcursionAckRow.excursion_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(ExcursionAckRow).join(
+            latest,
+            (ExcursionAckRow.excursion_id == latest.c.excursion_id)
+            & (ExcursionAckRow.seq == latest.c.seq),
+        )
+    ).scalars()
+    return {r.excursion_id: ack_to_record(r) for r in rows}
 
 
 def find(

@@ -30,11 +30,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "AlertOutboxRow",
+    "ApiKeyRow",
     "AuditHeadRow",
+    "AuditReadHeadRow",
+    "AuditReadRow",
     "AuditRow",
     "Base",
     "CheckpointRow",
     "CustodyEventRow",
+    "ExcursionAckRow",
     "ExcursionRow",
     "IntegrityEvidenceRow",
     "ProfileAssignmentRow",
@@ -54,6 +58,16 @@ ID = 64  # coldchain identifiers (assets, compartments) are at most 64 character
 SHIPMENT_ID = 128  # shipment ids come from outside (SSCC, GRAI, customer references)
 ACTOR = 200  # as coldchain.rules.profiles.ProfileAssignment.by
 HASH = 64  # sha256 hex
+PLACE = 200  # origin, destination, shipper, consignee: a name or a GS1 GLN
+
+# Shipment statuses: the first three follow the custody scans, "cancelled" is set by a person.
+SHIPMENT_STATUSES = ("registered", "in_custody", "delivered", "cancelled")
+# What became of the product after an excursion (the latest acknowledgement's decision).
+DISPOSITIONS = ("pending", "quarantined", "released", "returned", "destroyed", "not_affected")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Base(DeclarativeBase):
@@ -95,9 +109,38 @@ class ExcursionRow(Base):
     out_of_range_s: Mapped[float | None] = mapped_column(Float)
     returned_ms: Mapped[int | None] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
+    # The latest acknowledgement, for listings (revision 0007 keeps every one of them in
+    # excursion_acknowledgements; these columns repeat the last and count them).
     ack_by: Mapped[str | None] = mapped_column(String(ACTOR))
     ack_ms: Mapped[int | None] = mapped_column(BigInteger)
     ack_comment: Mapped[str | None] = mapped_column(Text)
+    ack_disposition: Mapped[str | None] = mapped_column(String(16))
+    ack_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class ExcursionAckRow(Base):
+    """One acknowledgement of an excursion by an operator. Append-only (triggers refuse UPDATE
+    and DELETE): a second acknowledgement is a new row, never an overwrite."""
+
+    __tablename__ = "excursion_acknowledgements"
+    __table_args__ = (
+        UniqueConstraint("excursion_id", "seq"),
+        CheckConstraint(_in("disposition", DISPOSITIONS), name="disposition"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    excursion_id: Mapped[str] = mapped_column(
+        String(ID), ForeignKey("excursions.id", ondelete="RESTRICT")
+    )
+    seq: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per excursion
+    ack_ms: Mapped[int] = mapped_column(BigInteger)  # wall clock of the registry
+    by: Mapped[str] = mapped_column(String(ACTOR))
+    role: Mapped[str | None] = mapped_column(String(16))
+    key_id: Mapped[str | None] = mapped_column(String(64))
+    comment: Mapped[str] = mapped_column(Text)
+    root_cause: Mapped[str] = mapped_column(Text)
+    # NULL only for acknowledgements recorded before revision 0007 (no disposition then).
+    disposition: Mapped[str | None] = mapped_column(String(16))
 
 
 class ProfileAssignmentRow(Base):
@@ -127,14 +170,47 @@ class CheckpointRow(Base):
 
 
 class ShipmentRow(Base):
+    """A shipment: what a business system registered, and where its custody stands.
+
+    ``status``, ``custody_from_ms`` and ``custody_to_ms`` are derived from the custody scans
+    (registry.custody.shipment_state) and rewritten in the transaction of every scan, so
+    listings can filter on them; ``cancelled`` is set only by ``cancel_shipment``.
+    ``create_body`` is the canonical JSON of the create request, what a repeated create is
+    compared with (the shipment may have been updated since).
+    """
+
     __tablename__ = "shipments"
+    __table_args__ = (
+        CheckConstraint(_in("status", SHIPMENT_STATUSES), name="status"),
+        Index(None, "shipper", "id"),
+        Index(None, "status", "id"),
+        Index(None, "created_ms"),
+        Index(None, "custody_from_ms"),
+    )
 
     id: Mapped[str] = mapped_column(String(SHIPMENT_ID), primary_key=True)
     profile: Mapped[str] = mapped_column(String(ID))
     description: Mapped[str] = mapped_column(Text)
-    origin: Mapped[str] = mapped_column(String(200))
-    destination: Mapped[str] = mapped_column(String(200))
+    origin: Mapped[str] = mapped_column(String(PLACE))
+    destination: Mapped[str] = mapped_column(String(PLACE))
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    # Revision 0007: the business facts of the write API.
+    shipper: Mapped[str] = mapped_column(String(PLACE), default="", server_default="")
+    consignee: Mapped[str] = mapped_column(String(PLACE), default="", server_default="")
+    quantity: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str | None] = mapped_column(String(32))
+    planned_departure_ms: Mapped[int | None] = mapped_column(BigInteger)
+    planned_arrival_ms: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(
+        String(16), default="registered", server_default="registered"
+    )
+    custody_from_ms: Mapped[int | None] = mapped_column(BigInteger)
+    custody_to_ms: Mapped[int | None] = mapped_column(BigInteger)
+    cancelled_ms: Mapped[int | None] = mapped_column(BigInteger)
+    cancelled_by: Mapped[str | None] = mapped_column(String(ACTOR))
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    updated_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    create_body: Mapped[str | None] = mapped_column(Text)
 
 
 class CustodyEventRow(Base):
@@ -146,6 +222,8 @@ class CustodyEventRow(Base):
         CheckConstraint("action IN ('load', 'unload', 'handover', 'deliver')", name="action"),
         CheckConstraint("source IN ('api', 'mqtt')", name="source"),
         Index(None, "asset_id", "ts_ms"),
+        # A unique index, not a constraint: SQLite can add it without rebuilding the table.
+        Index(None, "event_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -159,6 +237,9 @@ class CustodyEventRow(Base):
     actor: Mapped[str] = mapped_column(String(ACTOR))
     source: Mapped[str] = mapped_column(String(8))
     received_ms: Mapped[int] = mapped_column(BigInteger)
+    # The caller's id for the event (write API; revision 0007): what makes a retried POST the
+    # same event. NULL for MQTT scans, identified by their natural key above.
+    event_id: Mapped[str | None] = mapped_column(String(SHIPMENT_ID))
 
 
 class IntegrityEvidenceRow(Base):
@@ -239,6 +320,64 @@ class SpoolIdentityRow(Base):
     problem: Mapped[str | None] = mapped_column(String(32))
     problem_detail: Mapped[str] = mapped_column(Text)
     problem_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AuditReadRow(Base):
+    """The read chain: regulator reads (trace, report, export), hash-chained like ``audit_log``
+    with its own head, so audited reads never wait on the writers' lock (docs/registry.md)."""
+
+    __tablename__ = "audit_read_log"
+    __table_args__ = (Index(None, "entity", "entity_id"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(ACTOR))
+    action: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str] = mapped_column(String(SHIPMENT_ID + 32))
+    payload: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(HASH))
+    hash: Mapped[str] = mapped_column(String(HASH), unique=True)
+
+
+class AuditReadHeadRow(Base):
+    """Exactly one row (id 1): the last seq and hash of the read chain (as ``audit_head``)."""
+
+    __tablename__ = "audit_read_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(HASH))
+
+
+class ApiKeyRow(Base):
+    """An API key: the SHA-256 of its secret (never the secret), its role, expiry, revocation
+    and, for a regulator, an optional scope (canonical JSON lists). Rows are never deleted: a
+    revoked key stays for the audit trail (registry/keys.py)."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'operator', 'integrator', 'regulator')", name="role"),
+        CheckConstraint(
+            "role = 'regulator' OR (scope_shippers IS NULL AND scope_shipments IS NULL)",
+            name="scope_regulator_only",
+        ),
+        Index(None, "secret_sha256", unique=True),
+    )
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_sha256: Mapped[str] = mapped_column(String(HASH))
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(ACTOR))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(ACTOR))
+    expires_ms: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_ms: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_by: Mapped[str | None] = mapped_column(String(ACTOR))
+    # JSON lists; NULL: no restriction of that kind (both NULL: the regulator sees everything).
+    scope_shippers: Mapped[str | None] = mapped_column(Text)
+    scope_shipments: Mapped[str | None] = mapped_column(Text)
 
 
 class AlertOutboxRow(Base):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what coldchain needs on a fresh Debian machine: mosquitto and influxd from Debian's
-# packages, uv, and the locked Python environment. Idempotent: a second run only checks.
+# packages, pango and a CJK font for the PDF report (poppler and chromium for its tests), uv,
+# and the locked Python environment. Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,13 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v influxd >/dev/null 2>&1 || need_apt+=(influxdb)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv python3-pip)
+# The shipment report: WeasyPrint lays out the PDF with pango (libpango) and needs a font with
+# Han characters (place names are Chinese as often as not); its tests read the PDF back with
+# poppler and open the HTML in headless Chromium.
+dpkg -s libpango-1.0-0 libpangoft2-1.0-0 >/dev/null 2>&1 || need_apt+=(libpango-1.0-0 libpangoft2-1.0-0)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk)
+command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${need_apt[*]}" >&2
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -76,6 +76,11 @@ class InfluxClient:
 
     def query(self, q: str) -> list[Series]:
         """Run read-only InfluxQL; the series of every statement, times in epoch ms."""
+        return [series for result in self.query_each(q) for series in result]
+
+    def query_each(self, q: str) -> list[list[Series]]:
+        """Run read-only InfluxQL of one or more ``;``-separated statements in one request; the
+        series of each statement, in statement order (an empty list: no rows)."""
         params = {k: v for k, v in self._params.items() if k != "precision"}
         try:
             resp = self._http.post(
@@ -88,12 +93,16 @@ class InfluxClient:
             raise StoreError(f"InfluxDB at {self.settings.url} unreachable: {exc}") from exc
         if resp.status_code != 200:
             raise StoreError(f"InfluxDB query failed with {resp.status_code}: {resp.text[:300]}")
-        out: list[Series] = []
+        out: list[list[Series]] = []
         for result in resp.json().get("results", []):
             if "error" in result:
                 raise StoreError(f"InfluxDB query error: {result['error']} in {q[:200]}")
-            for s in result.get("series", []):
-                out.append(Series(s["name"], s.get("tags", {}), s["columns"], s.get("values", [])))
+            out.append(
+                [
+                    Series(s["name"], s.get("tags", {}), s["columns"], s.get("values", []))
+                    for s in result.get("series", [])
+                ]
+            )
         return out
 
     def close(self) -> None:

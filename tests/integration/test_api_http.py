@@ -158,7 +158,14 @@ def test_the_latest_time_accepted_is_one_the_store_answers(
     influx: InfluxClient,  # noqa: F811
 ) -> None:
     """The bound of api/times.py is InfluxDB's: asked at exactly that time the store answers
-    (200), one millisecond later the API refuses (422); neither is a 503."""
+    (200), one millisecond later the API refuses (422); neither is a 503. (A shipment loaded an
+    hour before that instant: one still open since 2026 would be a 236-year trace, refused as
+    too long, 422, before InfluxDB is asked.)"""
+    late = MAX_MS - 3_600_000
+    registry.create_shipment("SHP-LATE", profile="chilled", actor="planner", created_ms=late)
+    registry.record_custody_event("SHP-LATE", "load", "store-1", "z1", ts_ms=late, actor="staff")
+    key = "temperature,asset=store-1,compartment=z1,probe=product,sensor=z1-prod"
+    influx.write(f"{key} temp_c=2.5 {late + 60_000}".encode())
     app = create_app(
         Settings(api=ApiSettings(keys={"regulator-key": "regulator"})),
         registry=registry,
@@ -169,8 +176,8 @@ def test_the_latest_time_accepted_is_one_the_store_answers(
     )
     with TestClient(app) as c:
         last = rfc3339(MAX_MS)
-        r = c.get("/v1/shipments/SHP-2/trace", params={"at": last}, headers=KEY)
+        r = c.get("/v1/shipments/SHP-LATE/trace", params={"at": last}, headers=KEY)
         assert r.status_code == 200, r.text
-        assert r.json()["legs"][0]["readings"] == 3  # 120, 160, 175 in store-1/z1
-        r = c.get("/v1/shipments/SHP-2/trace", params={"at": rfc3339(MAX_MS + 1)}, headers=KEY)
+        assert r.json()["legs"][0]["readings"] == 1  # the reading a minute after the load
+        r = c.get("/v1/shipments/SHP-LATE/trace", params={"at": rfc3339(MAX_MS + 1)}, headers=KEY)
         assert r.status_code == 422 and "after the last instant" in r.json()["detail"]

@@ -52,6 +52,17 @@ PINNED: dict[str, list[str]] = {
         "telemetry_json_schema",
         "ts_ms",
     ],
+    "coldchain.custody": [
+        "ACTION_ORDER",
+        "CustodyScan",
+        "DEFAULT_GRACE_MS",
+        "ProblemCode",
+        "SequenceProblem",
+        "fleet_problem",
+        "sequence_problems",
+        "settled_problems",
+        "time_problem",
+    ],
     "coldchain.epcis": [
         "COLDCHAIN_NS",
         "CustodyRecord",
@@ -70,6 +81,9 @@ PINNED: dict[str, list[str]] = {
         "ColdchainError",
         "ConfigError",
         "ProfileError",
+        "RecordConflict",
+        "RecordInvalid",
+        "RecordNotFound",
         "RecordRejected",
         "RegistryError",
         "SpoolCorrupt",
@@ -103,6 +117,34 @@ PINNED: dict[str, list[str]] = {
         "validate",
     ],
     "deploy": ["Influxd", "Mosquitto", "ServiceError", "Services", "free_port"],
+    "reports": [
+        "Acknowledgement",
+        "Clock",
+        "ReportExcursion",
+        "ReportLeg",
+        "ShipmentReport",
+        "render_report_html",
+        "render_report_pdf",
+    ],
+    "services": [
+        "AcknowledgementCreate",
+        "CustodyEventCreate",
+        "CustodyLimits",
+        "CustodyService",
+        "ExcursionService",
+        "Principal",
+        "Services",
+        "ShipmentCancel",
+        "ShipmentCreate",
+        "ShipmentFilters",
+        "ShipmentPage",
+        "ShipmentPatch",
+        "ShipmentService",
+        "build_services",
+        "cli_principal",
+        "open_services",
+        "parse",
+    ],
     "timeseries": ["InfluxClient", "Series"],
     "simulators": [
         "Fault",
@@ -165,6 +207,7 @@ def test_errors_share_one_base() -> None:
 def test_domain_library_imports_no_io_client() -> None:
     code = (
         "import coldchain, coldchain.contract, coldchain.rules, coldchain.epcis, json, sys; "
+        "import coldchain.custody; "
         "coldchain.epcis.validate_epcis({}); "
         "print(json.dumps(sorted(sys.modules)))"
     )

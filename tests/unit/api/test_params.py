@@ -169,12 +169,16 @@ def test_unknown_and_repeated_query_parameters_are_422(client: TestClient) -> No
     cases = [
         (
             "/v1/excursions?form=2026-01-01T00:00:00Z",
-            "unknown query parameter 'form'; this endpoint takes asset_id, compartment_id, "
-            "from, include_superseded, limit, status, to",
+            "unknown query parameter 'form'; this endpoint takes acknowledged, asset_id, "
+            "compartment_id, from, include_superseded, limit, status, to",
         ),
         (
             "/v1/shipments/S1/trace?as_of=2026-01-01T00:00:00Z",
-            "unknown query parameter 'as_of'; this endpoint takes at",
+            "unknown query parameter 'as_of'; this endpoint takes at, resolution_s",
+        ),
+        (
+            "/v1/shipments/S1/report.pdf?zone=Asia/Shanghai",
+            "unknown query parameter 'zone'; this endpoint takes at, tz",
         ),
         (
             "/v1/shipments/S1?at=2026-01-01T00:00:00Z",

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from coldchain.exceptions import RecordRejected
+from coldchain.exceptions import RecordNotFound, RecordRejected
 from coldchain.rules.excursion import Excursion
 from registry import Registry
 
@@ -93,7 +93,7 @@ def test_first_detection_time_wins(reg: Registry) -> None:
 
 
 def test_acknowledging_an_unknown_excursion_is_rejected(reg: Registry) -> None:
-    with pytest.raises(RecordRejected, match="no excursion"):
+    with pytest.raises(RecordNotFound, match="excursion 'nope' not found"):
         reg.acknowledge_excursion("nope", by="alice")
     with pytest.raises(RecordRejected, match="acknowledged by"):
         reg.acknowledge_excursion("nope", by=" ")

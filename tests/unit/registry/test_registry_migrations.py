@@ -19,9 +19,13 @@ from registry.models import Base
 
 TABLES = {
     "alert_outbox",
+    "api_keys",
     "audit_head",
     "audit_log",
+    "audit_read_head",
+    "audit_read_log",
     "custody_events",
+    "excursion_acknowledgements",
     "excursions",
     "integrity_evidence",
     "profile_assignments",
@@ -163,3 +167,79 @@ def test_cli_init_migrates_settings_url(
 def test_cli_init_reports_a_bad_url(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["init", "--registry-url", "not a url"]) == 2
     assert "is not a database URL" in capsys.readouterr().err
+
+
+def test_0007_brings_existing_shipments_and_acknowledgements_along(registry_url: str) -> None:
+    # Rows stored under 0003: a delivered shipment, one still in custody, one never scanned,
+    # and an acknowledged excursion. After 0007 each has its status and custody span, an
+    # identical create is still recognised, and the acknowledgement is history entry 1.
+    upgrade(registry_url, "0003")
+    engine = make_engine(registry_url)
+    try:
+        with engine.begin() as conn:
+            for sid in ("A", "B", "C"):
+                conn.exec_driver_sql(
+                    "INSERT INTO shipments (id, profile, description, origin, destination,"
+                    f" created_ms) VALUES ('{sid}', 'chilled', 'lot {sid}', 'X', 'Y', 5)"
+                )
+            for i, (sid, action, comp, ts) in enumerate(
+                [("A", "load", "'c1'", 10), ("A", "deliver", "NULL", 20), ("B", "load", "'c1'", 30)]
+            ):
+                conn.exec_driver_sql(
+                    "INSERT INTO custody_events (id, shipment_id, action, asset_id, compartment_id,"
+                    f" ts_ms, actor, source, received_ms) VALUES ({i + 1}, '{sid}', '{action}',"
+                    f" 'truck-1', {comp}, {ts}, 'd', 'mqtt', {ts})"
+                )
+            conn.exec_driver_sql(
+                "INSERT INTO excursions (id, asset_id, compartment_id, rule, kind, severity,"
+                " status, start_ms, end_ms, detected_ms, detected_late, peak_c, degree_minutes,"
+                " profile, detail, superseded, updated_ms, ack_by, ack_ms, ack_comment) VALUES"
+                " ('e1', 'truck-1', 'c1', 'range', 'range', 'warning', 'closed', 0, 60000,"
+                " 60000, 0, 9.0, 1.0, 'chilled', '', 0, 60000, 'alice', 70000, 'seen')"
+            )
+    finally:
+        engine.dispose()
+    assert upgrade(registry_url) == head_revision()
+    with open_registry(registry_url) as reg:
+        states = {}
+        for sid in ("A", "B", "C"):
+            s = reg.get_shipment(sid)
+            assert s is not None and s.updated_ms == 5
+            states[sid] = (s.status, s.custody_from_ms, s.custody_to_ms)
+        assert states == {
+            "A": ("delivered", 10, 20),
+            "B": ("in_custody", 30, None),
+            "C": ("registered", None, None),
+        }
+        _, created = reg.create_shipment(
+            "A", profile="chilled", actor="erp", description="lot A", origin="X", destination="Y"
+        )
+        assert not created
+        (ack,) = reg.excursion_acknowledgements("e1")
+        assert (ack.seq, ack.by, ack.ack_ms, ack.comment, ack.disposition) == (
+            1,
+            "alice",
+            70000,
+            "seen",
+            None,
+        )
+        record = reg.get_excursion("e1")
+        assert record is not None and record.ack_count == 1
+        # Nothing happened, so 0007 audited nothing: the only entries are 0008's attestations
+        # of the rows as they stand.
+        assert {(e.action, e.actor) for e in reg.audit_entries()} == {
+            ("audit.attest", "migration-0008")
+        }
+    downgrade(registry_url, "0003")
+    engine = make_engine(registry_url)
+    try:
+        cols = {c["name"] for c in inspect(engine).get_columns("shipments")}
+        assert "status" not in cols and "shipper" not in cols
+        assert "excursion_acknowledgements" not in inspect(engine).get_table_names()
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM custody_events").scalar() == 3
+            assert conn.exec_driver_sql("SELECT ack_by FROM excursions").scalar() == "alice"
+    finally:
+        engine.dispose()
+    assert upgrade(registry_url) == head_revision()
+    assert _diff(registry_url) == []

@@ -1,0 +1,30 @@
+"""The error body every error answer has (api/errors.py writes it) and the OpenAPI declaration
+of a route's error answers, so the schema states what a client can get back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+__all__ = ["ErrorBody", "error_responses"]
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: one sentence saying what is wrong."""
+
+    detail: str = Field(description="what is wrong, naming the field or parameter and the value")
+
+
+_WHEN = {
+    401: "no API key, or not a known one",
+    403: "the key's role may not call this endpoint",
+    404: "the record named in the path does not exist",
+    409: "contradicts what is stored (the message says what)",
+    422: "a field or parameter is invalid (the message names it, the value and the rule)",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each status with ``ErrorBody`` and when it happens."""
+    return {code: {"model": ErrorBody, "description": _WHEN[code]} for code in codes}
