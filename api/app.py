@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 import coldchain
 from api.audit import ReadAudit
 from api.auth import refuse_open_off_loopback
+from api.epcis import EpcisExporter
+from api.epcis import router as epcis_router
 from api.errors import install_error_handlers
 from api.params import path_control_character
 from api.report import ReportService
@@ -104,6 +106,7 @@ def create_app(
             )
             reporter = ReportService(tracer, b.registry, b.fleet, b.profiles)
             app.state.resources = Resources(b.registry, tracer, clock_ms, reporter)
+            app.state.epcis = EpcisExporter(tracer, b.registry, b.fleet, settings.epcis)
             # The write services: the same wiring as the CLI's (services/bootstrap.py).
             app.state.services = build_services(
                 b.registry,
@@ -147,9 +150,10 @@ def create_app(
         return await call_next(request)
 
     app.get("/healthz", tags=["health"])(healthz)
-    # The report and write routes first: the shipment route's "{shipment_id:path}" would
+    # The report, EPCIS and write routes first: the shipment route's "{shipment_id:path}" would
     # match them.
     app.include_router(report_router)
+    app.include_router(epcis_router)
     app.include_router(write_router)
     app.include_router(router)
     return app

@@ -21,6 +21,7 @@ __all__ = [
     "AlertSettings",
     "ApiRole",
     "ApiSettings",
+    "EpcisSettings",
     "InfluxSettings",
     "MqttSettings",
     "Settings",
@@ -137,6 +138,23 @@ class ApiSettings(BaseModel):
     trace_max_readings: int = Field(default=2_000_000, ge=1)
 
 
+class EpcisSettings(BaseModel):
+    """The EPCIS 2.0 export (docs/epcis.md, "Identifiers")."""
+
+    model_config = _SECTION
+
+    # Roots the URIs of what has no GS1 key: <base_uri>/shipment/<id>, <base_uri>/asset/<id>,
+    # ... An address the organisation controls; http(s), no query or fragment.
+    base_uri: str = Field(
+        default="https://coldchain.example/id",
+        pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^?#\s]*)?$",
+        max_length=200,
+    )
+    # Set (6..12): an SSCC shipment id is exported as its EPC URI urn:epc:id:sscc:...; unset:
+    # as the GS1 Digital Link https://id.gs1.org/00/<sscc> (same eventIDs either way).
+    sscc_company_prefix_length: int | None = Field(default=None, ge=6, le=12)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="COLDCHAIN_", env_nested_delimiter="__", extra="forbid"
@@ -153,6 +171,7 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     api: ApiSettings = ApiSettings()
     alerts: AlertSettings = AlertSettings()
+    epcis: EpcisSettings = EpcisSettings()
 
 
 def load_settings(**overrides: object) -> Settings:
