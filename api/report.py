@@ -176,13 +176,14 @@ class ReportService:
             generator=f"coldchain {coldchain.__version__}",
         )
 
-    @staticmethod
-    def _excursion(e: Excursion, number: int, detail: TraceDetail) -> ReportExcursion:
+    def _excursion(self, e: Excursion, number: int, detail: TraceDetail) -> ReportExcursion:
         record = detail.records.get(e.id)
         if record is None:  # a custody gap: the trace computes it, the registry has no row
             return ReportExcursion(number, e, recorded=False)
-        # Today the record holds the latest acknowledgement only; a history would list all.
-        acks: tuple[Acknowledgement, ...] = ()
-        if record.ack_ms is not None:
-            acks = (Acknowledgement(record.ack_by or "", record.ack_ms, record.ack_comment or ""),)
+        # Every acknowledgement, oldest first: a later one appends, the report shows them all.
+        history = self._registry.excursion_acknowledgements(e.id) if record.ack_count else []
+        acks = tuple(
+            Acknowledgement(a.by, a.ack_ms, a.comment, a.root_cause, a.disposition, a.seq)
+            for a in history
+        )
         return ReportExcursion(number, e, acks, recorded=True)

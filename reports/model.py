@@ -61,17 +61,24 @@ class Clock:
 
 @dataclass(frozen=True, slots=True)
 class Acknowledgement:
-    """An operator's acknowledgement of an excursion: who, when (epoch ms), what they said."""
+    """One acknowledgement of an excursion: who, when (epoch ms), what they said, the root cause
+    they found and what they decided for the product (``disposition``: released, quarantined,
+    destroyed, ...; None for acknowledgements recorded before dispositions existed). ``seq``:
+    its place in the excursion's history (1, 2, ...; 0 when unknown)."""
 
     by: str
     at_ms: int
     comment: str = ""
+    root_cause: str = ""
+    disposition: str | None = None
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ReportExcursion:
-    """Excursion ``E<number>`` of the report. ``recorded`` False: computed by the trace (a
-    custody gap), so there is no registry record to acknowledge."""
+    """Excursion ``E<number>`` of the report with every acknowledgement, oldest first (a later
+    one never replaces an earlier: the report shows the history). ``recorded`` False: computed
+    by the trace (a custody gap), so there is no registry record to acknowledge."""
 
     number: int
     excursion: Excursion

@@ -38,7 +38,7 @@ KEY = {"X-API-Key": "reg"}
 def client(registry: Registry, influx: InfluxClient) -> Iterator[TestClient]:  # noqa: F811
     registry.acknowledge_excursion(SPIKE.id, by="qa.wang", comment="probe checked, released")
     app = create_app(
-        Settings(api=ApiSettings(keys={"reg": "regulator"})),
+        Settings(api=ApiSettings(keys={"reg": "regulator", "op": "operator"})),
         registry=registry,
         influx=influx,
         fleet=FLEET,
@@ -131,3 +131,34 @@ def test_an_id_with_a_slash(client: TestClient, registry: Registry) -> None:  # 
     r = client.get("/v1/shipments/PO-2026%2F0042/report.pdf", headers=KEY)
     assert r.status_code == 200
     assert r.headers["content-disposition"] == 'attachment; filename="report-PO-2026_0042.pdf"'
+
+
+def test_every_acknowledgement_is_in_the_report(
+    client: TestClient,
+    registry: Registry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # The fixture's acknowledgement, then an operator's decision over HTTP: the second appends.
+    r = client.post(
+        f"/v1/excursions/{SPIKE.id}/acknowledgements",
+        json={
+            "disposition": "quarantined",
+            "root_cause": "compressor relay stuck",
+            "comment": "QA to sample two pallets",
+        },
+        headers={"X-API-Key": "op"},
+    )
+    assert r.status_code == 201, r.text
+    html = client.get("/v1/shipments/SHP-S/report.html", headers=KEY).text
+    cell = re.search(r'<tr class="excursion" id="excursion-1">.*?</tr>', html, re.S)
+    assert cell is not None
+    text = _text(cell.group(0))
+    first, second = text.index("qa.wang"), text.index("product quarantined")
+    assert first < second  # oldest first
+    assert "probe checked, released" in text and "root cause: compressor relay stuck" in text
+    assert "QA to sample two pallets" in text
+    assert 'id="ack-1-1"' in cell.group(0) and 'id="ack-1-2"' in cell.group(0)
+    pdf = client.get("/v1/shipments/SHP-S/report.pdf", headers=KEY).content
+    flat = " ".join(pdf_text(pdf, tmp_path).split())
+    for said in ("probe checked, released", "product quarantined", "compressor relay stuck"):
+        assert said in flat, said

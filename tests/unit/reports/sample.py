@@ -189,7 +189,19 @@ def sample_report(zone: str = "Asia/Shanghai") -> ShipmentReport:
     excursions = (
         ReportExcursion(1, DOOR),
         ReportExcursion(
-            2, SPIKE, (Acknowledgement("qa.wang", m(300), "product checked: released"),)
+            2,
+            SPIKE,
+            (  # the history: quarantined first, released after the QA check
+                Acknowledgement(
+                    "qa.wang",
+                    m(300),
+                    "probe in the door draught",
+                    "door left open",
+                    "quarantined",
+                    seq=1,
+                ),
+                Acknowledgement("qa.李", m(420), "product checked: released", "", "released", 2),
+            ),
         ),
         ReportExcursion(3, GAP, recorded=False),
     )

@@ -123,7 +123,14 @@ def test_excursions_with_their_acknowledgements() -> None:
     rows = page().rows["excursions-table"][1:]
     assert [r[0] for r in rows] == ["E1", "E2", "E3"]
     assert rows[0][-1] == "not acknowledged"
-    assert rows[1][-1] == "qa.wang, 2026-09-22 13:00: “product checked: released”"
+    # Every acknowledgement, oldest first: who, when, the decision, the root cause, the comment.
+    assert rows[1][-1] == (
+        "1. qa.wang, 2026-09-22 13:00 product quarantined root cause: door left open "
+        "“probe in the door draught”"  # (two <div>s: no space between)
+        "2. qa.李, 2026-09-22 15:00 product released “product checked: released”"
+    )
+    p = page()
+    assert "ack-2-1" in p.by_id and "ack-2-2" in p.by_id
     assert "back in range 11:50" in rows[1][3] and rows[1][4] == "30 min"
     assert "no registry record to acknowledge" in rows[2][-1]
 

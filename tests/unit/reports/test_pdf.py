@@ -23,6 +23,10 @@ def test_pdf_has_the_report_with_han_characters(tmp_path: Path) -> None:
     for han in ("SHP-汕头-0042", "汕头市 Shantou", "酸奶", "广州"):
         assert han in text, han
     assert "Asia/Shanghai" in text and "9f9f9f9f" in text
+    # The acknowledgement history, both entries (quarantined, then released).
+    flat = " ".join(text.split())
+    for said in ("product quarantined", "door left open", "qa.李", "product released"):
+        assert said in flat, said
     fonts = pdf_fonts(pdf, tmp_path)
     assert any("CJK" in name and embedded for name, embedded in fonts), fonts
     assert all(embedded for _, embedded in fonts), fonts  # nothing left to the reader's machine
