@@ -11,6 +11,11 @@ gaps) against the scenario's expectations (simulators/scoring.py): ``found``, ``
 (declared, not raised) and ``false_alarms`` (raised, explained by nothing declared), under
 ``score`` in the JSON. The exit status is 0 only if every reading was stored once, ingest
 drained, and the score has no miss and no false alarm.
+
+Last, it writes every shipment's report and EPCIS export, as the API serves them, into
+``--report-dir DIR`` (or a new temporary folder it keeps): ``<shipment>.html``,
+``<shipment>.pdf`` and ``<shipment>.epcis.jsonld``, the shipment id percent-encoded into a safe
+file name (cli/report_files.py), and prints where (``report_dir`` in the JSON).
 """
 
 from __future__ import annotations
@@ -39,6 +44,21 @@ def register(sub: Any) -> None:
     p.add_argument("--speedup", type=float, default=1440.0, help="simulated s per wall s")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--keep", type=Path, help="keep data (services, registry, truth) in DIR")
+    p.add_argument(
+        "--report-dir",
+        type=Path,
+        metavar="DIR",
+        help="write each shipment's report and EPCIS export here: <id>.html, <id>.pdf, "
+        "<id>.epcis.jsonld, the id percent-encoded as a file name (PO-2026/0042 -> "
+        "PO-2026%%2F0042; a leading '.' as %%2E; urllib.parse.unquote gives it back). "
+        "Default: a new temporary folder, kept and printed",
+    )
+    p.add_argument(
+        "--report-tz",
+        default="UTC",
+        metavar="ZONE",
+        help="IANA time zone of the reports' and exports' times (default UTC)",
+    )
     p.set_defaults(func=run)
 
 
@@ -48,6 +68,16 @@ def _say(quiet: bool, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from api.report import UnknownTimeZone, check_zone
+
+    # Bad report options fail now, not after the replay.
+    try:
+        check_zone(args.report_tz)
+        if args.report_dir is not None:
+            args.report_dir.mkdir(parents=True, exist_ok=True)
+    except (UnknownTimeZone, OSError) as exc:
+        print(f"coldchain demo: {exc}", file=sys.stderr)
+        return 2
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         return _run(args, args.keep)
@@ -112,7 +142,13 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         ingest_stats = service.stats()
         dead = service.dead_letters()
         service.stop(drain_timeout_s=30)
-        summary = _summarize(settings, fleet, services, published, dead, start, scenario)
+        now_ms = int(time.time() * 1000)
+        summary = _summarize(settings, fleet, services, published, dead, start, scenario, now_ms)
+        report_dir = args.report_dir or Path(tempfile.mkdtemp(prefix="coldchain-demo-reports-"))
+        _say(quiet, f"coldchain demo: writing reports and EPCIS exports to {report_dir} ...")
+        written = _write_reports(settings, fleet, scenario, report_dir, args.report_tz, now_ms)
+        summary["report_dir"] = str(report_dir.resolve())
+        summary["report_files"] = written
         summary["publish"] = stats.to_dict()
         summary["ingest"] = ingest_stats
         summary["drained"] = drained
@@ -123,6 +159,12 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         from cli.report import render
 
         print(render(summary))
+    # Where the reports are, also with --json (on stderr there: stdout is the JSON).
+    print(
+        f"Reports and EPCIS exports ({len(summary['report_files'])} shipments): "
+        f"{summary['report_dir']}",
+        file=sys.stderr if args.json else sys.stdout,
+    )
     score = summary["score"]
     ok = drained and all(a["match"] for a in summary["assets"])
     ok = ok and score["missed"] == 0 and score["false_alarms"] == 0
@@ -172,6 +214,7 @@ def _summarize(
     dead: list[dict[str, object]],
     start: datetime,
     scenario: Any,
+    now_ms: int,
 ) -> dict[str, Any]:
     from api.trace import TraceService, trace_to_dict
     from coldchain.rules import load_presets
@@ -183,7 +226,6 @@ def _summarize(
     stored: Counter[str] = Counter()
     for s in influx.query('SELECT count("temp_c") FROM "temperature" GROUP BY "asset"'):
         stored[s.tags["asset"]] = int(s.values[0][1])
-    now_ms = int(time.time() * 1000)
     dead_by_reason = Counter(str(d["reason"]) for d in dead)
     with open_registry(settings.registry_url) as reg:
         excursions = [r.excursion for r in reg.find_excursions(superseded=False)]
@@ -227,4 +269,39 @@ def _summarize(
         "shipments": traces,
         "score": scored.to_dict(),
         "audit": {"entries": chain.checked, "intact": chain.ok, "head": chain.head_hash},
+    }
+
+
+def _write_reports(
+    settings: Any, fleet: Any, scenario: Any, directory: Path, zone: str, now_ms: int
+) -> dict[str, dict[str, str]]:
+    """Every shipment's report (HTML, PDF) and EPCIS export as of ``now_ms``, through the
+    services the API uses; shipment id -> {"html", "pdf", "epcis"}: the file names."""
+    from api.epcis import EpcisExporter
+    from api.report import ReportService
+    from api.trace import TraceService
+    from cli.report_files import write_shipment_reports
+    from coldchain.rules import load_presets
+    from registry import open_registry
+    from timeseries.client import InfluxClient
+
+    profiles = load_presets(settings.profiles_path)
+    influx = InfluxClient(settings.influx)
+    try:
+        with open_registry(settings.registry_url) as reg:
+            tracer = TraceService(reg, influx, fleet, profiles)
+            files = write_shipment_reports(
+                [sh.id for sh in scenario.shipments],
+                directory,
+                reporter=ReportService(tracer, reg, fleet, profiles),
+                exporter=EpcisExporter(tracer, reg, fleet, settings.epcis),
+                at_ms=now_ms,
+                printed_ms=now_ms,
+                zone=zone,
+            )
+    finally:
+        influx.close()
+    return {
+        f.shipment_id: {"html": f.html.name, "pdf": f.pdf.name, "epcis": f.epcis.name}
+        for f in files
     }

@@ -1,5 +1,6 @@
 """``coldchain demo --json`` as a user runs it: every reading lands once, the injected faults
-are found, the shipments get their verdicts, the audit chain holds."""
+are found, the shipments get their verdicts, the audit chain holds, and every shipment's
+report (HTML, PDF) and EPCIS export is written to ``--report-dir``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from cli.report_files import report_file_stem
+from coldchain.epcis import validate_epcis
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +23,19 @@ def test_demo_runs_end_to_end_and_reports(tmp_path: Path) -> None:
     # Twice the default pace: the simulated day in ~30 s. (Faster, the 90 min coverage hole
     # would last under one tick of the rules engine's 1 s data-gap clock.)
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.main", "demo", "--json", "--speedup", "2880"],
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "demo",
+            "--json",
+            "--speedup",
+            "2880",
+            "--report-dir",
+            str(tmp_path / "reports"),
+            "--report-tz",
+            "Asia/Shanghai",
+        ],
         cwd=ROOT,
         capture_output=True,
         timeout=300,
@@ -64,3 +80,26 @@ def test_demo_runs_end_to_end_and_reports(tmp_path: Path) -> None:
         assert monitored and all(r["readings"] > 0 for r in monitored), t["shipment_id"]
 
     assert s["audit"]["intact"] is True and s["audit"]["entries"] > 0
+
+    # The reports and exports, one set per shipment, named by the percent-encoded id.
+    reports = tmp_path / "reports"
+    assert s["report_dir"] == str(reports.resolve())
+    assert f"{reports.resolve()}" in proc.stderr.decode()  # says where, stdout stays JSON
+    assert sorted(s["report_files"]) == sorted(verdicts)
+    for sid, verdict in verdicts.items():
+        stem = report_file_stem(sid)
+        assert s["report_files"][sid] == {
+            "html": f"{stem}.html",
+            "pdf": f"{stem}.pdf",
+            "epcis": f"{stem}.epcis.jsonld",
+        }
+        html = (reports / f"{stem}.html").read_text(encoding="utf-8")
+        assert f'<span id="verdict-word">{verdict.upper()}</span>' in html, sid
+        assert '<b id="time-zone">Asia/Shanghai</b>' in html
+        assert (reports / f"{stem}.pdf").read_bytes().startswith(b"%PDF"), sid
+        doc = json.loads((reports / f"{stem}.epcis.jsonld").read_text(encoding="utf-8"))
+        assert validate_epcis(doc, check_event_ids=True) == [], sid
+        assert doc["creationDate"].endswith("+08:00")
+    assert sorted(p.name for p in reports.iterdir()) == sorted(
+        name for files in s["report_files"].values() for name in files.values()
+    )
