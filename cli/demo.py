@@ -13,9 +13,10 @@ gaps) against the scenario's expectations (simulators/scoring.py): ``found``, ``
 drained, and the score has no miss and no false alarm.
 
 Last, it writes every shipment's report and EPCIS export, as the API serves them, into
-``--report-dir DIR`` (or a new temporary folder it keeps): ``<shipment>.html``,
-``<shipment>.pdf`` and ``<shipment>.epcis.jsonld``, the shipment id percent-encoded into a safe
-file name (cli/report_files.py), and prints where (``report_dir`` in the JSON).
+``--report-dir DIR`` (or ``reports/`` in ``--keep DIR``, or a new temporary folder it keeps):
+``<shipment>.html``, ``<shipment>.pdf`` and ``<shipment>.epcis.jsonld``, the shipment id
+percent-encoded into a safe file name (cli/report_files.py), and prints where (``report_dir``
+in the JSON).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def register(sub: Any) -> None:
         help="write each shipment's report and EPCIS export here: <id>.html, <id>.pdf, "
         "<id>.epcis.jsonld, the id percent-encoded as a file name (PO-2026/0042 -> "
         "PO-2026%%2F0042; a leading '.' as %%2E; urllib.parse.unquote gives it back). "
-        "Default: a new temporary folder, kept and printed",
+        "Default: DIR/reports with --keep DIR, else a new temporary folder, kept and printed",
     )
     p.add_argument(
         "--report-tz",
@@ -144,7 +145,11 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         service.stop(drain_timeout_s=30)
         now_ms = int(time.time() * 1000)
         summary = _summarize(settings, fleet, services, published, dead, start, scenario, now_ms)
-        report_dir = args.report_dir or Path(tempfile.mkdtemp(prefix="coldchain-demo-reports-"))
+        report_dir = args.report_dir or (
+            root / "reports"
+            if args.keep
+            else Path(tempfile.mkdtemp(prefix="coldchain-demo-reports-"))
+        )
         _say(quiet, f"coldchain demo: writing reports and EPCIS exports to {report_dir} ...")
         written = _write_reports(settings, fleet, scenario, report_dir, args.report_tz, now_ms)
         summary["report_dir"] = str(report_dir.resolve())
