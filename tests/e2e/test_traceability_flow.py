@@ -242,7 +242,11 @@ def test_integrator_devices_operator_and_regulators(
             found = registry.find_excursions(asset_id="store-1", superseded=False)
             return [r for r in found if r.excursion.kind == "range"]
 
-        assert wait_for(lambda: bool(warm_spell()) and warm_spell()[0].excursion.end_ms, 60)
+        def closed() -> bool:
+            found = warm_spell()
+            return bool(found) and found[0].excursion.end_ms is not None
+
+        assert wait_for(closed, 60)
         assert ingest_drained(settings)
         (spell,) = warm_spell()
         exc = spell.excursion
