@@ -102,7 +102,7 @@ class ShipmentRecord:
                     f"shipment {self.shipment_id!r}: a leg on {leg.asset_id!r} ends "
                     f"({leg.to_ms}) before it starts ({leg.from_ms})"
                 )
-            if max(leg.from_ms, leg.to_ms or 0) > self.as_of_ms:
+            if max(leg.from_ms, leg.from_ms if leg.to_ms is None else leg.to_ms) > self.as_of_ms:
                 raise ValueError(
                     f"shipment {self.shipment_id!r}: a leg on {leg.asset_id!r} reaches past "
                     f"as_of_ms {self.as_of_ms} (as of then it is open: to_ms None)"

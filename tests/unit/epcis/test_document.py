@@ -395,6 +395,11 @@ def test_bad_records_are_refused() -> None:
         ShipmentRecord("S", "chilled", 10, legs=(LegReport(Leg("t", "c", 10, 5)),))
     with pytest.raises(ValueError, match="past as_of_ms"):
         ShipmentRecord("S", "chilled", 10, legs=(LegReport(Leg("t", "c", 5, 20)),))
+    # Before 1970 (negative epoch ms) an open leg is as good as after it.
+    old = ShipmentRecord("S", "chilled", -10, legs=(LegReport(Leg("t", "c", -20, None)),))
+    assert old.legs[0].leg.to_ms is None
+    with pytest.raises(ValueError, match="past as_of_ms"):
+        ShipmentRecord("S", "chilled", -10, legs=(LegReport(Leg("t", "c", -20, -5)),))
 
 
 # --- any record -------------------------------------------------------------------------------
