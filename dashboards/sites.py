@@ -179,12 +179,11 @@ def device_health() -> Dashboard:
             drawStyle="bars",
         ),
         series(
-            "Dead letters by reason",
+            "Dead letters held by reason (whole fleet)",
             [
                 target(
-                    'SELECT sum("count") AS "count" FROM "dead_letter" '
-                    f"WHERE {_ASSETS} AND $timeFilter "
-                    'GROUP BY time($__interval), "reason" fill(none)',
+                    'SELECT last("held") AS "held" FROM "dead_letter" WHERE $timeFilter '
+                    'GROUP BY time($__interval), "reason" fill(previous)',
                     "A",
                     alias="$tag_reason",
                 )
