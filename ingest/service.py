@@ -215,8 +215,10 @@ class IngestService:
             self.evaluate.resume(self._drain_spool.last_id(), spool_replaced=replaced)
             self.metrics.sources.append(self.evaluate.stats)
         self.mirror: RegistryMirror | None = None
+        self._spools = [self._drain_spool, self._pipeline_spool, self._annotation_spool]
         if rules and settings.mirror_interval_s > 0:  # registry facts for the dashboards
-            counts = Spool(*spool_args).dead_letter_counts  # its own handle: its own thread
+            self._spools.append(Spool(*spool_args))  # its own handle: its own thread
+            counts = self._spools[-1].dead_letter_counts
             self.mirror = RegistryMirror(
                 self.registry,
                 fleet,
@@ -308,7 +310,7 @@ class IngestService:
             log.warning("stopped with threads still busy after %.1f s: %s", timeout_s, alive)
             return
         self._writer.close()
-        for spool in (self._drain_spool, self._pipeline_spool, self._annotation_spool):
+        for spool in self._spools:
             spool.close()
         self.registry.close()
 
