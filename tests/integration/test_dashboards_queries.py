@@ -122,6 +122,18 @@ def _has_values(series: list[Series]) -> bool:
     return any(v is not None for s in series for row in s.values for v in row[1:])
 
 
+def _check_shape(query: str, series: list[Series]) -> None:
+    """Rows of the shape the query asks for: every ``AS "x"`` alias is a column, every
+    ``GROUP BY`` tag is on every series, and some value is not null."""
+    assert _has_values(series), query
+    aliases = set(re.findall(r'AS "(\w+)"', query))
+    group_by = query.split("GROUP BY", 1)[1] if "GROUP BY" in query else ""
+    tags = set(re.findall(r'"(\w+)"', group_by))
+    for s in series:
+        assert aliases <= set(s.columns), (query, s.columns)
+        assert tags <= set(s.tags), (query, s.tags)
+
+
 def _boards() -> dict[str, dict[str, Any]]:
     return {name: json.loads(text) for name, text in render().items()}
 
@@ -147,7 +159,7 @@ def test_every_panel_query_returns_rows(demo: Loaded) -> None:
         for panel in board["panels"]:
             for target in panel["targets"]:
                 q = _substitute(target["query"], values)
-                assert _has_values(demo.client.query(q)), (name, panel["title"], q)
+                _check_shape(q, demo.client.query(q))
                 checked += 1
         for ann in board["annotations"]["list"]:
             rows = demo.client.query(_substitute(ann["target"]["query"], values))
