@@ -154,16 +154,17 @@ def fleet_overview() -> Dashboard:
             ),
         ],
         # One row per (vehicle, compartment): the tooltip under a vehicle lists each
-        # compartment's product temperature beside the vehicle's worst open excursion.
+        # compartment's product temperature beside the vehicle's worst open excursion. The
+        # join applies to A, B and C only; its frame comes first, the stores' (D) after it.
         transformations=[
             {
                 "id": "joinByField",
                 "filter": {"id": "byRefId", "options": "/^[ABC]$/"},
-                "options": {"byField": "asset", "mode": "outer"},
+                "options": {"byField": "asset", "mode": "outerTabular"},
             }
         ],
         layers=[
-            MarkerLayer("Vehicles", "A", color_field="worst_rank", text_field="asset", size=10),
+            MarkerLayer("Vehicles", None, color_field="worst_rank", text_field="asset", size=10),
             MarkerLayer(
                 "Stores",
                 "D",

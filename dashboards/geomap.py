@@ -30,7 +30,9 @@ class Threshold:
 
 @attr.s(frozen=True)
 class MarkerLayer:
-    """Markers at (``lat_field``, ``lon_field``) of the rows of query ``ref_id``.
+    """Markers at (``lat_field``, ``lon_field``) of the rows of query ``ref_id`` (None: of the
+    panel's first data frame, e.g. the one a join transformation made: Grafana's marker layer
+    reads one frame, and a joined frame keeps no refId to select it by).
 
     ``color_field`` with ``thresholds`` colours each marker by that field's value (e.g. a
     severity rank); without it every marker has ``fixed_color``. ``text_field`` labels it.
@@ -38,7 +40,7 @@ class MarkerLayer:
     """
 
     name: str = attr.ib(validator=instance_of(str))
-    ref_id: str = attr.ib(validator=instance_of(str))
+    ref_id: str | None = attr.ib()
     lat_field: str = attr.ib(default="lat")
     lon_field: str = attr.ib(default="lon")
     color_field: str | None = attr.ib(default=None)
@@ -59,7 +61,7 @@ class MarkerLayer:
         }
         if self.text_field is not None:
             style["text"] = {"field": self.text_field, "mode": "field"}
-        return {
+        layer: dict[str, Any] = {
             "type": "markers",
             "name": self.name,
             "config": {"showLegend": True, "style": style},
@@ -68,9 +70,11 @@ class MarkerLayer:
                 "latitude": self.lat_field,
                 "longitude": self.lon_field,
             },
-            "filterData": {"id": "byRefId", "options": self.ref_id},
             "tooltip": True,
         }
+        if self.ref_id is not None:
+            layer["filterData"] = {"id": "byRefId", "options": self.ref_id}
+        return layer
 
 
 @attr.s
