@@ -293,6 +293,14 @@ class RegistryMirror:
         self.points += len(lines)
         return len(lines)
 
+    def stats(self) -> dict[str, object]:
+        """Counters for ``/metrics``: passes done, passes failed, points written."""
+        return {
+            "mirror_passes": self.passes,
+            "mirror_failures": self.failures,
+            "mirror_points": self.points,
+        }
+
     def run(self, stopping: threading.Event) -> None:
         """Pass every ``interval_s`` until ``stopping`` is set; a failed pass is logged and
         retried at the next one."""

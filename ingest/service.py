@@ -228,6 +228,7 @@ class IngestService:
                 interval_s=settings.mirror_interval_s,
                 dead_letter_counts=counts,
             )
+            self.metrics.sources.append(self.mirror.stats)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, wait_connected_s: float = 10.0) -> None:

@@ -4,6 +4,7 @@ writes for new, acknowledged and closed excursions, after a restart, and for lat
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -228,3 +229,33 @@ def test_one_closing_and_another_opening_in_the_same_minute(reg: Registry, clock
     snaps = sink.last("excursion_open")  # same series, same minute: the last line wins
     assert f'id="{new.id}"' in snaps[-1] and "open=true" in snaps[-1]
     assert any(f'id="{old.id}"' in x and "open=false" in x for x in snaps[:-1])
+
+
+def test_a_failed_write_loses_nothing_and_is_counted(reg: Registry, clock: Clock) -> None:
+    from coldchain.exceptions import StoreError
+
+    sink = Sink()
+    down = False
+
+    def write(body: bytes) -> None:
+        if down:
+            raise StoreError("InfluxDB unreachable")
+        sink(body)
+
+    exc = _exc()
+    reg.upsert_excursion(exc)
+    mirror = _mirror(reg, clock, write)  # type: ignore[arg-type]
+    mirror.pass_once()  # the first pass works...
+    clock.now += 30_000
+    reg.acknowledge_excursion(exc.id, by="operator-li")
+    sink.batches.clear()
+    stopping = threading.Event()
+    stopping.set()  # run() makes one pass, then sees the event
+    down = True
+    mirror.run(stopping)  # ...the second fails: logged, counted, not raised
+    assert mirror.stats()["mirror_passes"] == 1 and mirror.stats()["mirror_failures"] == 1
+    down = False
+    clock.now += 30_000
+    mirror.pass_once()  # the acknowledgement is mirrored by the next pass that works
+    [state] = sink.last("excursion_state")
+    assert 'ack_by="operator-li"' in state
