@@ -114,9 +114,26 @@ def stat(
     pos: GridPos,
     *,
     colors: list[tuple[str, float | None]] | None = None,
+    field_colors: dict[str, str] | None = None,
 ) -> Stat:
-    """A stat panel showing each series' last non-null value."""
+    """A stat panel showing each field's last non-null value; ``colors`` are threshold steps,
+    ``field_colors`` (field name -> colour) the colour of a field when it is not 0."""
     steps = [{"color": c, "value": v} for c, v in (colors or [("green", None)])]
+    overrides = [
+        {
+            "matcher": {"id": "byName", "options": name},
+            "properties": [
+                {
+                    "id": "thresholds",
+                    "value": {
+                        "mode": "absolute",
+                        "steps": [{"color": "green", "value": None}, {"color": color, "value": 1}],
+                    },
+                }
+            ],
+        }
+        for name, color in (field_colors or {}).items()
+    ]
     return Stat(
         title=title,
         dataSource=DATASOURCE,
@@ -125,6 +142,7 @@ def stat(
         reduceCalc="lastNotNull",
         graphMode="none",
         thresholds=steps,
+        overrides=overrides,
     )
 
 

@@ -108,7 +108,7 @@ def _severity_counts(where: str, pos: GridPos) -> Any:
             )
         ],
         pos,
-        colors=[("green", None), ("red", 1)],
+        field_colors={"critical": "red", "warning": "orange", "info": "blue"},
     )
 
 
