@@ -60,7 +60,11 @@ _DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 
 def _drop_nulls(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+        # A threshold step keeps ``value: null``: the base step, below every other.
+        step = "color" in value and "value" in value
+        return {
+            k: _drop_nulls(v) for k, v in value.items() if v is not None or (step and k == "value")
+        }
     if isinstance(value, list):
         return [_drop_nulls(v) for v in value]
     return value
@@ -68,7 +72,7 @@ def _drop_nulls(value: Any) -> Any:
 
 def clean(board: dict[str, Any]) -> dict[str, Any]:
     """``board`` (grafanalib's JSON data) without nulls and legacy keys; threshold steps keep
-    their ``value: null`` (the base step), which the schema requires."""
+    their ``value: null`` (the base step), as Grafana writes them."""
     out: dict[str, Any] = {k: v for k, v in board.items() if k not in _LEGACY_DASHBOARD}
     panels = []
     for panel in out.get("panels", []):
@@ -76,14 +80,11 @@ def clean(board: dict[str, Any]) -> dict[str, Any]:
         p.setdefault("repeatDirection", "h")
         if p["repeatDirection"] is None:
             p["repeatDirection"] = "h"
-        steps = p.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps")
         for key, default in _DEFAULT_OPTIONS.get(p.get("type", ""), {}).items():
             p.setdefault("options", {}).setdefault(key, default)
         if p.get("type") == "table":
             p["fieldConfig"]["defaults"].setdefault("custom", {}).setdefault("inspect", False)
         p = _drop_nulls(p)
-        if steps is not None:
-            p["fieldConfig"]["defaults"]["thresholds"]["steps"] = steps
         panels.append(p)
     out["panels"] = panels
     variables = []
