@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from grafanalib.core import Dashboard, GridPos
+from grafanalib.core import Dashboard, GridPos, Repeat
 
 from dashboards.common import (
     DATASOURCE,
@@ -44,54 +44,58 @@ def open_excursions_query(where: str) -> str:
     )
 
 
-def temperature_with_band(where: str, title: str, pos: GridPos, *, by: str) -> Any:
+def temperature_with_band(
+    where: str, title: str, pos: GridPos, *, by: str, repeat: str | None = None
+) -> Any:
     """Temperatures (``by`` tags) with the profile band from ``compartment_limit`` shaded
-    between ``band_max_c`` and ``band_min_c``, and the reefer setpoint."""
+    between ``band_max_c`` and ``band_min_c``, and the reefer setpoint.
+
+    ``repeat`` names the compartment variable to repeat the panel over: one panel per
+    compartment, so that each shades its own band (Grafana fills to a series by name).
+    """
+    dashed = {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}
+    green = {"id": "color", "value": {"mode": "fixed", "fixedColor": "green"}}
     overrides = [
         {
-            "matcher": {"id": "byRegexp", "options": ".*band_max_c.*"},
-            "properties": [
-                {"id": "custom.fillBelowTo", "value": "band_min_c"},
-                {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
-                {"id": "color", "value": {"mode": "fixed", "fixedColor": "green"}},
-            ],
+            "matcher": {"id": "byName", "options": "band_max_c"},
+            "properties": [{"id": "custom.fillBelowTo", "value": "band_min_c"}, dashed, green],
         },
-        {
-            "matcher": {"id": "byRegexp", "options": ".*band_min_c.*"},
-            "properties": [
-                {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
-                {"id": "color", "value": {"mode": "fixed", "fixedColor": "green"}},
-            ],
-        },
+        {"matcher": {"id": "byName", "options": "band_min_c"}, "properties": [dashed, green]},
     ]
-    return series(
-        title,
-        [
-            target(
-                f'SELECT mean("temp_c") FROM "temperature" WHERE {where} AND $timeFilter '
-                f"GROUP BY time($__interval), {by} fill(null)",
-                "A",
-                alias="$tag_compartment $tag_probe $tag_sensor",
-            ),
+    temp_alias = "$tag_probe $tag_sensor" if repeat else "$tag_asset $tag_compartment $tag_probe"
+    targets = [
+        target(
+            f'SELECT mean("temp_c") FROM "temperature" WHERE {where} AND $timeFilter '
+            f"GROUP BY time($__interval), {by} fill(null)",
+            "A",
+            alias=temp_alias,
+        )
+    ]
+    if repeat:
+        targets += [
             target(
                 'SELECT last("band_min_c") AS "band_min_c", last("band_max_c") AS "band_max_c" '
                 f'FROM "compartment_limit" WHERE {where} AND $timeFilter '
                 'GROUP BY time($__interval), "compartment" fill(previous)',
                 "B",
-                alias="$tag_compartment $col",
+                alias="$col",
             ),
             target(
                 'SELECT mean("setpoint_c") AS "setpoint_c" FROM "reefer" '
                 f"WHERE {where} AND $timeFilter "
                 'GROUP BY time($__interval), "compartment" fill(previous)',
                 "C",
-                alias="$tag_compartment setpoint",
+                alias="setpoint",
             ),
-        ],
+        ]
+    return series(
+        title,
+        targets,
         pos,
         unit="celsius",
-        overrides=overrides,
+        overrides=overrides if repeat else [],
         fillOpacity=0,
+        repeat=Repeat("h", repeat, 2) if repeat else Repeat(),
     )
 
 
@@ -194,7 +198,7 @@ def fleet_overview() -> Dashboard:
             _ASSETS,
             "Temperature",
             GridPos(h=9, w=24, x=0, y=14),
-            by='"asset", "compartment", "probe", "sensor"',
+            by='"asset", "compartment", "probe"',
         ),
         table(
             "Open excursions",
@@ -249,9 +253,10 @@ def vehicle_detail() -> Dashboard:
     panels = [
         temperature_with_band(
             _VEHICLE_COMPS,
-            "Product and air against the profile band",
+            "$compartment: product and air against the profile band",
             GridPos(h=10, w=24, x=0, y=0),
             by='"compartment", "probe", "sensor"',
+            repeat="compartment",
         ),
         series(
             "Doors",

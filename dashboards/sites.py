@@ -10,6 +10,7 @@ from dashboards.fleet import _severity_counts, open_excursions_query, temperatur
 __all__ = ["device_health", "excursions_overview", "store_overview"]
 
 _STORE = "\"asset\" = '$store'"
+_ZONES = '"asset" = \'$store\' AND "compartment" =~ /^$compartment$/'
 _ASSETS = '"asset" =~ /^$asset$/'
 _ASSET_COMPS = '"asset" =~ /^$asset$/ AND "compartment" =~ /^$compartment$/'
 
@@ -18,17 +19,18 @@ def store_overview() -> Dashboard:
     """One cold store: zones against their bands, defrost cycles, door openings, power."""
     panels = [
         temperature_with_band(
-            _STORE,
-            "Zones against their bands",
+            _ZONES,
+            "$compartment against its band",
             GridPos(h=10, w=24, x=0, y=0),
             by='"compartment", "probe", "sensor"',
+            repeat="compartment",
         ),
         series(
             "Defrost cycles",
             [
                 target(
                     'SELECT count("mode") AS "defrost" FROM "reefer" '
-                    f"WHERE {_STORE} AND \"mode\" = 'defrost' AND $timeFilter "
+                    f"WHERE {_ZONES} AND \"mode\" = 'defrost' AND $timeFilter "
                     'GROUP BY time($__interval), "compartment" fill(0)',
                     "A",
                     alias="$tag_compartment defrost",
@@ -42,7 +44,7 @@ def store_overview() -> Dashboard:
             [
                 target(
                     'SELECT max("open") AS "open" FROM "door" '
-                    f"WHERE {_STORE} AND $timeFilter "
+                    f"WHERE {_ZONES} AND $timeFilter "
                     'GROUP BY time($__interval), "compartment" fill(previous)',
                     "A",
                     alias="$tag_compartment door",
@@ -79,13 +81,20 @@ def store_overview() -> Dashboard:
             "store",
             'SHOW TAG VALUES FROM "compartment_limit" WITH KEY = "asset" WHERE "kind" = \'store\'',
             multi=False,
-        )
+        ),
+        variable(
+            "compartment",
+            'SHOW TAG VALUES FROM "temperature" WITH KEY = "compartment" '
+            "WHERE \"asset\" = '$store'",
+            multi=True,
+            label="Zone",
+        ),
     ]
     return dashboard(
         "Coldchain cold store overview",
         "coldchain-store",
         variables,
-        _STORE,
+        _ZONES,
         panels,
         description="One cold store: zones, defrost, doors, power.",
     )

@@ -74,7 +74,7 @@ def test_dashboard_uids_are_distinct_and_variables_present() -> None:
     assert variables == {
         "coldchain-fleet": ["asset"],
         "coldchain-vehicle": ["asset", "compartment"],
-        "coldchain-store": ["store"],
+        "coldchain-store": ["store", "compartment"],
         "coldchain-excursions": ["asset", "compartment"],
         "coldchain-devices": ["asset"],
     }
