@@ -115,7 +115,9 @@ def excursions_overview() -> Dashboard:
             [
                 'SELECT "id", "kind", "severity", "status", "peak_c", "degree_minutes", '
                 '"end_ms", "ack_by", "ack_ms", "detected_late" FROM "excursion_state" '
-                f'WHERE {_ASSET_COMPS} AND $timeFilter GROUP BY "asset", "compartment", "rule"'
+                # A superseded excursion was replaced by a recompute's (docs/rules.md).
+                f'WHERE {_ASSET_COMPS} AND "superseded" = false AND $timeFilter '
+                'GROUP BY "asset", "compartment", "rule"'
             ],
             GridPos(h=9, w=24, x=0, y=13),
         ),
