@@ -7,8 +7,9 @@ Every pass (``interval_s``, default 30 s) writes:
   current state of each excursion whose registry row changed since the last pass, by the
   rules engine or by an acknowledgement through the API/CLI (both stamp ``updated_ms``);
 - ``excursion_open`` (same tags; time = the pass's snapshot minute): one point per open
-  excursion, and a last point with ``open`` false for one that closed, so a range ending at
-  any time shows what was open then, however long ago it began;
+  excursion, and a last point with ``open`` false for one that closed (at the minute its
+  closure was recorded), so a range ending at any time shows what was open then, however long
+  ago it began;
 - ``asset_status`` (tags asset, kind; snapshot minute): per asset, open excursions by severity
   and the worst one's rank (0 none, 1 info, 2 warning, 3 critical), also when none is open;
 - ``compartment_limit`` (tags asset, compartment, kind), ``device_limit`` (tags asset, device,
@@ -129,10 +130,14 @@ def excursion_state_line(rec: ExcursionRecord) -> str:
     return f"{series_key('excursion_state', _tags(rec))} {format_fields(fields)} {e.start_ms}"
 
 
-def excursion_open_line(rec: ExcursionRecord, at_ms: int) -> str:
+def excursion_open_line(rec: ExcursionRecord, at_ms: int | None = None) -> str:
     """The ``excursion_open`` snapshot point of one excursion at ``at_ms``; ``open`` false for
-    one that is closed, recovered or superseded (the snapshot that ends it)."""
+    one that is closed, recovered or superseded (the snapshot that ends it). Without
+    ``at_ms``: the minute its row last changed (``updated_ms``), at or after every snapshot
+    that still saw it open, so a re-mirror after a restart writes it where it was."""
     e = rec.excursion
+    if at_ms is None:
+        at_ms = rec.updated_ms - rec.updated_ms % SNAPSHOT_MS
     fields: dict[str, FieldValue] = {
         "id": e.id,
         "open": e.status == "open" and not e.superseded,
@@ -276,7 +281,7 @@ class RegistryMirror:
         # Changed and not open any more: the snapshot that ends it in excursion_open. First:
         # an excursion of the same rule and compartment opening in the same minute has the
         # same series and time, and the later line of a batch wins.
-        lines += [excursion_open_line(r, at) for i, r in changed.items() if i not in open_ids]
+        lines += [excursion_open_line(r) for i, r in changed.items() if i not in open_ids]
         lines += [excursion_open_line(r, at) for r in open_now]
         limits = compartment_limits(self.fleet, self._profiles, reg.profile_history(), now)
         dead = self._dead_letter_counts() if self._dead_letter_counts else None

@@ -151,6 +151,13 @@ def test_a_closed_excursion_gets_a_closing_snapshot(reg: Registry, clock: Clock)
     mirror.pass_once()
     [snap] = sink.last("excursion_open")
     assert "open=false" in snap and 'status="closed"' in snap
+    closed_at = T0 + 60_000  # the registry recorded the closure then: its minute
+    assert snap.endswith(f" {closed_at - closed_at % SNAPSHOT_MS}")
+    # A restart a day later re-mirrors the closure where it was, not at the restart.
+    clock.now += 86_400_000
+    again = Sink()
+    _mirror(reg, clock, again).pass_once()
+    assert again.last("excursion_open") == [snap]
     truck = next(x for x in sink.last("asset_status") if "truck-1" in x)
     assert "open_critical=0i" in truck and "worst_rank=0i" in truck
     [state] = sink.last("excursion_state")
