@@ -117,6 +117,16 @@ PINNED: dict[str, list[str]] = {
         "validate",
     ],
     "deploy": ["Influxd", "Mosquitto", "ServiceError", "Services", "free_port"],
+    "deploy.broker_users": [
+        "BrokerUsers",
+        "BrokerUsersError",
+        "DEFAULT_INGEST_USERS",
+        "DEFAULT_OPERATOR_USERS",
+        "acl_text",
+        "fleet_device_users",
+        "parse_names",
+        "write_broker_users",
+    ],
     "reports": [
         "Acknowledgement",
         "Clock",
