@@ -17,6 +17,7 @@ __all__ = ["main"]
 SUBCOMMANDS = [
     "cli.api",
     "cli.audit",
+    "cli.backup",
     "cli.broker",
     "cli.custody",
     "cli.dashboards",

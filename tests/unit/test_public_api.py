@@ -117,6 +117,7 @@ PINNED: dict[str, list[str]] = {
         "validate",
     ],
     "deploy": ["Influxd", "Mosquitto", "ServiceError", "Services", "free_port"],
+    "deploy.backup": ["BackupError", "BackupManifest", "backup", "registry_path", "restore"],
     "deploy.broker_users": [
         "BrokerUsers",
         "BrokerUsersError",
