@@ -21,12 +21,12 @@ fi
 $COLDCHAIN broker users --fleet fleet.yaml --passwd mosquitto/passwd --acl mosquitto/acl \
     --secrets mosquitto/secrets.yaml --ingest-user coldchain-ingest-1
 chmod 644 mosquitto/acl
-# The image's mosquitto user (uid 1883) reads the password file.
-chown 1883:1883 mosquitto/passwd 2>/dev/null || chmod 644 mosquitto/passwd
 
 # 3. TLS for the devices' listener.
 [ -f mosquitto/certs/server.crt ] || bash mosquitto/make-certs.sh mosquitto/certs "$@"
-chown -R 1883:1883 mosquitto/certs 2>/dev/null || chmod 644 mosquitto/certs/server.key
+# The image's mosquitto user (uid 1883) reads the password file and the server key.
+chown -R 1883:1883 mosquitto/passwd mosquitto/certs 2>/dev/null \
+    || echo "prepare: run as root, or chown 1883:1883 mosquitto/passwd mosquitto/certs/*" >&2
 
 # 4. .env: the secrets compose passes to ingest and the API.
 if [ ! -f .env ]; then
