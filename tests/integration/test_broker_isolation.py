@@ -10,6 +10,7 @@ have been too.
 from __future__ import annotations
 
 import json
+import shutil
 import ssl
 import subprocess
 import threading
@@ -26,9 +27,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cli.main import main as coldchain
 from coldchain.contract.telemetry import MAX_BATCH_SAMPLES
-from deploy.launcher import DEPLOY_DIR, MOSQUITTO_CONFIG_DIR, Mosquitto, TlsFiles
+from coldchain.fleet import load_fleet
+from deploy.launcher import DEPLOY_DIR, MOSQUITTO_CONFIG_DIR, Mosquitto, Services, TlsFiles
+from ingest.service import IngestService
 from simulators import Simulation, library_scenario
-from tests.harness import wait_for
+from tests.harness import spine_settings, stored_counts, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -351,3 +354,50 @@ def largest_backlog_payload() -> tuple[str, bytes]:
     device_id = str(best[1]["device_id"])
     body = {"v": 1, "device_id": device_id, "samples": samples}
     return device_id, json.dumps(body, separators=(",", ":")).encode()
+
+
+def test_the_real_ingest_stores_a_devices_own_readings_and_never_a_forged_one(
+    broker: Broker, services: Services, unique_name: str, tmp_path: Path
+) -> None:
+    """IngestService with its broker user (client id = username) on production's broker:
+    the device's own reading over TLS is stored; the same device's reading forged onto another
+    device's topic (payload naming that device, so ingest would accept it) never arrives:
+    not stored, not dead-lettered."""
+    fleet = load_fleet(FLEET)
+    base = spine_settings(services, unique_name, tmp_path)
+    shutil.copyfile(FLEET, base.fleet_path)
+    mqtt_settings = base.mqtt.model_copy(
+        update={
+            "port": broker.mosquitto.port,
+            "username": INGEST,
+            "password": broker.secrets[INGEST],
+            "client_id": INGEST,
+            "share_group": "",
+        }
+    )
+    settings = base.model_copy(update={"mqtt": mqtt_settings})
+    service = IngestService(settings, fleet)
+    service.start()
+    device = Client(broker, DEV_B, tls=True)
+    now = datetime.now(UTC)
+
+    def sample(device_id: str, seq: int) -> bytes:
+        body = {"v": 1, "device_id": device_id, "ts": now.isoformat(), "seq": seq}
+        body["temps_c"] = {"front-air": -18.0}
+        return json.dumps(body).encode()
+
+    try:
+        assert device.connected()
+        health = service.metrics.health
+        assert wait_for(lambda: health.ok, 30), health.problems()
+        device.publish(telemetry(DEV_A), sample(DEV_A, 1))  # forged: DEV_B writing as DEV_A
+        assert device.publish(telemetry(DEV_B), sample(DEV_B, 2))
+        assert wait_for(lambda: service.metrics.received_messages >= 1, 30)
+        assert service.wait_drained(30)
+        assert service.metrics.received_messages == 1
+        assert service.dead_letters() == []
+        counts = stored_counts(services, settings.influx.database)
+        assert counts == {"truck-gs-01": 1}
+    finally:
+        device.close()
+        service.stop()
