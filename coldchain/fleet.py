@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from coldchain.exceptions import RegistryError
 from coldchain.identifiers import Identifier, is_gs1_key
 
-__all__ = ["Asset", "Compartment", "Fleet", "SensorSpec", "load_fleet"]
+__all__ = ["Asset", "Compartment", "Fleet", "Location", "SensorSpec", "load_fleet"]
 
 _CFG = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,6 +38,15 @@ class Compartment(BaseModel):
     sensors: tuple[SensorSpec, ...] = Field(min_length=1)
 
 
+class Location(BaseModel):
+    """A fixed place (WGS 84 degrees): where a store stands, for the fleet map."""
+
+    model_config = _CFG
+
+    lat: float = Field(ge=-90.0, le=90.0)
+    lon: float = Field(ge=-180.0, le=180.0)
+
+
 class Asset(BaseModel):
     """A truck or a store. ``devices`` report for it (telemetry and events); ``scanners`` are
     other devices (handheld or dock readers at the site) that may post events naming it, such
@@ -53,6 +62,8 @@ class Asset(BaseModel):
     # GS1 Global Location Number of the site or vehicle, if it has one: the EPCIS export then
     # names it (and its compartments, as GLN extensions) by GLN instead of a coldchain URI.
     gln: str | None = None
+    # Optional fixed location (stores): the dashboards' fleet map draws it as a marker.
+    location: Location | None = None
 
     @field_validator("gln", mode="before")
     @classmethod

@@ -150,6 +150,8 @@ class Settings(BaseSettings):
     profiles_path: Path | None = None
     registry_url: str = "sqlite:///var/registry.sqlite3"
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # Registry mirror pass interval (ingest/mirror.py); 0 turns the mirror off.
+    mirror_interval_s: float = Field(default=30.0, ge=0.0, le=3600.0)
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
     spool: SpoolSettings = SpoolSettings()

@@ -41,6 +41,7 @@ from ingest.decode import decode
 from ingest.evaluate import Accepted, CustodyChange, EvaluateStage
 from ingest.events import process_event
 from ingest.metrics import IngestMetrics, MetricsServer
+from ingest.mirror import RegistryMirror
 from ingest.outbox import AlertDelivery
 from ingest.spool import DeadLetter, Spool, SpooledMessage
 from ingest.spool_guard import DiskReserve, SpoolWatch, check_identity, open_spool
@@ -213,6 +214,21 @@ class IngestService:
             replaced = verdict.problem == "spool_replaced" and recovery is None
             self.evaluate.resume(self._drain_spool.last_id(), spool_replaced=replaced)
             self.metrics.sources.append(self.evaluate.stats)
+        self.mirror: RegistryMirror | None = None
+        self._spools = [self._drain_spool, self._pipeline_spool, self._annotation_spool]
+        if rules and settings.mirror_interval_s > 0:  # registry facts for the dashboards
+            self._spools.append(Spool(*spool_args))  # its own handle: its own thread
+            counts = self._spools[-1].dead_letter_counts
+            self.mirror = RegistryMirror(
+                self.registry,
+                fleet,
+                self._writer.write,
+                load_presets(settings.profiles_path),
+                clock_ms=wall_clock_ms,
+                interval_s=settings.mirror_interval_s,
+                dead_letter_counts=counts,
+            )
+            self.metrics.sources.append(self.mirror.stats)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, wait_connected_s: float = 10.0) -> None:
@@ -230,6 +246,8 @@ class IngestService:
             targets["rules"] = self.evaluate.run
         if self.alerts is not None:
             targets["alerts"] = self.alerts.run
+        if self.mirror is not None:
+            targets["mirror"] = lambda: self.mirror.run(stopping) if self.mirror else None
         self._threads = {n: guarded(n, t, health, stopping) for n, t in targets.items()}
         for t in self._threads.values():
             t.start()
@@ -283,7 +301,7 @@ class IngestService:
                 break
             time.sleep(0.05)
         self._drainer.stop()
-        for name in ("writer", "housekeeping"):
+        for name in ("writer", "housekeeping", "mirror"):
             if name in threads:
                 threads[name].join(left())
         if self._metrics_server:
@@ -293,7 +311,7 @@ class IngestService:
             log.warning("stopped with threads still busy after %.1f s: %s", timeout_s, alive)
             return
         self._writer.close()
-        for spool in (self._drain_spool, self._pipeline_spool, self._annotation_spool):
+        for spool in self._spools:
             spool.close()
         self.registry.close()
 

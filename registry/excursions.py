@@ -22,6 +22,7 @@ __all__ = [
     "latest_acks",
     "row_payload",
     "to_record",
+    "updated_since",
 ]
 
 # Columns the rules engine owns; an upsert rewrites these and nothing else. ``detected_ms`` and
@@ -184,4 +185,16 @@ def find(
     if superseded is not None:
         query = query.where(ExcursionRow.superseded.is_(superseded))
     query = query.order_by(ExcursionRow.start_ms, ExcursionRow.id).limit(limit)
+    return [to_record(r) for r in session.execute(query).scalars()]
+
+
+def updated_since(session: Session, since_ms: int, limit: int = 10_000) -> list[ExcursionRecord]:
+    """Excursions whose row changed (engine upsert or acknowledgement: ``updated_ms``, the
+    writer's wall clock) at or after ``since_ms``, oldest change first."""
+    query = (
+        select(ExcursionRow)
+        .where(ExcursionRow.updated_ms >= since_ms)
+        .order_by(ExcursionRow.updated_ms, ExcursionRow.id)
+        .limit(limit)
+    )
     return [to_record(r) for r in session.execute(query).scalars()]

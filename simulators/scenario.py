@@ -23,7 +23,7 @@ from pydantic import (
 
 from coldchain.contract.telemetry import MAX_BATCH_SAMPLES
 from coldchain.exceptions import ColdchainError
-from coldchain.fleet import Asset, Compartment, Fleet, SensorSpec
+from coldchain.fleet import Asset, Compartment, Fleet, Location, SensorSpec
 from coldchain.identifiers import Identifier
 from simulators.routes import CITIES
 
@@ -442,6 +442,7 @@ class Scenario(BaseModel):
                         for c in units
                     ),
                     scanners=spec.scanners if isinstance(spec, StoreSpec) else (),
+                    location=_store_location(spec) if isinstance(spec, StoreSpec) else None,
                 )
             )
         return Fleet(assets)
@@ -487,3 +488,9 @@ def load_scenario(path: str | Path) -> Scenario:
     except (OSError, yaml.YAMLError) as exc:
         raise ScenarioError(f"scenario {path}: {exc}") from exc
     return parse_scenario(raw, str(path))
+
+
+def _store_location(spec: StoreSpec) -> Location:
+    """A store stands in its city (simulators/routes.py CITIES)."""
+    place = CITIES[spec.city]
+    return Location(lat=place.lat, lon=place.lon)

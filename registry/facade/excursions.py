@@ -200,3 +200,12 @@ class ExcursionMethods(RegistryBase):
                 superseded=superseded,
                 limit=limit,
             )
+
+    def excursions_updated_since(
+        self, since_ms: int, *, limit: int = 10_000
+    ) -> list[ExcursionRecord]:
+        """Excursions changed (by the rules engine or an acknowledgement) at or after
+        ``since_ms`` (registry wall clock), oldest change first: what the registry mirror
+        (ingest/mirror.py) polls."""
+        with self._read("querying changed excursions") as session:
+            return excursions.updated_since(session, since_ms, limit)

@@ -57,7 +57,7 @@ def test_every_query_uses_the_provisioned_datasource(name: str) -> None:
     assert annotations
     for a in annotations:
         assert a["datasource"]["uid"] == DATASOURCE_UID
-        assert 'FROM "excursion"' in a["query"]
+        assert 'FROM "excursion_state"' in a["target"]["query"]
 
 
 @pytest.mark.parametrize("name", sorted(RENDERED))
@@ -73,8 +73,31 @@ def test_dashboard_uids_are_distinct_and_variables_present() -> None:
     variables = {b["uid"]: [v["name"] for v in b["templating"]["list"]] for b in boards}
     assert variables == {
         "coldchain-fleet": ["asset"],
-        "coldchain-compartment": ["asset", "compartment"],
+        "coldchain-vehicle": ["asset", "compartment"],
+        "coldchain-store": ["store", "compartment"],
+        "coldchain-excursions": ["asset", "compartment"],
+        "coldchain-devices": ["asset"],
     }
+
+
+def test_five_dashboards_and_the_maps_they_need() -> None:
+    boards = {json.loads(t)["uid"]: json.loads(t) for t in RENDERED.values()}
+    assert len(boards) == 5
+    fleet_map = next(p for p in boards["coldchain-fleet"]["panels"] if p["type"] == "geomap")
+    layers = {layer["name"]: layer for layer in fleet_map["options"]["layers"]}
+    assert set(layers) == {"Vehicles", "Stores"}
+    assert layers["Vehicles"]["config"]["style"]["color"]["field"] == "worst_rank"
+    assert layers["Stores"]["filterData"] == {"id": "byRefId", "options": "D"}
+    assert 'FROM "site"' in fleet_map["targets"][3]["query"]
+    route = [p for p in boards["coldchain-vehicle"]["panels"] if p["type"] == "geomap"]
+    assert len(route) == 1 and 'FROM "position"' in route[0]["targets"][0]["query"]
+
+
+def test_write_removes_dashboards_no_longer_rendered(tmp_path: Path) -> None:
+    (tmp_path / "coldchain-compartment.json").write_text("{}")
+    (tmp_path / "someone-elses.json").write_text("{}")
+    write(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*RENDERED, "someone-elses.json"])
 
 
 def test_provisioning_points_where_compose_mounts_the_json() -> None:

@@ -141,3 +141,17 @@ def test_a_bad_gln_is_refused_with_the_reason(tmp_path: Path) -> None:
     )
     with pytest.raises(RegistryError, match="quoted string"):
         load_fleet(path)
+
+
+def test_a_store_may_give_its_location_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    store = asset("store-1", ["gw-1"], [("zone-a", ["s1"])]) | {"kind": "store"}
+    path = write(tmp_path, [store | {"location": {"lat": 23.13, "lon": 113.26}}])
+    f = load_fleet(path)
+    loc = f.assets["store-1"].location
+    assert loc is not None and (loc.lat, loc.lon) == (23.13, 113.26)
+    path.write_text(f.to_yaml(), encoding="utf-8")
+    assert load_fleet(path).assets == f.assets
+    msg = _error(tmp_path, [store | {"location": {"lat": 123.0, "lon": 113.26}}])
+    assert "assets.0.location.lat" in msg
+    msg = _error(tmp_path, [store | {"location": {"lat": 23.1, "long": 113.2}}])
+    assert "assets.0.location" in msg
