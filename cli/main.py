@@ -17,6 +17,8 @@ __all__ = ["main"]
 SUBCOMMANDS = [
     "cli.api",
     "cli.audit",
+    "cli.backup",
+    "cli.broker",
     "cli.custody",
     "cli.dashboards",
     "cli.demo",

@@ -97,7 +97,10 @@ class SpoolSettings(BaseModel):
 class ValidationSettings(BaseModel):
     model_config = _SECTION
 
-    max_payload_bytes: int = Field(default=1_048_576, ge=256)
+    # A 5,000-sample backlog batch of a rich device is ~3.8 MB (docs/operations.md); the
+    # broker refuses packets above 4 MiB + 64 KiB (max_packet_size), so one over this still
+    # reaches ingest and is dead-lettered with its reason.
+    max_payload_bytes: int = Field(default=4_194_304, ge=256)
     max_future_skew_s: float = Field(default=300.0, ge=0)
     max_sample_age_s: float = Field(default=30 * 86400.0, gt=0)
     # Dead letters (with the full payloads they reference) older than this are pruned.

@@ -19,10 +19,11 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["Influxd", "Mosquitto", "ServiceError", "Services", "free_port"]
+__all__ = ["Influxd", "Mosquitto", "ServiceError", "Services", "TlsFiles", "free_port"]
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 MOSQUITTO_CONFIG_DIR = DEPLOY_DIR / "mosquitto"
@@ -146,6 +147,16 @@ class _Service:
             self._tmp = None
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for the broker's TLS listener: the CA devices trust, the server certificate
+    (naming 127.0.0.1 for the launcher) and its private key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
 class Mosquitto(_Service):
     """mosquitto 2 running production's configuration on a loopback port, with a working store.
 
@@ -156,9 +167,14 @@ class Mosquitto(_Service):
     - ``persistence_location``: ``data_dir`` instead of /mosquitto/data;
     - ``log_dest``: stderr, which the launcher appends to ``data_dir/mosquitto.log``
       (unbuffered, so failures can be read while the broker runs);
-    - credentials: anonymous access on loopback, no password file or ACL, unless
-      ``credentials={"user": "password"}`` is given: then production's settings with a password
-      file of those users and deploy/mosquitto/acl (or ``acl``, the text of another ACL file);
+    - credentials: anonymous access on loopback, no password file or ACL and client ids as
+      sent (``use_username_as_clientid false``), unless ``credentials={"user": "password"}`` is
+      given: then production's settings with a password file of those users and
+      deploy/mosquitto/acl (or ``acl``, the text of another ACL file); or unless
+      ``password_file`` (and ``acl_file``, default deploy/mosquitto/acl) name files written by
+      ``coldchain broker users``, which the broker then reads in place;
+    - the TLS listener (production's second ``listener``, 8883): left out, unless
+      ``tls=TlsFiles(...)`` is given: then ``listener <tls_port> 127.0.0.1`` with those files;
     - ``user``: the account that launched it, which owns ``data_dir``. Production's broker
       starts as root and drops to ``mosquitto``, which owns its data directory (the image's
       entrypoint and Debian's package chown it); a temporary directory here belongs to the
@@ -184,10 +200,20 @@ class Mosquitto(_Service):
         credentials: Mapping[str, str] | None = None,
         acl: str | None = None,
         user: str | None = None,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+        tls: TlsFiles | None = None,
+        tls_port: int | None = None,
     ) -> None:
         super().__init__(data_dir, port)
+        if password_file is not None and credentials is not None:
+            raise ValueError("give credentials or password_file, not both")
         self.credentials = dict(credentials) if credentials is not None else None
         self.acl = acl
+        self.password_file = password_file
+        self.acl_file = acl_file
+        self.tls = tls
+        self.tls_port = (tls_port or free_port()) if tls is not None else None
         self.user = user or pwd.getpwuid(os.geteuid()).pw_name
 
     @property
@@ -199,8 +225,12 @@ class Mosquitto(_Service):
     def config_path(self) -> Path:
         return self.data_dir / "mosquitto.conf"
 
+    def _ports(self) -> tuple[int, ...]:
+        return (self.port,) if self.tls_port is None else (self.port, self.tls_port)
+
     def config_overrides(self) -> dict[str, str | None]:
-        """Production setting -> the line the launcher runs instead (None: left out)."""
+        """Production setting -> the line the launcher runs instead (None: left out).
+        ``listener`` is the first (plain) listener; the second (TLS) one is ``tls_listener``."""
         d = self.data_dir
         overrides: dict[str, str | None] = {
             "listener": f"listener {self.port} 127.0.0.1",
@@ -209,17 +239,34 @@ class Mosquitto(_Service):
             "include_dir": f"include_dir {d / 'conf.d'}",
             "user": f"user {self.user}",
         }
-        if self.credentials is None:
+        if self.password_file is not None:
+            acl_file = self.acl_file or MOSQUITTO_CONFIG_DIR / "acl"
+            overrides |= {
+                "password_file": f"password_file {self.password_file}",
+                "acl_file": f"acl_file {acl_file}",
+            }
+        elif self.credentials is None:
             overrides |= {
                 "allow_anonymous": "allow_anonymous true",
                 "password_file": None,
                 "acl_file": None,
+                # Anonymous clients have no username to take as their client id.
+                "use_username_as_clientid": "use_username_as_clientid false",
             }
         else:
             overrides |= {
                 "password_file": f"password_file {d / 'passwd'}",
                 "acl_file": f"acl_file {d / 'acl'}",
             }
+        tls = self.tls
+        overrides |= {
+            "tls_listener": f"listener {self.tls_port} 127.0.0.1" if tls else None,
+            "cafile": f"cafile {tls.ca}" if tls else None,
+            "certfile": f"certfile {tls.cert}" if tls else None,
+            "keyfile": f"keyfile {tls.key}" if tls else None,
+        }
+        if tls is None:
+            overrides["tls_version"] = None
         return overrides
 
     def _write_config(self) -> Path:
@@ -229,17 +276,25 @@ class Mosquitto(_Service):
         shutil.copyfile(MOSQUITTO_CONFIG_DIR / "coldchain.conf", conf_d / "coldchain.conf")
         overrides = self.config_overrides()
         lines = []
+        used: set[str] = set()
+        listeners = 0
         for line in (MOSQUITTO_CONFIG_DIR / "mosquitto.conf").read_text().splitlines():
             key = line.split(maxsplit=1)[0] if line.strip() else ""
+            if key == "listener":
+                listeners += 1
+                key = "listener" if listeners == 1 else "tls_listener"
             if key in overrides:
-                replacement = overrides.pop(key)
+                # Every occurrence: a listener setting such as use_username_as_clientid is
+                # repeated after each listener.
+                replacement = overrides[key]
+                used.add(key)
                 lines.append(f"# launcher override of: {line}")
                 if replacement is not None:
                     lines.append(replacement)
             else:
                 lines.append(line)
-        for value in overrides.values():
-            if value is not None:
+        for key, value in overrides.items():
+            if key not in used and value is not None:
                 lines += ["# launcher override (not set in production)", value]
         if self.credentials is not None:
             self._write_passwd(d / "passwd", self.credentials)

@@ -10,6 +10,10 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v influxd >/dev/null 2>&1 || need_apt+=(influxdb)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv python3-pip)
+# The systemd units' test runs `systemd-analyze verify` (deploy/systemd/).
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# The broker's TLS certificates (deploy/mosquitto/make-certs.sh).
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The shipment report: WeasyPrint lays out the PDF with pango (libpango) and needs a font with
 # Han characters (place names are Chinese as often as not); its tests read the PDF back with
 # poppler and open the HTML in headless Chromium.

@@ -102,7 +102,8 @@ def _hostile(device: str, ts_iso: str) -> list[tuple[str, bytes, str]]:
         (topic, b'{"v":1,"device_id":"' + b"\xff\xfe" * 10 + b'"}', "invalid_utf8"),
         (topic, b"[" * 10 + b"1" + b"]" * 10, "not_an_object"),
         (topic, b"\xef\xbb\xbf" + with_(), "bad_encoding"),
-        (topic, b"{" + b" " * (10 * 1024 * 1024) + b"}", "payload_too_large"),
+        # Over ingest's 4 MiB limit, under the broker's max_packet_size (4 MiB + 64 KiB).
+        (topic, b"{" + b" " * (4 * 1024 * 1024 + 1000) + b"}", "payload_too_large"),
     ]
 
 
@@ -148,7 +149,7 @@ def test_hostile_payloads_are_dead_lettered_while_good_ones_land(
     by_reason = {dl["reason"]: dl for dl in letters}
     assert by_reason["unknown_device"]["device_id"] == "ghost-7"
     assert by_reason["out_of_range"]["field"] in ("temps_c.c1-air", "position.lat")
-    assert by_reason["payload_too_large"]["payload_size"] > 10 * 1024 * 1024
+    assert by_reason["payload_too_large"]["payload_size"] > 4 * 1024 * 1024
     assert any(dl["field"] == "samples[2].ts" for dl in letters)
 
     expected = expected_readings(good)

@@ -57,10 +57,20 @@ def test_the_broker_runs_production_configuration(tmp_path: Path) -> None:
             "allow_anonymous",
             "password_file",
             "acl_file",
+            "use_username_as_clientid",
             "include_dir",
             "user",
+            # The TLS listener and its files, left out unless tls= is given.
+            "tls_listener",
+            "cafile",
+            "certfile",
+            "keyfile",
+            "tls_version",
         }
         assert f"listener {m.port} 127.0.0.1" in running
+        assert [ln for ln in running if ln.startswith("listener")] == [
+            f"listener {m.port} 127.0.0.1"
+        ]
         assert f"persistence_location {m.data_dir}/" in running
         # coldchain.conf is included unchanged: the queue limits and session expiry.
         included = (m.data_dir / "conf.d" / "coldchain.conf").read_text()

@@ -142,13 +142,13 @@ def test_each_process_of_a_share_group_gets_its_own_probes(
 
 
 def test_the_production_acl_lets_ingest_probe_and_receive(tmp_path: Path) -> None:
-    creds = {"coldchain-ingest": "ingest-pw", "dev-1": "dev-pw"}
+    creds = {"coldchain-ingest-1": "ingest-pw", "dev-1": "dev-pw"}
     broker = Mosquitto(tmp_path / "mosquitto", credentials=creds)
     src = _source(
         broker.port,
         "coldchain-ingest-1",
         group="coldchain-ingest",
-        username="coldchain-ingest",
+        username="coldchain-ingest-1",
         password="ingest-pw",
     )
     sink: _Sink = src._deliver  # type: ignore[assignment]
@@ -177,12 +177,12 @@ def test_an_acl_without_the_probe_lines_is_red_while_idle(tmp_path: Path) -> Non
     so, instead of looking healthy."""
     production = (MOSQUITTO_CONFIG_DIR / "acl").read_text().splitlines()
     acl = "\n".join(ln for ln in production if "coldchain/v1/ingest" not in ln) + "\n"
-    broker = Mosquitto(tmp_path / "mosquitto", credentials={"coldchain-ingest": "pw"}, acl=acl)
+    broker = Mosquitto(tmp_path / "mosquitto", credentials={"coldchain-ingest-1": "pw"}, acl=acl)
     src = _source(
         broker.port,
         "coldchain-ingest-1",
         group="coldchain-ingest",
-        username="coldchain-ingest",
+        username="coldchain-ingest-1",
         password="pw",
     )
     try:

@@ -132,6 +132,17 @@ PINNED: dict[str, list[str]] = {
         "write",
     ],
     "deploy": ["Influxd", "Mosquitto", "ServiceError", "Services", "free_port"],
+    "deploy.backup": ["BackupError", "BackupManifest", "backup", "registry_path", "restore"],
+    "deploy.broker_users": [
+        "BrokerUsers",
+        "BrokerUsersError",
+        "DEFAULT_INGEST_USERS",
+        "DEFAULT_OPERATOR_USERS",
+        "acl_text",
+        "fleet_device_users",
+        "parse_names",
+        "write_broker_users",
+    ],
     "reports": [
         "Acknowledgement",
         "Clock",
