@@ -15,6 +15,8 @@ Guarantees (docs/operations.md, "Failures and recovery"):
 - At start the spool is checked (damaged: moved aside, ``spool_corrupt``) and compared with
   the identity the registry recorded (deleted or replaced: ``spool_replaced``); both stay raised
   until an operator accepts them (``coldchain spool accept``).
+- The fleet file reloads on change or SIGHUP (ingest.fleet_watch); a checked new fleet is
+  swapped in between two groups, for validation, encoding, events and the rules alike.
 - ``stop()`` returns within ``timeout_s`` (default ``STOP_TIMEOUT_S``): it finishes the group
   being committed and its acks, checkpoints the rules without letting them catch up, lets the
   writer flush until the deadline and leaves the rest in the spool.
@@ -40,6 +42,7 @@ from ingest.consumer import Delivery, MqttSource
 from ingest.decode import decode
 from ingest.evaluate import Accepted, CustodyChange, EvaluateStage
 from ingest.events import process_event
+from ingest.fleet_watch import FleetWatch, check_profiles
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.outbox import AlertDelivery
 from ingest.spool import DeadLetter, Spool, SpooledMessage
@@ -213,6 +216,18 @@ class IngestService:
             replaced = verdict.problem == "spool_replaced" and recovery is None
             self.evaluate.resume(self._drain_spool.last_id(), spool_replaced=replaced)
             self.metrics.sources.append(self.evaluate.stats)
+        profiles = (
+            self.evaluate.engine.profiles if self.evaluate else load_presets(settings.profiles_path)
+        )
+        self._fleet_watch = FleetWatch(
+            settings.fleet_path,
+            health,
+            self._stopping,
+            current=fleet,
+            interval_s=settings.fleet_reload_s,
+            check=lambda new: check_profiles(new, profiles),
+        )
+        self.metrics.sources.append(self._fleet_watch.stats)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, wait_connected_s: float = 10.0) -> None:
@@ -225,6 +240,7 @@ class IngestService:
             "pipeline": self._pipeline,
             "writer": self._drainer.run,
             "housekeeping": self._housekeeping,
+            "fleet": self._fleet_watch.run,
         }
         if self.evaluate is not None:
             targets["rules"] = self.evaluate.run
@@ -258,6 +274,7 @@ class IngestService:
             return max(0.05, deadline - keep_s - time.monotonic())
 
         self._stopping.set()
+        self._fleet_watch.request()  # wakes its thread to see the stop
         threads = self._threads
         if "pipeline" in threads:
             threads["pipeline"].join(left(keep_s=min(3.0, timeout_s / 2)))
@@ -283,7 +300,7 @@ class IngestService:
                 break
             time.sleep(0.05)
         self._drainer.stop()
-        for name in ("writer", "housekeeping"):
+        for name in ("writer", "housekeeping", "fleet"):
             if name in threads:
                 threads[name].join(left())
         if self._metrics_server:
@@ -312,6 +329,20 @@ class IngestService:
         self._enqueued += 1
         self._queue.put(delivery)
 
+    def reload_fleet(self) -> None:
+        """Re-read the fleet file now (SIGHUP); it applies from the next group if it checks."""
+        self._fleet_watch.request()
+
+    def _swap_fleet(self) -> None:
+        """Pipeline thread, between groups: put a reloaded fleet in force everywhere."""
+        fleet = self._fleet_watch.take()
+        if fleet is None:
+            return
+        self.fleet = fleet
+        self._encoder = PointEncoder(fleet)
+        if self.evaluate is not None:
+            self.evaluate.update_fleet(fleet)
+
     def wait_drained(self, timeout_s: float) -> bool:
         """True once every message received so far is in InfluxDB (or dead-lettered) and the
         rules engine has evaluated it."""
@@ -334,6 +365,7 @@ class IngestService:
         batch_max, linger_s = self.settings.spool.batch_max_messages, self.settings.spool.linger_ms
         linger_s /= 1000.0
         while not stopping.is_set():
+            self._swap_fleet()
             try:
                 first = self._queue.get(timeout=0.2)
             except queue.Empty:
