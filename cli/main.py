@@ -19,6 +19,7 @@ SUBCOMMANDS = [
     "cli.audit",
     "cli.custody",
     "cli.dashboards",
+    "cli.deadletters",
     "cli.demo",
     "cli.excursions",
     "cli.ingest",

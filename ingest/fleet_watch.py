@@ -98,14 +98,19 @@ class FleetWatch:
         self._wake.set()
 
     def take(self) -> Fleet | None:
-        """The newly checked fleet, once; None when there is none."""
+        """The newly checked fleet, once (the caller puts it in force: it counts as reloaded
+        from now); None when there is none."""
         if self._ready is None:  # read without the lock: the pipeline's hot path
             return None
         with self._lock:
             fleet, self._ready = self._ready, None
+        if fleet is not None:
+            self.reloads_total += 1
+            self.devices = len(fleet.device_ids)
         return fleet
 
     def stats(self) -> dict[str, object]:
+        """Reloads put in force, files refused, devices of the fleet in force."""
         return {
             "fleet_reloads": self.reloads_total,
             "fleet_rejected": self.rejected_total,
@@ -147,8 +152,6 @@ class FleetWatch:
         with self._lock:
             self._ready = fleet
         self._sha = sha
-        self.reloads_total += 1
-        self.devices = len(fleet.device_ids)
         self._health.clear(PROBLEM)
         log.warning(
             "fleet file %s reloaded: %d assets, %d devices; applied from the next group",

@@ -22,6 +22,7 @@ class IngestMetrics:
     def __init__(self, spool_backlog_messages: int = 0) -> None:
         self.spool_backlog_messages = spool_backlog_messages
         self.received_messages = 0
+        self.replayed_messages = 0  # dead letters replayed (ingest.replay): not from the broker
         self.accepted_messages = 0
         self.annotation_messages = 0  # spool rows of excursion points, from the rules thread
         self.accepted_samples = 0

@@ -17,6 +17,8 @@ Guarantees (docs/operations.md, "Failures and recovery"):
   until an operator accepts them (``coldchain spool accept``).
 - The fleet file reloads on change or SIGHUP (ingest.fleet_watch); a checked new fleet is
   swapped in between two groups, for validation, encoding, events and the rules alike.
+- Dead letters queued by ``coldchain deadletters replay`` go through the pipeline between
+  groups, with their original receive time, each exactly once (ingest.replay).
 - ``stop()`` returns within ``timeout_s`` (default ``STOP_TIMEOUT_S``): it finishes the group
   being committed and its acks, checkpoints the rules without letting them catch up, lets the
   writer flush until the deadline and leaves the rest in the spool.
@@ -59,6 +61,7 @@ log = logging.getLogger("coldchain.ingest")
 
 STOP_TIMEOUT_S = 8.0  # stop() returns within this (a container runtime's default grace is 10 s)
 HOUSEKEEPING_S = 5.0  # spool high-water to the registry, operator acceptance, disk reserve
+REPLAY_POLL_S = 1.0  # how often the pipeline looks for dead letters queued for replay
 _RETRY_MAX_S = 5.0  # backoff ceiling while the spool or the registry fails (acks held)
 
 
@@ -99,6 +102,13 @@ def process_delivery(
         validated.asset.id,
         validated.samples,
     )
+
+
+def _outcome(processed: Processed) -> str:
+    """What a replayed dead letter became, for ``coldchain deadletters list``."""
+    stored = "stored" if processed.spooled is not None else "nothing stored"
+    reasons = sorted({d.reason for d in processed.dead})
+    return f"{stored}; dead-lettered again: {', '.join(reasons)}" if reasons else stored
 
 
 def build_engine(settings: Settings, fleet: Fleet, registry: Registry) -> RulesEngine:
@@ -343,6 +353,21 @@ class IngestService:
         if self.evaluate is not None:
             self.evaluate.update_fleet(fleet)
 
+    def _replay(self, spool: Spool, limit: int) -> None:
+        """Pipeline thread, between groups: one group of dead letters queued for replay."""
+        try:
+            items = spool.queued_replays(limit)
+            known = [i for i in items if self.fleet.is_known_device(i.device_id)]
+            why = "device not in the running ingest's fleet (reload pending?)"
+            taken = {i.letter_id for i in known}
+            spool.refuse_replays((i.letter_id, why) for i in items if i.letter_id not in taken)
+        except SpoolError as exc:  # the spool's trouble shows in the next append
+            log.warning("dead-letter replay: %s", exc)
+            return
+        if known:
+            batch = [Delivery(i.topic, i.payload, 0, 0, i.received_ms, -1) for i in known]
+            self._commit(spool, batch, [i.letter_id for i in known])
+
     def wait_drained(self, timeout_s: float) -> bool:
         """True once every message received so far is in InfluxDB (or dead-lettered) and the
         rules engine has evaluated it."""
@@ -364,8 +389,12 @@ class IngestService:
         spool, stopping = self._pipeline_spool, self._stopping
         batch_max, linger_s = self.settings.spool.batch_max_messages, self.settings.spool.linger_ms
         linger_s /= 1000.0
+        next_replay = 0.0
         while not stopping.is_set():
             self._swap_fleet()
+            if time.monotonic() >= next_replay:
+                self._replay(spool, batch_max)
+                next_replay = time.monotonic() + REPLAY_POLL_S
             try:
                 first = self._queue.get(timeout=0.2)
             except queue.Empty:
@@ -383,6 +412,7 @@ class IngestService:
                 if item is None:
                     break
                 batch.append(item)
+            self._swap_fleet()  # one reloaded while this group waited applies to it
             self._commit(spool, batch)
 
     def _process(self, d: Delivery) -> tuple[Processed, CustodyChange | None] | None:
@@ -416,14 +446,20 @@ class IngestService:
         custody = CustodyChange(*out.custody) if out.custody else None
         return Processed(SpooledMessage(d.received_ms, device, out.lines), []), custody
 
-    def _append(self, spool: Spool, messages: list[SpooledMessage], dead: list[DeadLetter]) -> int:
+    def _append(
+        self,
+        spool: Spool,
+        messages: list[SpooledMessage],
+        dead: list[DeadLetter],
+        replayed: Sequence[tuple[int, str, str]] = (),
+    ) -> int:
         """Commit a group, retrying (acks held) while the spool fails; -1 when the service
         stops first (nothing of the group is acknowledged)."""
         watch, delay = self._watch, 0.5
         while True:
             if watch.ready():
                 try:
-                    last_row = spool.append(messages, dead)
+                    last_row = spool.append(messages, dead, replayed)
                     watch.ok("append")
                     return last_row
                 except SpoolError as exc:
@@ -437,8 +473,11 @@ class IngestService:
                 return -1
             delay = min(delay * 2, _RETRY_MAX_S)
 
-    def _commit(self, spool: Spool, batch: list[Delivery]) -> None:
+    def _commit(self, spool: Spool, batch: list[Delivery], replays: Sequence[int] = ()) -> None:
+        """Process, spool and acknowledge a group. ``replays``: the group is dead letters
+        replayed (their ids, in order): marked replayed with it, nothing to acknowledge."""
         m = self.metrics
+        outcomes: list[tuple[int, str, str]] = []
         messages: list[SpooledMessage] = []
         dead: list[DeadLetter] = []
         # (index of the message's spool row in this group, what the rules get)
@@ -459,24 +498,29 @@ class IngestService:
             if custody is not None:
                 to_rules.append((idx, custody))
             dead.extend(processed.dead)
-        last_row = self._append(spool, messages, dead)
+            if replays:
+                outcomes.append((replays[len(outcomes)], "replayed", _outcome(processed)))
+        last_row = self._append(spool, messages, dead, outcomes)
         if last_row < 0:
             return
         self._last_row = max(self._last_row, last_row)
-        # Only now is everything durable: acknowledge.
-        m.received_messages += len(batch)
+        if replays:
+            m.replayed_messages += len(batch)
+        else:  # only now is everything durable: acknowledge.
+            m.received_messages += len(batch)
         m.accepted_messages += len(messages)
         m.accepted_samples += sum(len(x[1]) for _, x in to_rules if isinstance(x, tuple))
         m.spooled_points += sum(len(x.lines) for x in messages)
         for dl in dead:
             m.dead_letters[dl.reason] += 1
-        for d in batch:
+        for d in batch if not replays else ():
             if self._source.ack(d):
                 m.acked_messages += 1
             else:
                 m.stale_acks_dropped += d.qos > 0
         if messages:
-            m.receive_lag_s = (self._clock_ms() - messages[-1].received_ms) / 1000.0
+            if not replays:
+                m.receive_lag_s = (self._clock_ms() - messages[-1].received_ms) / 1000.0
             self._drainer.wake()
         if self.evaluate is not None:
             # Each message's points are in InfluxDB once the writer passes its own row (rows
