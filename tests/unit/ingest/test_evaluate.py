@@ -273,3 +273,33 @@ def test_a_quick_stop_turns_the_queue_into_saved_recomputes(tmp_path: Path) -> N
         ("load-truck-0001", "c2", T0 + 7 * 60_000),
     ]
     assert stage.stats()["rules_changes"] == 0
+
+
+def test_a_reloaded_fleet_applies_in_order_with_the_samples(tmp_path: Path) -> None:
+    import threading
+
+    from coldchain.fleet import Fleet
+
+    stage = _stage(tmp_path, max_queue=100)
+    thread = threading.Thread(target=stage.run)
+    thread.start()
+    try:
+        # Acknowledged under the old fleet: evaluated under it, though the update follows.
+        stage.submit(Accepted("load-truck-0001", [_sample(0)], row_id=1))
+        stage.update_fleet(Fleet([make_fleet(2).assets["load-truck-0000"]]))
+        stage.submit(Accepted("load-truck-0000", [_sample(1)], row_id=2))
+        deadline = datetime.now(UTC) + timedelta(seconds=30)
+        while not stage.idle() and datetime.now(UTC) < deadline:
+            threading.Event().wait(0.05)
+        assert stage.idle()
+    finally:
+        stage.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert stage.stats()["rules_errors"] == 0
+    assert stage.stats()["rules_evaluated"] == 3  # two samples and the fleet update
+    # The removed asset's gap clock and state are gone: no data gap will ever open for it.
+    assert set(stage._heard) == {"load-truck-0000"}
+    saved = stage.engine.checkpoint()["compartments"]
+    assert {c["asset"] for c in saved} == {"load-truck-0000"}
+    assert stage._tick() == []
