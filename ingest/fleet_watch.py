@@ -82,6 +82,9 @@ class FleetWatch:
         self._ready: Fleet | None = None
         self._stat = _stat(path)
         self._sha = self._digest()
+        if current is not None and self._sha is not None and not self._holds(current):
+            # The file changed between loading ``current`` and now: the first poll applies it.
+            self._stat = self._sha = None
         self.reloads_total = 0
         self.rejected_total = 0
         self.devices = 0 if current is None else len(current.device_ids)
@@ -91,6 +94,13 @@ class FleetWatch:
             return hashlib.sha256(self.path.read_bytes()).hexdigest()
         except OSError:
             return None
+
+    def _holds(self, fleet: Fleet) -> bool:
+        """Does the file hold ``fleet`` (as far as it can be parsed)?"""
+        try:
+            return parse_fleet(self.path.read_text("utf-8"), self.path).to_yaml() == fleet.to_yaml()
+        except (OSError, UnicodeDecodeError, ColdchainError):
+            return False
 
     def request(self) -> None:
         """Reload now (safe from a signal handler: it only sets an event); also wakes ``run``

@@ -143,3 +143,15 @@ def test_the_thread_reloads_on_request_and_stops(tmp_path: Path) -> None:
         watch.request()
         thread.join(10)
     assert not thread.is_alive()
+
+
+def test_a_change_between_loading_and_watching_is_applied_by_the_first_poll(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "fleet.yaml"
+    _write(path, FLEET.format(profile="frozen"))
+    loaded = load_fleet(path)
+    _write(path, FLEET.format(profile="frozen") + SECOND)  # while the service was starting
+    watch = FleetWatch(path, Health(), threading.Event(), current=loaded, interval_s=0)
+    fleet = watch.poll()
+    assert fleet is not None and fleet.asset_of("tcu-2") is not None
