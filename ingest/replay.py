@@ -33,6 +33,7 @@ __all__ = [
     "ReplayItem",
     "ReplayRequest",
     "mark",
+    "outcome",
     "queued",
     "request",
     "status",
@@ -120,6 +121,14 @@ def queued(db: sqlite3.Connection, limit: int) -> list[ReplayItem]:
     return [
         ReplayItem(int(i), int(t), str(topic), str(dev), bytes(p)) for i, t, topic, dev, p in cur
     ]
+
+
+def outcome(stored: bool, reasons: Iterable[str]) -> str:
+    """What a replayed letter became, as ``coldchain deadletters list`` shows it: ``stored``
+    (or ``nothing stored``), then ``; dead-lettered again: <reasons>`` when some of it was."""
+    head = "stored" if stored else "nothing stored"
+    again = sorted(set(reasons))
+    return f"{head}; dead-lettered again: {', '.join(again)}" if again else head
 
 
 def mark(db: sqlite3.Connection, done: Iterable[tuple[int, str, str]], now_ms: int) -> None:

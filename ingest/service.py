@@ -47,6 +47,7 @@ from ingest.events import process_event
 from ingest.fleet_watch import FleetWatch, check_profiles
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.outbox import AlertDelivery
+from ingest.replay import outcome
 from ingest.spool import DeadLetter, Spool, SpooledMessage
 from ingest.spool_guard import DiskReserve, SpoolWatch, check_identity, open_spool
 from ingest.validate import validate
@@ -102,13 +103,6 @@ def process_delivery(
         validated.asset.id,
         validated.samples,
     )
-
-
-def _outcome(processed: Processed) -> str:
-    """What a replayed dead letter became, for ``coldchain deadletters list``."""
-    stored = "stored" if processed.spooled is not None else "nothing stored"
-    reasons = sorted({d.reason for d in processed.dead})
-    return f"{stored}; dead-lettered again: {', '.join(reasons)}" if reasons else stored
 
 
 def build_engine(settings: Settings, fleet: Fleet, registry: Registry) -> RulesEngine:
@@ -499,7 +493,8 @@ class IngestService:
                 to_rules.append((idx, custody))
             dead.extend(processed.dead)
             if replays:
-                outcomes.append((replays[len(outcomes)], "replayed", _outcome(processed)))
+                what = outcome(processed.spooled is not None, [x.reason for x in processed.dead])
+                outcomes.append((replays[len(outcomes)], "replayed", what))
         last_row = self._append(spool, messages, dead, outcomes)
         if last_row < 0:
             return

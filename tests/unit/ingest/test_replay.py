@@ -99,3 +99,16 @@ def test_listing_filters_newest_first(spool: Spool) -> None:
     assert [r["received_ms"] for r in rows] == [3_000, 1_000]
     assert [r["received_ms"] for r in spool.find_dead_letters(since_ms=1_500)] == [3_000, 2_000]
     assert spool.find_dead_letters(reason="out_of_range") == []
+
+
+def test_the_outcome_says_what_was_stored_and_what_was_dead_lettered_again() -> None:
+    from ingest.replay import outcome
+
+    assert outcome(True, []) == "stored"
+    assert outcome(True, ["unknown_sensor", "unknown_sensor", "stale_timestamp"]) == (
+        "stored; dead-lettered again: stale_timestamp, unknown_sensor"
+    )
+    assert (
+        outcome(False, ["stale_timestamp"])
+        == "nothing stored; dead-lettered again: stale_timestamp"
+    )
