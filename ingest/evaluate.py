@@ -41,7 +41,7 @@ from coldchain.exceptions import ColdchainError, RecordRejected
 from coldchain.fleet import Fleet
 from coldchain.rules import Change, RecomputeNeeded, Rewrite, RewriteWatch, RulesEngine
 from ingest.outbox import alert_message
-from ingest.recompute import recompute_compartment, restart_recomputes
+from ingest.recompute import close_removed, recompute_compartment, restart_recomputes
 from ingest.rules_io import (
     Accepted,
     CustodyChange,
@@ -155,6 +155,8 @@ class EvaluateStage:
         now = self._clock_ms()
         if saved:
             self.engine.restore(saved)
+            # Removed while stopped: closed as a reload would; recorded by the first round.
+            self._unapplied.extend(close_removed(saved, self._fleet, self._registry))
         if spool_replaced:
             journal = self._journal_everything(saved)
         else:
