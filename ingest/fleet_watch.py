@@ -3,8 +3,8 @@ restarts").
 
 Guarantees:
 - The file is looked at every ``interval_s`` (its size, mtime and inode; on a change its
-  SHA-256) and at once on ``request()`` (SIGHUP). A file whose content is what is in force
-  changes nothing.
+  SHA-256) and read at once on ``request()`` (SIGHUP). A file that holds the fleet in force
+  (same content, or the same fleet written differently) changes nothing.
 - A new content is checked in full off the hot path (YAML, the fleet schema, devices registered
   twice, and each compartment's profile known to the rules) before anything uses it. A file that
   fails is refused: the fleet in force stays, the log says why at ERROR and ``/healthz`` is red
@@ -80,11 +80,11 @@ class FleetWatch:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._ready: Fleet | None = None
+        # Changes are noticed from here on; a request (SIGHUP) compares the file's fleet with
+        # the one in force instead, so it also puts in force a file that changed before.
         self._stat = _stat(path)
         self._sha = self._digest()
-        if current is not None and self._sha is not None and not self._holds(current):
-            # The file changed between loading ``current`` and now: the first poll applies it.
-            self._stat = self._sha = None
+        self._in_force = None if current is None else current.to_yaml()
         self.reloads_total = 0
         self.rejected_total = 0
         self.devices = 0 if current is None else len(current.device_ids)
@@ -94,13 +94,6 @@ class FleetWatch:
             return hashlib.sha256(self.path.read_bytes()).hexdigest()
         except OSError:
             return None
-
-    def _holds(self, fleet: Fleet) -> bool:
-        """Does the file hold ``fleet`` (as far as it can be parsed)?"""
-        try:
-            return parse_fleet(self.path.read_text("utf-8"), self.path).to_yaml() == fleet.to_yaml()
-        except (OSError, UnicodeDecodeError, ColdchainError):
-            return False
 
     def request(self) -> None:
         """Reload now (safe from a signal handler: it only sets an event); also wakes ``run``
@@ -148,10 +141,8 @@ class FleetWatch:
             self._refuse(f"cannot read it: {exc}")
             return None
         sha = hashlib.sha256(data).hexdigest()
-        if sha == self._sha:
+        if sha == self._sha and not force:
             self._health.clear(PROBLEM)  # put back as it was: nothing to do
-            if force:
-                log.warning("fleet file %s reloaded: unchanged", self.path)
             return None
         try:
             fleet = parse_fleet(data.decode("utf-8"), self.path)
@@ -159,10 +150,15 @@ class FleetWatch:
         except (ColdchainError, UnicodeDecodeError) as exc:
             self._refuse(str(exc).removeprefix(f"fleet file {self.path}: "))
             return None
-        with self._lock:
-            self._ready = fleet
         self._sha = sha
         self._health.clear(PROBLEM)
+        text = fleet.to_yaml()
+        if text == self._in_force:
+            log.warning("fleet file %s re-read: the fleet in force, unchanged", self.path)
+            return None
+        with self._lock:
+            self._ready = fleet
+        self._in_force = text
         log.warning(
             "fleet file %s reloaded: %d assets, %d devices; applied from the next group",
             self.path,

@@ -145,13 +145,21 @@ def test_the_thread_reloads_on_request_and_stops(tmp_path: Path) -> None:
     assert not thread.is_alive()
 
 
-def test_a_change_between_loading_and_watching_is_applied_by_the_first_poll(
-    tmp_path: Path,
-) -> None:
+def test_a_request_puts_in_force_a_file_changed_before_watching_began(tmp_path: Path) -> None:
     path = tmp_path / "fleet.yaml"
     _write(path, FLEET.format(profile="frozen"))
     loaded = load_fleet(path)
     _write(path, FLEET.format(profile="frozen") + SECOND)  # while the service was starting
     watch = FleetWatch(path, Health(), threading.Event(), current=loaded, interval_s=0)
-    fleet = watch.poll()
+    assert watch.poll() is None  # polls notice changes from their start on
+    fleet = watch.poll(force=True)  # SIGHUP compares with the fleet in force
     assert fleet is not None and fleet.asset_of("tcu-2") is not None
+
+
+def test_a_request_with_the_fleet_in_force_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    _write(path, FLEET.format(profile="frozen"))
+    watch = FleetWatch(path, Health(), threading.Event(), current=load_fleet(path))
+    _write(path, "# reformatted\n" + FLEET.format(profile="frozen"))
+    assert watch.poll() is None and watch.poll(force=True) is None
+    assert watch.stats()["fleet_reloads"] == 0
