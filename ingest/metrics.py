@@ -131,7 +131,11 @@ class IngestMetrics:
         self.health = Health()
         # Other stages' counters (e.g. the rules stage's ``stats``), merged into the snapshot.
         self.sources: list[Callable[[], dict[str, object]]] = []
-        self._registry: CollectorRegistry | None = None
+        # This process's prometheus_client registry (its own, not the library's global one, so
+        # several services in one process do not clash): the snapshot and ``process_*``.
+        self.registry = CollectorRegistry()
+        self.registry.register(_SnapshotCollector(self))
+        ProcessCollector(registry=self.registry)
 
     @property
     def spool_depth_messages(self) -> int:
@@ -146,7 +150,7 @@ class IngestMetrics:
         data = {
             k: v
             for k, v in vars(self).items()
-            if k not in ("dead_letters", "health", "sources", "_registry")
+            if k not in ("dead_letters", "health", "sources", "registry")
         }
         data["spool_depth_messages"] = self.spool_depth_messages
         data["dead_letters"] = dict(self.dead_letters)
@@ -161,17 +165,6 @@ class IngestMetrics:
     def prometheus(self) -> str:
         """The Prometheus text exposition (format 0.0.4) of the snapshot."""
         return generate_latest(self.registry).decode()
-
-    @property
-    def registry(self) -> CollectorRegistry:
-        """This process's prometheus_client registry (its own, not the library's global one,
-        so several services in one process do not clash): the snapshot and ``process_*``."""
-        if self._registry is None:
-            reg = CollectorRegistry()
-            reg.register(_SnapshotCollector(self))
-            ProcessCollector(registry=reg)
-            self._registry = reg
-        return self._registry
 
 
 class MetricsServer:
