@@ -5,6 +5,8 @@ distinct ``COLDCHAIN_MQTT__CLIENT_ID`` and spool paths share the load through th
 shared subscription. On SIGTERM it exits within ``--stop-timeout-s`` (default 8 s): the group
 being committed is finished and acknowledged, the rules checkpoint without catching up, the
 writer flushes until the deadline and the rest waits in the spool (docs/operations.md).
+On SIGHUP, or when the fleet file changes, the fleet reloads without a restart (a file that
+does not check is refused and the fleet in force stays: docs/operations.md, "Onboarding").
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # SIGHUP: re-read the fleet file now (it is also polled, COLDCHAIN_FLEET_RELOAD_S).
+    signal.signal(signal.SIGHUP, lambda *_: service.reload_fleet())
     service.start()
     print(
         f"coldchain ingest: {len(fleet.device_ids)} devices registered, "

@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "cli.broker",
     "cli.custody",
     "cli.dashboards",
+    "cli.deadletters",
     "cli.demo",
     "cli.excursions",
     "cli.ingest",

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from coldchain.exceptions import RegistryError
 from coldchain.identifiers import Identifier, is_gs1_key
 
-__all__ = ["Asset", "Compartment", "Fleet", "Location", "SensorSpec", "load_fleet"]
+__all__ = ["Asset", "Compartment", "Fleet", "Location", "SensorSpec", "load_fleet", "parse_fleet"]
 
 _CFG = ConfigDict(extra="forbid", frozen=True)
 
@@ -185,18 +185,29 @@ def load_fleet(path: str | Path) -> Fleet:
     """Load and check a fleet file; errors name the file and the offending entry."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise RegistryError(f"fleet file {path}: {exc}") from exc
+    return parse_fleet(text, path)
+
+
+def parse_fleet(text: str, source: str | Path = "<fleet>") -> Fleet:
+    """Check the YAML text of a fleet file (``source`` names it in errors). Raises
+    RegistryError naming the source and the offending entry (YAML syntax, a field, a device
+    registered twice)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"fleet file {source}: {exc}") from exc
     try:
         parsed = _FleetFile.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         raise RegistryError(
-            f"fleet file {path}: {loc}: {first['msg']} (value {first.get('input')!r})"
+            f"fleet file {source}: {loc}: {first['msg']} (value {first.get('input')!r})"
         ) from exc
     try:
         return Fleet(parsed.assets)
     except RegistryError as exc:
-        raise RegistryError(f"fleet file {path}: {exc}") from exc
+        raise RegistryError(f"fleet file {source}: {exc}") from exc

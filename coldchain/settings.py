@@ -164,6 +164,8 @@ class Settings(BaseSettings):
     )
 
     fleet_path: Path = Path("fleet/demo.yaml")
+    # How often ingest looks for a changed fleet file (seconds; 0: only on SIGHUP).
+    fleet_reload_s: float = Field(default=5.0, ge=0, le=86_400)
     # Product profiles merged over the packaged presets (coldchain/rules/presets.yaml).
     profiles_path: Path | None = None
     registry_url: str = "sqlite:///var/registry.sqlite3"

@@ -18,6 +18,9 @@ Guarantees:
   for a recompute. The stage waits until the writer has put everything fed so far into InfluxDB,
   reads the window back (batch mode, same evaluator) and merges: a data gap the backlog filled
   becomes ``recovered``, an excursion found inside it is ``detected_late``.
+- A reloaded fleet (``update_fleet``) applies in order: samples submitted before it are
+  evaluated against the old fleet, those after against the new one; a removed compartment's
+  open excursions close, its gap clock and pending recomputes go (``RulesEngine.apply_fleet``).
 - A restart resumes from the last checkpoint; every asset with messages acknowledged after it
   (the spool's rules journal, past the checkpoint's ``fed_through``) is recomputed from
   InfluxDB, and held - its new samples join the recompute - until then, so nothing acknowledged
@@ -38,10 +41,11 @@ from coldchain.exceptions import ColdchainError, RecordRejected
 from coldchain.fleet import Fleet
 from coldchain.rules import Change, RecomputeNeeded, Rewrite, RewriteWatch, RulesEngine
 from ingest.outbox import alert_message
-from ingest.recompute import recompute_compartment, restart_recomputes
+from ingest.recompute import close_removed, recompute_compartment, restart_recomputes
 from ingest.rules_io import (
     Accepted,
     CustodyChange,
+    FleetUpdate,
     Pending,
     alert_payload,
     clock_line,
@@ -90,7 +94,8 @@ class EvaluateStage:
         rewrite_memory: int = 128,
     ) -> None:
         self.engine = engine
-        self._fleet = fleet
+        self._fleet = fleet  # the rules thread's
+        self._intake_fleet = fleet  # the pipeline's (newer until the rules thread catches up)
         self._registry = registry
         self._influx = influx
         self._alerts_queued = alerts_queued
@@ -101,7 +106,7 @@ class EvaluateStage:
         self._prune_journal = prune_journal
         # A deque and one wake-up per group commit, not a queue.Queue: its lock and condition
         # per item cost the pipeline thread ~7% of its time (py-spy, bench/ingest.py).
-        self._inbox: deque[Item | None] = deque()
+        self._inbox: deque[Item | FleetUpdate | None] = deque()
         self._wake = threading.Event()
         self._max_queue = max_queue
         self._tick_s = tick_s
@@ -150,6 +155,8 @@ class EvaluateStage:
         now = self._clock_ms()
         if saved:
             self.engine.restore(saved)
+            # Removed while stopped: closed as a reload would; recorded by the first round.
+            self._unapplied.extend(close_removed(saved, self._fleet, self._registry))
         if spool_replaced:
             journal = self._journal_everything(saved)
         else:
@@ -198,11 +205,25 @@ class EvaluateStage:
                     self._spilled_total += 1
         self._wake.set()
 
+    def update_fleet(self, fleet: Fleet) -> None:
+        """From the pipeline thread, between two groups: evaluate what is submitted from now on
+        against ``fleet`` (the rules thread applies it in order, ``RulesEngine.apply_fleet``)."""
+        with self._lock:
+            self._intake_fleet = fleet
+            self._submitted += 1
+            self._inbox.append(FleetUpdate(fleet, self._submitted_row + 1))
+        self._wake.set()
+
     def _spill(self, item: Item) -> None:
         if isinstance(item, CustodyChange):
             keys, from_ms = [(item.asset_id, item.compartment_id)], item.ts_ms
         else:
-            comps = self._fleet.assets[item.asset_id].compartments
+            asset = self._intake_fleet.assets.get(item.asset_id) or self._fleet.assets.get(
+                item.asset_id
+            )
+            if asset is None:  # removed from the fleet meanwhile: nothing left to evaluate
+                return
+            comps = asset.compartments
             keys = [(item.asset_id, c.id) for c in comps]
             from_ms = min(ts_ms(s) for s in item.samples)
         for key in keys:
@@ -259,7 +280,10 @@ class EvaluateStage:
             changes: list[Change] = []
             try:
                 for item in work:
-                    changes.extend(self._feed_safely(item))
+                    if isinstance(item, FleetUpdate):
+                        changes.extend(self._apply_fleet(item.fleet))
+                    else:
+                        changes.extend(self._feed_safely(item))
                 now = time.monotonic()
                 if now >= next_tick:
                     changes.extend(self._tick())
@@ -284,7 +308,7 @@ class EvaluateStage:
             # A quick stop: what is still queued becomes recomputes saved in the checkpoint.
             while self._inbox:
                 left = self._inbox.popleft()
-                if left is not None:
+                if left is not None and not isinstance(left, FleetUpdate):
                     self._spill(left)
             self._take_spilled()
         try:
@@ -301,14 +325,14 @@ class EvaluateStage:
         for key, (from_ms, row) in spilled.items():
             self._add_pending(key, from_ms, row, hold=True)
 
-    def _take(self, max_items: int = 500) -> list[Item | None]:
+    def _take(self, max_items: int = 500) -> list[Item | FleetUpdate | None]:
         """What is queued now (up to ``max_items``), waiting briefly for the first: one
         registry transaction per round, not per message."""
         if not self._inbox:
             self._wake.wait(0.2)
             # Cleared before draining: whatever is appended from here on sets it again.
             self._wake.clear()
-        items: list[Item | None] = []
+        items: list[Item | FleetUpdate | None] = []
         pop = self._inbox.popleft
         while len(items) < max_items:
             try:
@@ -415,6 +439,29 @@ class EvaluateStage:
             self._ask_recompute(rc)
         return res.changes
 
+    def _apply_fleet(self, fleet: Fleet) -> list[Change]:
+        """The rules thread's side of ``update_fleet``: the engine's compartments and profiles,
+        then what this stage keeps per asset or compartment (gap clock, recomputes, holds)."""
+        changes = self.engine.apply_fleet(fleet, self._clock_ms())
+        self._fleet = fleet
+        for key in [k for k in self._pending if not fleet.has_compartment(*k)]:
+            del self._pending[key]
+        with self._lock:
+            for key in [k for k in self._spilled if not fleet.has_compartment(*k)]:
+                del self._spilled[key]
+        self._held = {
+            a for a in self._held if any(k[0] == a and p.hold for k, p in self._pending.items())
+        }
+        for asset_id in [a for a in self._heard if a not in fleet.assets]:
+            del self._heard[asset_id]
+        self._dirty = True
+        log.warning(
+            "rules: fleet applied (%d assets); %d excursions closed by it",
+            len(fleet.assets),
+            len(changes),
+        )
+        return changes
+
     def _hear(self, asset_id: str, newest_ms: int, now: int) -> None:
         old = self._heard.get(asset_id)
         self._heard[asset_id] = (newest_ms if old is None else max(old[0], newest_ms), now)
@@ -474,6 +521,8 @@ class EvaluateStage:
         written = self._written_through()
         mono = time.monotonic()
         for key, p in list(self._pending.items()):
+            if not self._fleet.has_compartment(*key):
+                continue  # an asset of a reloaded fleet the rules thread has not applied yet
             # Wait until InfluxDB holds everything fed for this asset so far: the recompute
             # replaces the compartment's streaming state with what it reads back.
             if written < max(p.need_row, self._asset_row.get(key[0], 0)):

@@ -5,6 +5,7 @@ the engine merge (docs/rules.md sections 7 and 13)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from coldchain.fleet import Asset, Fleet
@@ -13,7 +14,7 @@ from registry import Registry
 from timeseries.client import InfluxClient
 from timeseries.reads import read_clock_jumps, read_samples
 
-__all__ = ["DEVICE_KINDS", "recompute_compartment", "restart_recomputes"]
+__all__ = ["DEVICE_KINDS", "close_removed", "recompute_compartment", "restart_recomputes"]
 
 # Records about a device, not a compartment: never part of a compartment's recompute.
 DEVICE_KINDS = frozenset({"clock_skew"})
@@ -87,12 +88,14 @@ def restart_recomputes(
     def add(key: tuple[str, str], from_ms: int) -> None:
         todo[key] = min(from_ms, todo.get(key, from_ms))
 
+    # A compartment removed from the fleet file while ingest was stopped is skipped (its open
+    # excursions: close_removed).
     for a, c, from_ms in saved.get("pending_recomputes", []):
-        if a in fleet.assets:
+        if fleet.has_compartment(a, c):
             add((a, c), int(from_ms))
     for e in saved.get("compartments", []):
         key = (e["asset"], e["compartment"])
-        if key[0] not in fleet.assets:
+        if not fleet.has_compartment(*key):
             continue
         ts = engine.evaluator(*key).ts
         heard[key[0]] = max(ts, heard.get(key[0], -1))
@@ -107,3 +110,24 @@ def restart_recomputes(
             ts = engine.evaluator(asset.id, comp.id).ts
             add((asset.id, comp.id), min(from_ms, ts) if ts >= 0 else from_ms)
     return todo, heard
+
+
+def close_removed(saved: Mapping[str, Any], fleet: Fleet, registry: Registry) -> list[Change]:
+    """At a restart: the compartments the checkpoint ``saved`` holds that ``fleet`` no longer
+    has (removed while ingest was stopped) get the same treatment as a reload gives them
+    (``RulesEngine.apply_fleet``): each open excursion closes at the compartment's last
+    evaluated device time, "compartment removed from the fleet" added to its detail. Returns
+    the changes to record. Raises StoreError (registry)."""
+    reason = "compartment removed from the fleet"
+    changes: list[Change] = []
+    for entry in saved.get("compartments", []):
+        asset_id, comp_id = str(entry["asset"]), str(entry["compartment"])
+        if fleet.has_compartment(asset_id, comp_id):
+            continue
+        last_ms = int((entry.get("state") or {}).get("ts", -1))
+        found = registry.find_excursions(asset_id=asset_id, compartment_id=comp_id, status="open")
+        for e in (r.excursion for r in found if r.excursion.kind not in DEVICE_KINDS):
+            detail = f"{e.detail}; {reason}" if e.detail else reason
+            closed = replace(e, status="closed", end_ms=max(last_ms, e.start_ms), detail=detail)
+            changes.append(Change("closed", closed))
+    return changes

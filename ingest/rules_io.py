@@ -10,12 +10,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from coldchain.contract import Sample
+from coldchain.fleet import Fleet
 from coldchain.lineprotocol import format_fields, series_key
 from coldchain.rules import Change
 
 __all__ = [
     "Accepted",
     "CustodyChange",
+    "FleetUpdate",
     "Pending",
     "alert_key",
     "alert_payload",
@@ -47,6 +49,16 @@ class CustodyChange:
     compartment_id: str
     ts_ms: int
     row_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FleetUpdate:
+    """A reloaded fleet, in order with the samples: those submitted before it were validated
+    against the old fleet, those after against this one. ``row_id``: the spool row after the
+    last one submitted before it."""
+
+    fleet: Fleet
+    row_id: int
 
 
 @dataclass

@@ -15,6 +15,10 @@ Guarantees (docs/operations.md, "Failures and recovery"):
 - At start the spool is checked (damaged: moved aside, ``spool_corrupt``) and compared with
   the identity the registry recorded (deleted or replaced: ``spool_replaced``); both stay raised
   until an operator accepts them (``coldchain spool accept``).
+- The fleet file reloads on change or SIGHUP (ingest.fleet_watch); a checked new fleet is
+  swapped in between two groups, for validation, encoding, events and the rules alike.
+- Dead letters queued by ``coldchain deadletters replay`` go through the pipeline between
+  groups, with their original receive time, each exactly once (ingest.replay).
 - ``stop()`` returns within ``timeout_s`` (default ``STOP_TIMEOUT_S``): it finishes the group
   being committed and its acks, checkpoints the rules without letting them catch up, lets the
   writer flush until the deadline and leaves the rest in the spool.
@@ -40,9 +44,11 @@ from ingest.consumer import Delivery, MqttSource
 from ingest.decode import decode
 from ingest.evaluate import Accepted, CustodyChange, EvaluateStage
 from ingest.events import process_event
+from ingest.fleet_watch import FleetWatch, check_profiles
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.mirror import RegistryMirror
 from ingest.outbox import AlertDelivery
+from ingest.replay import outcome
 from ingest.spool import DeadLetter, Spool, SpooledMessage
 from ingest.spool_guard import DiskReserve, SpoolWatch, check_identity, open_spool
 from ingest.validate import validate
@@ -57,6 +63,7 @@ log = logging.getLogger("coldchain.ingest")
 
 STOP_TIMEOUT_S = 8.0  # stop() returns within this (a container runtime's default grace is 10 s)
 HOUSEKEEPING_S = 5.0  # spool high-water to the registry, operator acceptance, disk reserve
+REPLAY_POLL_S = 1.0  # how often the pipeline looks for dead letters queued for replay
 _RETRY_MAX_S = 5.0  # backoff ceiling while the spool or the registry fails (acks held)
 
 
@@ -229,6 +236,18 @@ class IngestService:
                 dead_letter_counts=counts,
             )
             self.metrics.sources.append(self.mirror.stats)
+        profiles = (
+            self.evaluate.engine.profiles if self.evaluate else load_presets(settings.profiles_path)
+        )
+        self._fleet_watch = FleetWatch(
+            settings.fleet_path,
+            health,
+            self._stopping,
+            current=fleet,
+            interval_s=settings.fleet_reload_s,
+            check=lambda new: check_profiles(new, profiles),
+        )
+        self.metrics.sources.append(self._fleet_watch.stats)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, wait_connected_s: float = 10.0) -> None:
@@ -241,6 +260,7 @@ class IngestService:
             "pipeline": self._pipeline,
             "writer": self._drainer.run,
             "housekeeping": self._housekeeping,
+            "fleet": self._fleet_watch.run,
         }
         if self.evaluate is not None:
             targets["rules"] = self.evaluate.run
@@ -276,6 +296,7 @@ class IngestService:
             return max(0.05, deadline - keep_s - time.monotonic())
 
         self._stopping.set()
+        self._fleet_watch.request()  # wakes its thread to see the stop
         threads = self._threads
         if "pipeline" in threads:
             threads["pipeline"].join(left(keep_s=min(3.0, timeout_s / 2)))
@@ -301,7 +322,7 @@ class IngestService:
                 break
             time.sleep(0.05)
         self._drainer.stop()
-        for name in ("writer", "housekeeping", "mirror"):
+        for name in ("writer", "housekeeping", "mirror", "fleet"):
             if name in threads:
                 threads[name].join(left())
         if self._metrics_server:
@@ -330,6 +351,37 @@ class IngestService:
         self._enqueued += 1
         self._queue.put(delivery)
 
+    def reload_fleet(self) -> None:
+        """Re-read the fleet file now (SIGHUP); it applies from the next group if it checks."""
+        self._fleet_watch.request()
+
+    def _swap_fleet(self) -> None:
+        """Pipeline thread, between groups: put a reloaded fleet in force everywhere."""
+        fleet = self._fleet_watch.take()
+        if fleet is None:
+            return
+        self.fleet = fleet
+        self._encoder = PointEncoder(fleet)
+        if self.evaluate is not None:
+            self.evaluate.update_fleet(fleet)
+        if self.mirror is not None:  # read once per pass: a reference swap is enough
+            self.mirror.fleet = fleet
+
+    def _replay(self, spool: Spool, limit: int) -> None:
+        """Pipeline thread, between groups: one group of dead letters queued for replay."""
+        try:
+            items = spool.queued_replays(limit)
+            known = [i for i in items if self.fleet.is_known_device(i.device_id)]
+            why = "device not in the running ingest's fleet (reload pending?)"
+            taken = {i.letter_id for i in known}
+            spool.refuse_replays((i.letter_id, why) for i in items if i.letter_id not in taken)
+        except SpoolError as exc:  # the spool's trouble shows in the next append
+            log.warning("dead-letter replay: %s", exc)
+            return
+        if known:
+            batch = [Delivery(i.topic, i.payload, 0, 0, i.received_ms, -1) for i in known]
+            self._commit(spool, batch, [i.letter_id for i in known])
+
     def wait_drained(self, timeout_s: float) -> bool:
         """True once every message received so far is in InfluxDB (or dead-lettered) and the
         rules engine has evaluated it."""
@@ -351,7 +403,12 @@ class IngestService:
         spool, stopping = self._pipeline_spool, self._stopping
         batch_max, linger_s = self.settings.spool.batch_max_messages, self.settings.spool.linger_ms
         linger_s /= 1000.0
+        next_replay = 0.0
         while not stopping.is_set():
+            self._swap_fleet()
+            if time.monotonic() >= next_replay:
+                self._replay(spool, batch_max)
+                next_replay = time.monotonic() + REPLAY_POLL_S
             try:
                 first = self._queue.get(timeout=0.2)
             except queue.Empty:
@@ -369,6 +426,7 @@ class IngestService:
                 if item is None:
                     break
                 batch.append(item)
+            self._swap_fleet()  # one reloaded while this group waited applies to it
             self._commit(spool, batch)
 
     def _process(self, d: Delivery) -> tuple[Processed, CustodyChange | None] | None:
@@ -402,14 +460,20 @@ class IngestService:
         custody = CustodyChange(*out.custody) if out.custody else None
         return Processed(SpooledMessage(d.received_ms, device, out.lines), []), custody
 
-    def _append(self, spool: Spool, messages: list[SpooledMessage], dead: list[DeadLetter]) -> int:
+    def _append(
+        self,
+        spool: Spool,
+        messages: list[SpooledMessage],
+        dead: list[DeadLetter],
+        replayed: Sequence[tuple[int, str, str]] = (),
+    ) -> int:
         """Commit a group, retrying (acks held) while the spool fails; -1 when the service
         stops first (nothing of the group is acknowledged)."""
         watch, delay = self._watch, 0.5
         while True:
             if watch.ready():
                 try:
-                    last_row = spool.append(messages, dead)
+                    last_row = spool.append(messages, dead, replayed)
                     watch.ok("append")
                     return last_row
                 except SpoolError as exc:
@@ -423,8 +487,11 @@ class IngestService:
                 return -1
             delay = min(delay * 2, _RETRY_MAX_S)
 
-    def _commit(self, spool: Spool, batch: list[Delivery]) -> None:
+    def _commit(self, spool: Spool, batch: list[Delivery], replays: Sequence[int] = ()) -> None:
+        """Process, spool and acknowledge a group. ``replays``: the group is dead letters
+        replayed (their ids, in order): marked replayed with it, nothing to acknowledge."""
         m = self.metrics
+        outcomes: list[tuple[int, str, str]] = []
         messages: list[SpooledMessage] = []
         dead: list[DeadLetter] = []
         # (index of the message's spool row in this group, what the rules get)
@@ -445,24 +512,30 @@ class IngestService:
             if custody is not None:
                 to_rules.append((idx, custody))
             dead.extend(processed.dead)
-        last_row = self._append(spool, messages, dead)
+            if replays:
+                what = outcome(processed.spooled is not None, [x.reason for x in processed.dead])
+                outcomes.append((replays[len(outcomes)], "replayed", what))
+        last_row = self._append(spool, messages, dead, outcomes)
         if last_row < 0:
             return
         self._last_row = max(self._last_row, last_row)
-        # Only now is everything durable: acknowledge.
-        m.received_messages += len(batch)
+        if replays:
+            m.replayed_messages += len(batch)
+        else:  # only now is everything durable: acknowledge.
+            m.received_messages += len(batch)
         m.accepted_messages += len(messages)
         m.accepted_samples += sum(len(x[1]) for _, x in to_rules if isinstance(x, tuple))
         m.spooled_points += sum(len(x.lines) for x in messages)
         for dl in dead:
             m.dead_letters[dl.reason] += 1
-        for d in batch:
+        for d in batch if not replays else ():
             if self._source.ack(d):
                 m.acked_messages += 1
             else:
                 m.stale_acks_dropped += d.qos > 0
         if messages:
-            m.receive_lag_s = (self._clock_ms() - messages[-1].received_ms) / 1000.0
+            if not replays:
+                m.receive_lag_s = (self._clock_ms() - messages[-1].received_ms) / 1000.0
             self._drainer.wake()
         if self.evaluate is not None:
             # Each message's points are in InfluxDB once the writer passes its own row (rows

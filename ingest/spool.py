@@ -11,6 +11,8 @@ Guarantees:
 - Dead letters keep every rejected byte: each references its message's full payload, stored once
   (``dead_letter_payloads``, keyed by sha256) however many units of it were rejected. With a
   retention, letters older than it are pruned hourly, and payloads no letter references with them.
+- Dead letters of a device registered later can be queued for replay and are marked replayed
+  in the transaction that spools what they became (ingest.replay).
 - With ``rules_journal=True`` each message that carries a device time (``from_ms``) also gets a
   row in ``rules_journal`` (spool row id, device, oldest device time) in the same transaction:
   the rules engine's record of what was acknowledged after its last checkpoint, which the
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coldchain.exceptions import SpoolCorrupt, SpoolError, SpoolFull
+from ingest import replay
 
 __all__ = ["DeadLetter", "Spool", "SpoolBatch", "SpooledMessage", "spool_error"]
 
@@ -226,7 +229,7 @@ class Spool:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self._synchronous}")
             _migrate_dead_letters(db)
-            db.executescript(_SCHEMA)
+            db.executescript(_SCHEMA + replay.SCHEMA)
             return db
         except sqlite3.Error as exc:
             if db is not None:
@@ -261,8 +264,14 @@ class Spool:
         if rows != [("ok",)]:
             raise SpoolCorrupt(f"spool {self.path}: quick_check: {rows[0][0]}")
 
-    def append(self, messages: Iterable[SpooledMessage], dead: Iterable[DeadLetter]) -> int:
-        """Commit a group of messages and dead letters atomically.
+    def append(
+        self,
+        messages: Iterable[SpooledMessage],
+        dead: Iterable[DeadLetter],
+        replayed: Iterable[tuple[int, str, str]] = (),
+    ) -> int:
+        """Commit a group of messages and dead letters atomically (and, for a group of replayed
+        dead letters, their ``(letter id, state, outcome)``: ingest.replay).
 
         Returns the id of the last spool row written (0 when the group had no points): once the
         writer has deleted through that id, every point of the group is in InfluxDB.
@@ -295,6 +304,7 @@ class Spool:
                         )
             if dead:
                 self._insert_dead(dead)
+            replay.mark(self._db, replayed, int(time.time() * 1000))
             if self._retention_ms is not None and time.monotonic() >= self._next_prune:
                 before_ms = int(time.time() * 1000 - self._retention_ms)
                 # Bounded, so a long-due prune never holds one group commit (and its acks) for
@@ -359,6 +369,10 @@ class Spool:
                 self._db.execute(
                     "DELETE FROM dead_letter_payloads WHERE id NOT IN"
                     " (SELECT payload_id FROM dead_letters)"
+                )
+                self._db.execute(
+                    "DELETE FROM dead_letter_replays WHERE letter_id NOT IN"
+                    " (SELECT id FROM dead_letters)"
                 )
         except sqlite3.Error as exc:
             raise SpoolError(f"dead-letter pruning failed: {exc}") from exc
@@ -448,6 +462,59 @@ class Spool:
             "SELECT payload FROM dead_letter_payloads WHERE id = ?", (payload_id,)
         ).fetchone()
         return None if row is None else bytes(row[0])
+
+    def find_dead_letters(
+        self,
+        *,
+        device_id: str | None = None,
+        reason: str | None = None,
+        since_ms: int = 0,
+        limit: int = 100,
+    ) -> list[dict[str, object]]:
+        """The newest ``limit`` letters matching, as ``dead_letters`` plus ``replay`` (state:
+        queued, replayed, refused; "" when never asked) and ``replay_outcome``."""
+        try:
+            cur = self._db.execute(
+                "SELECT d.id, d.received_ms, d.topic, d.device_id, d.reason, d.field, d.value,"
+                " d.detail, d.payload_size, d.payload_sha256, d.payload_id,"
+                " COALESCE(r.state, '') AS replay, COALESCE(r.outcome, '') AS replay_outcome"
+                " FROM dead_letters AS d LEFT JOIN dead_letter_replays AS r ON r.letter_id = d.id"
+                " WHERE (? IS NULL OR d.device_id = ?) AND (? IS NULL OR d.reason = ?)"
+                " AND d.received_ms >= ? ORDER BY d.id DESC LIMIT ?",
+                (device_id, device_id, reason, reason, since_ms, limit),
+            )
+            cols = [c[0] for c in cur.description]
+            return [dict(zip(cols, row, strict=True)) for row in cur]
+        except sqlite3.Error as exc:
+            raise spool_error("read", self.path, exc) from exc
+
+    def request_replay(self, device_id: str, since_ms: int = 0) -> replay.ReplayRequest:
+        """Queue the device's ``unknown_device`` letters since ``since_ms`` for the ingest
+        process that owns this spool to replay (ingest.replay)."""
+        try:
+            return replay.request(self._db, device_id, since_ms, int(time.time() * 1000))
+        except sqlite3.Error as exc:
+            raise spool_error("replay request", self.path, exc) from exc
+
+    def queued_replays(self, limit: int) -> list[replay.ReplayItem]:
+        try:
+            return replay.queued(self._db, limit)
+        except sqlite3.Error as exc:
+            raise spool_error("read", self.path, exc) from exc
+
+    def refuse_replays(self, letters: Iterable[tuple[int, str]]) -> None:
+        """Mark ``(letter id, why)`` refused: a later request queues them again."""
+        done = [(i, "refused", why) for i, why in letters]
+        try:
+            replay.mark(self._db, done, int(time.time() * 1000))
+        except sqlite3.Error as exc:
+            raise spool_error("replay mark", self.path, exc) from exc
+
+    def replay_status(self, letter_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+        try:
+            return replay.status(self._db, letter_ids)
+        except sqlite3.Error as exc:
+            raise spool_error("read", self.path, exc) from exc
 
     def dead_letter_counts(self) -> dict[str, int]:
         cur = self._db.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason")

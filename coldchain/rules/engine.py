@@ -24,7 +24,7 @@ from typing import Any
 from coldchain.contract.checks import ts_ms
 from coldchain.contract.telemetry import Sample
 from coldchain.exceptions import ProfileError
-from coldchain.fleet import Asset, Fleet
+from coldchain.fleet import Asset, Compartment, Fleet
 from coldchain.rules.clock import ClockReport, ClockWatch
 from coldchain.rules.evaluator import (
     Change,
@@ -53,6 +53,21 @@ from coldchain.rules.state import dump_checkpoint, load_checkpoint
 __all__ = ["FeedResult", "RulesEngine"]
 
 _MAX_LOOKBACK_MS = 31 * 86_400_000
+# What a compartment's new evaluator keeps from the old one when its profile changes (the held
+# readings and the gap clock), and when its sensors change (the gap clock only).
+_CARRY_CLOCK = ("ts", "last_temp_ts", "late_until", "jump")
+_CARRY_STATE = (
+    *_CARRY_CLOCK,
+    "hi",
+    "lo",
+    "door",
+    "setpoint",
+    "defrost_since",
+    "stationary",
+    "speed_ts",
+    "last_obs",
+    "last_key",
+)
 
 
 @dataclass
@@ -64,6 +79,12 @@ class FeedResult:
     recompute: list[RecomputeNeeded] = field(default_factory=list)
     clock_jump_ms: int = 0
     clock_offset_ms: int | None = None
+
+
+def _compartment(asset: Asset | None, compartment_id: str) -> Compartment | None:
+    if asset is None:
+        return None
+    return next((c for c in asset.compartments if c.id == compartment_id), None)
 
 
 class RulesEngine:
@@ -269,23 +290,61 @@ class RulesEngine:
         at = max(assignment.from_ms, old.ts)
         changes = old.close_all(at, f"profile changed to {assignment.profile}", now_ms)
         new = CompartmentEvaluator(spec, self.profiles[assignment.profile])
-        for name in (
-            "ts",
-            "last_temp_ts",
-            "hi",
-            "lo",
-            "door",
-            "setpoint",
-            "defrost_since",
-            "stationary",
-            "speed_ts",
-            "last_obs",
-            "last_key",
-            "late_until",
-            "jump",
-        ):
+        for name in _CARRY_STATE:
             setattr(new, name, getattr(old, name))
         self._evs[key] = new
+        return changes
+
+    # -- fleet changes -------------------------------------------------------------------------
+    def apply_fleet(
+        self, assets: Fleet | Iterable[Asset], now_ms: int | None = None
+    ) -> list[Change]:
+        """Replace the registered assets with a reloaded fleet (docs/operations.md,
+        "Onboarding without restarts"); returns the lifecycle changes it causes.
+
+        - A compartment no longer registered (its asset or itself removed): its open
+          excursions close at its last evaluated device time, detail "compartment removed from
+          the fleet", and its evaluator goes, so its gap clock stops (no data gap for a
+          compartment that no longer exists).
+        - A compartment whose sensors (or asset kind) changed, or whose profile in effect
+          changed: open excursions close the same way ("... changed in the fleet"); rules start
+          afresh, the gap clock (last recording, late-data mark, clock jump) carries over, and
+          for a profile-only change the held readings too (as ``assign``).
+        - New assets and compartments start fresh, as at start-up.
+        Raises ProfileError, changing nothing, when a compartment names an unknown profile.
+        """
+        items = assets.assets.values() if isinstance(assets, Fleet) else assets
+        new_assets = {a.id: a for a in items}
+        for a in new_assets.values():
+            for c in a.compartments:
+                if c.profile not in self.profiles:
+                    raise ProfileError(f"fleet.{a.id}.{c.id}.profile", c.profile, "unknown profile")
+        old_assets, self._assets = self._assets, new_assets
+        changes: list[Change] = []
+        for key, ev in sorted(self._evs.items()):
+            asset = new_assets.get(key[0])
+            comp = _compartment(asset, key[1])
+            if asset is None or comp is None:
+                changes.extend(ev.close_all(ev.ts, "compartment removed from the fleet", now_ms))
+                del self._evs[key]
+                continue
+            before = old_assets.get(key[0])
+            old_comp = _compartment(before, key[1])
+            same_spec = (
+                before is not None
+                and old_comp is not None
+                and before.kind == asset.kind
+                and old_comp.sensors == comp.sensors
+            )
+            profile = self.profile_for(key[0], key[1], max(ev.ts, 0))
+            if same_spec and profile.name == ev.profile.name:
+                continue
+            what = "profile" if same_spec else "sensors"
+            changes.extend(ev.close_all(ev.ts, f"{what} changed in the fleet", now_ms))
+            new = CompartmentEvaluator(specs_for(asset)[key[1]], profile)
+            for name in _CARRY_STATE if same_spec else _CARRY_CLOCK:
+                setattr(new, name, getattr(ev, name))
+            self._evs[key] = new
         return changes
 
     # -- checkpoint ----------------------------------------------------------------------------

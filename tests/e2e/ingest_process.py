@@ -18,6 +18,20 @@ from tests.harness import settings_env, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def unlabelled(text: str) -> dict[str, float]:
+    """``coldchain_ingest_*`` unlabelled samples of a scrape, by family name without the
+    prefix (counters without ``_total``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name.startswith("coldchain_ingest_"):
+            for sample in family.samples:
+                if not sample.labels and not sample.name.endswith("_created"):
+                    out[family.name.removeprefix("coldchain_ingest_")] = sample.value
+    return out
+
+
 class IngestProcess:
     """``coldchain ingest`` with ``settings`` (plus ``extra_env``), logging to ``log``."""
 
@@ -52,16 +66,11 @@ class IngestProcess:
             return 0, str(exc)
 
     def metrics(self) -> dict[str, float]:
-        """Unlabelled Prometheus samples by name (``coldchain_ingest_`` stripped)."""
+        """Unlabelled Prometheus samples by family name (``coldchain_ingest_`` stripped; a
+        counter's family name has no ``_total``), parsed by prometheus_client."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url) as r:
-            text = r.read().decode()
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            name, _, value = line.partition(" ")
-            if "{" not in name:
-                out[name.removeprefix("coldchain_ingest_")] = float(value)
-        return out
+            return unlabelled(r.read().decode())
 
     def sigterm(self, timeout_s: float) -> int:
         """SIGTERM and wait up to ``timeout_s`` for the exit status (TimeoutExpired if not)."""

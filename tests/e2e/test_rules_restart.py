@@ -30,6 +30,7 @@ from deploy.launcher import Services, free_port
 from ingest.spool import Spool
 from registry import open_registry
 from simulators.loadgen import LoadPublisher
+from tests.e2e.ingest_process import unlabelled
 from tests.harness import settings_env, spine_settings, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -125,10 +126,10 @@ def _start_ingest_process(env: dict[str, str], log: Path) -> subprocess.Popen[by
 
 def _metric(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith(f"coldchain_ingest_{name} "):
-                return float(line.split()[-1])
-    raise AssertionError(f"no metric {name}")
+        found = unlabelled(resp.read().decode())
+    if name not in found:
+        raise AssertionError(f"no metric {name}")
+    return found[name]
 
 
 def _metric_or(port: int, name: str, default: float) -> float:

@@ -336,14 +336,14 @@ class HealthProbe:
                 text = resp.read().decode()
         except OSError:
             return {}
+        from prometheus_client.parser import text_string_to_metric_families
+
         out: dict[str, float] = {}
-        for line in text.splitlines():
-            name, _, value = line.partition(" ")
-            if name.startswith("coldchain_ingest_") and "{" not in name:
-                try:
-                    out[name.removeprefix("coldchain_ingest_")] = float(value)
-                except ValueError:
-                    continue
+        for family in text_string_to_metric_families(text):  # counters: no "_total" here
+            if family.name.startswith("coldchain_ingest_"):
+                for sample in family.samples:
+                    if not sample.labels:
+                        out[family.name.removeprefix("coldchain_ingest_")] = sample.value
         return out
 
 

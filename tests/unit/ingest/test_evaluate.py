@@ -273,3 +273,72 @@ def test_a_quick_stop_turns_the_queue_into_saved_recomputes(tmp_path: Path) -> N
         ("load-truck-0001", "c2", T0 + 7 * 60_000),
     ]
     assert stage.stats()["rules_changes"] == 0
+
+
+def test_a_reloaded_fleet_applies_in_order_with_the_samples(tmp_path: Path) -> None:
+    import threading
+
+    from coldchain.fleet import Fleet
+
+    stage = _stage(tmp_path, max_queue=100)
+    thread = threading.Thread(target=stage.run)
+    thread.start()
+    try:
+        # Acknowledged under the old fleet: evaluated under it, though the update follows.
+        stage.submit(Accepted("load-truck-0001", [_sample(0)], row_id=1))
+        stage.update_fleet(Fleet([make_fleet(2).assets["load-truck-0000"]]))
+        stage.submit(Accepted("load-truck-0000", [_sample(1)], row_id=2))
+        deadline = datetime.now(UTC) + timedelta(seconds=30)
+        while not stage.idle() and datetime.now(UTC) < deadline:
+            threading.Event().wait(0.05)
+        assert stage.idle()
+    finally:
+        stage.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert stage.stats()["rules_errors"] == 0
+    assert stage.stats()["rules_evaluated"] == 3  # two samples and the fleet update
+    # The removed asset's gap clock and state are gone: no data gap will ever open for it.
+    assert set(stage._heard) == {"load-truck-0000"}
+    saved = stage.engine.checkpoint()["compartments"]
+    assert {c["asset"] for c in saved} == {"load-truck-0000"}
+    assert stage._tick() == []
+
+
+def test_a_compartment_removed_while_stopped_has_its_open_excursions_closed_at_start(
+    tmp_path: Path,
+) -> None:
+    from coldchain.fleet import Fleet
+
+    clock = _Clock(9_000_000_000_000)
+    stage = _live_stage(tmp_path, clock)
+    # load-truck-0000 c1 (frozen) at -5 degC: above the -12 degC hard limit at once.
+    changes = stage._feed(_item(_at(0, c1_air=-5.0, c1_prod=-5.0), 1))
+    changes += stage._feed(_item(_at(1, c1_air=-5.0, c1_prod=-5.0), 2))
+    stage._apply(changes)
+    stage._save_checkpoint()
+    registry = stage._registry
+    opened = registry.find_excursions(asset_id=TRUCK, compartment_id="c1", status="open")
+    assert opened
+
+    # Restarted with a fleet file that no longer has the truck's c1 (c2 stays).
+    asset = make_fleet(2).assets[TRUCK]
+    fleet = Fleet([asset.model_copy(update={"compartments": asset.compartments[1:]})])
+    again = EvaluateStage(
+        RulesEngine(fleet, load_presets()),
+        fleet,
+        registry,
+        InfluxClient(InfluxSettings(url="http://127.0.0.1:9")),
+        annotate=lambda lines: None,
+        written_through=lambda: 0,
+        clock_ms=clock,
+    )
+    again.resume(0)
+    again._apply([])
+
+    assert registry.find_excursions(asset_id=TRUCK, compartment_id="c1", status="open") == []
+    closed = registry.find_excursions(asset_id=TRUCK, compartment_id="c1", status="closed")
+    assert {r.excursion.id for r in closed} == {r.excursion.id for r in opened}
+    for r in closed:
+        assert r.excursion.detail.endswith("compartment removed from the fleet")
+        assert r.excursion.end_ms == T0 + 1 * MIN  # the last evaluated device time
