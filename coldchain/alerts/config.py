@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from coldchain.exceptions import ConfigError
-from coldchain.rules.excursion import Severity
+from coldchain.rules.excursion import RuleKind, Severity
 
 __all__ = [
     "CHANGES",
@@ -97,7 +97,7 @@ class Match(BaseModel):
     assets: list[str] | None = None
     severities: list[Severity] | None = None
     changes: list[ChangeName] | None = None
-    kinds: list[str] | None = None
+    kinds: list[RuleKind] | None = None
     rules: list[str] | None = None
 
 
