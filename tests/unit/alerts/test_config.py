@@ -150,7 +150,7 @@ def test_a_bad_value_names_its_option_and_value(
 
 def test_a_file_that_is_not_a_mapping_or_cannot_be_read(tmp_path: Path) -> None:
     assert "expected a mapping" in str(_error(["channels"]))
-    with pytest.raises(ConfigError, match="alerts.routing_path='/nonexistent/r.yaml'"):
+    with pytest.raises(ConfigError, match=r"alerts\.routing_path='/nonexistent/r\.yaml'"):
         load_routing(Path("/nonexistent/r.yaml"))
     bad = tmp_path / "r.yaml"
     bad.write_text("channels: [unclosed\n")
