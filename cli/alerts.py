@@ -58,7 +58,7 @@ def _deliver(args: argparse.Namespace) -> int:
         if args.once:
             mqtt.connected.wait(5.0)
             done = stage.deliver_round()
-            stage.stop()
+            stage.close()
             print(f"coldchain alerts: {done} routed or attempted", file=sys.stderr)
             return 0
         stop = threading.Event()

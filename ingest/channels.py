@@ -64,7 +64,13 @@ class AlertChannel(Protocol):
         """One result per delivery, in order: "" delivered, else why not. Never raises."""
         ...
 
-    def close(self) -> None: ...
+    def interrupt(self) -> None:
+        """Cut a send's waits short (the process stops); what is unfinished is retried."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; called once no send runs any more."""
+        ...
 
 
 class PublishHandle(Protocol):
@@ -129,6 +135,9 @@ class MqttSender:
             except (ValueError, RuntimeError) as exc:  # paho: not queued / not connected
                 results.append(f"publish: {exc}")
         return results
+
+    def interrupt(self) -> None:
+        self._stopping.set()
 
     def close(self) -> None:
         self._stopping.set()
@@ -209,6 +218,9 @@ class HttpSender:
     def send(self, deliveries: Sequence[ChannelDelivery]) -> list[str]:
         return [self._one(d) for d in deliveries]
 
+    def interrupt(self) -> None:
+        pass  # each request is bounded by timeout_s
+
     def close(self) -> None:
         self._client.close()
 
@@ -280,6 +292,9 @@ class EmailSender:
             except (OSError, smtplib.SMTPException):
                 smtp.close()
         return results
+
+    def interrupt(self) -> None:
+        pass  # each session is bounded by timeout_s
 
     def close(self) -> None:
         pass

@@ -106,12 +106,19 @@ class AlertDelivery:
         self._wake.set()
 
     def stop(self) -> None:
-        """Stop after the current round; what is not acknowledged stays queued."""
+        """Stop after the current round (waits for acknowledgements cut short); what is not
+        acknowledged stays queued. ``run()`` closes the channels as it returns."""
         self._stop.set()
         self._wake.set()
         for ch in self._channels.values():
+            ch.interrupt()
+
+    def close(self) -> None:
+        """Release the channels' connections and the sending threads (after the last round;
+        ``run()`` does it itself)."""
+        self._pool.shutdown(wait=True)
+        for ch in self._channels.values():
             ch.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def stats(self) -> dict[str, object]:
         return {
@@ -123,6 +130,12 @@ class AlertDelivery:
         }
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 busy = self.deliver_round() > 0
@@ -203,7 +216,11 @@ class AlertDelivery:
         )
         if not claimed:
             return 0
-        results = ch.send(claimed)
+        try:
+            results = ch.send(claimed)
+        except Exception as exc:  # a channel's bug must not stop the others: retried later
+            log.exception("channel %s failed unexpectedly", ch.name)
+            results = [f"{type(exc).__name__}: {exc}"[:300]] * len(claimed)
         delivered = [d for d, err in zip(claimed, results, strict=True) if not err]
         failed = []
         for d, err in zip(claimed, results, strict=True):

@@ -206,3 +206,48 @@ def test_hold_delays_routing_and_the_first_attempt(reg: Registry) -> None:
     assert reg.alert_deliveries() == []
     clock.now += 5000
     assert d.deliver_round() == 2 and len(broker.sent) == 1
+
+
+class _Broken:
+    """A channel with a bug: its send raises."""
+
+    name = "broken"
+    timeout_s = 1.0
+
+    def ready(self) -> bool:
+        return True
+
+    def send(self, deliveries: object) -> list[str]:
+        raise KeyError("asset_id")
+
+    def interrupt(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_channel_that_raises_costs_only_its_own_rows(reg: Registry) -> None:
+    from coldchain.alerts import parse_routing
+
+    clock: _Clock = reg.test_clock  # type: ignore[attr-defined]
+    broker = _Broker()
+    routing = parse_routing(
+        {
+            "channels": {
+                "mqtt": {"type": "mqtt"},
+                "broken": {"type": "webhook", "url": "http://127.0.0.1:9/"},
+            },
+            "routes": [{"name": "all", "channels": ["mqtt", "broken"]}],
+        }
+    )
+    mqtt = MqttSender("mqtt", broker.publish, lambda: True, 0.01)  # type: ignore[arg-type]
+    d = AlertDelivery(reg, routing, {"mqtt": mqtt, "broken": _Broken()}, clock_ms=clock)
+    _record(reg, Change("opened", _exc()))
+    d.deliver_round()
+    rows = {r.channel: r for r in reg.alert_deliveries()}
+    assert rows["mqtt"].delivered and len(broker.sent) == 1
+    broken = rows["broken"]
+    assert (broken.state, broken.attempts, broken.lease_owner) == ("pending", 1, None)
+    assert broken.last_error == "KeyError: 'asset_id'"
+    assert broken.next_attempt_ms == clock.now + 1000

@@ -169,3 +169,69 @@ def test_an_acknowledgement_queues_its_alert_in_its_transaction(reg: Registry) -
     with pytest.raises(RecordRejected):
         reg.record_acknowledgement(exc.id, by="ops", disposition="bogus")  # type: ignore[arg-type]
     assert len(reg.outbox_entries()) == 2
+
+
+def test_0009_brings_queued_mqtt_alerts_along_and_back(registry_url: str) -> None:
+    from sqlalchemy import text
+
+    from registry import make_engine, open_registry, upgrade
+    from registry.migrate import downgrade
+
+    upgrade(registry_url, "0008")
+    engine = make_engine(registry_url)
+    cols = "key, channel, topic, payload, created_ms, attempts, next_attempt_ms, delivered_ms"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO alert_outbox ({cols}, last_error) VALUES "
+                "('e1:opened', 'mqtt', 'coldchain/v1/alerts/t1', '{\"asset_id\":\"t1\"}', "
+                "1000, 1, 1000, 1500, ''), "
+                "('e1:closed', 'mqtt', 'coldchain/v1/alerts/t1', '{\"asset_id\":\"t1\"}', "
+                "2000, 3, 9000, NULL, 'no PUBACK within 10 s')"
+            )
+        )
+    upgrade(registry_url)
+    with open_registry(registry_url) as reg:
+        entries = reg.outbox_entries()
+        assert [(e.key, e.created_ms, e.route_after_ms, e.routed_ms) for e in entries] == [
+            ("e1:opened", 1000, 1000, 1000),
+            ("e1:closed", 2000, 2000, 2000),
+        ]
+        rows = reg.alert_deliveries()
+        assert [
+            (r.key, r.channel, r.state, r.attempts, r.next_attempt_ms, r.last_error) for r in rows
+        ] == [
+            ("e1:opened", "mqtt", "delivered", 1, 1000, ""),
+            ("e1:closed", "mqtt", "pending", 3, 9000, "no PUBACK within 10 s"),
+        ]
+        # New entries get fresh ids after the copied ones.
+        reg.enqueue_alerts([OutboxMessage("e2:opened", "{}")])
+        assert reg.outbox_entries()[-1].id > entries[-1].id
+    downgrade(registry_url, "0008")
+    with engine.connect() as conn:
+        back = conn.execute(text(f"SELECT {cols}, last_error FROM alert_outbox ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(r) for r in back[:2]] == [
+        (
+            "e1:opened",
+            "mqtt",
+            "coldchain/v1/alerts/t1",
+            '{"asset_id":"t1"}',
+            1000,
+            1,
+            1000,
+            1500,
+            "",
+        ),
+        (
+            "e1:closed",
+            "mqtt",
+            "coldchain/v1/alerts/t1",
+            '{"asset_id":"t1"}',
+            2000,
+            3,
+            9000,
+            None,
+            "no PUBACK within 10 s",
+        ),
+    ]
