@@ -81,6 +81,9 @@ class PublishHandle(Protocol):
     def is_published(self) -> bool: ...
 
 
+_STOPPING = "not sent: the deliverer is stopping"
+
+
 def _where(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
@@ -164,6 +167,7 @@ class HttpSender:
                 f"channels.{name}.secret_env", config.secret, config.secret_env
             )
         self._client = httpx.Client(timeout=config.timeout_s, follow_redirects=False)
+        self._stopping = threading.Event()
 
     def ready(self) -> bool:
         return True
@@ -216,10 +220,10 @@ class HttpSender:
         return ""
 
     def send(self, deliveries: Sequence[ChannelDelivery]) -> list[str]:
-        return [self._one(d) for d in deliveries]
+        return [_STOPPING if self._stopping.is_set() else self._one(d) for d in deliveries]
 
     def interrupt(self) -> None:
-        pass  # each request is bounded by timeout_s
+        self._stopping.set()  # the request in flight is bounded by timeout_s
 
     def close(self) -> None:
         self._client.close()
@@ -236,6 +240,7 @@ class EmailSender:
         self._password = secret_value(f"channels.{name}.password_env", None, config.password_env)
         if config.username and self._password is None:
             raise ConfigError(f"channels.{name}.password_env", None, "username needs a password")
+        self._stopping = threading.Event()
 
     def ready(self) -> bool:
         return True
@@ -281,6 +286,9 @@ class EmailSender:
         results: list[str] = []
         try:
             for d in deliveries:
+                if self._stopping.is_set():
+                    results.append(_STOPPING)
+                    continue
                 try:
                     refused = smtp.send_message(self.message(d))
                     results.append(f"{where}: refused {sorted(refused)}" if refused else "")
@@ -294,7 +302,7 @@ class EmailSender:
         return results
 
     def interrupt(self) -> None:
-        pass  # each session is bounded by timeout_s
+        self._stopping.set()  # the message in flight is bounded by timeout_s
 
     def close(self) -> None:
         pass

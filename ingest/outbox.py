@@ -19,6 +19,9 @@ Guarantees (docs/alerts.md):
 - Escalation: an ``unacknowledged`` timer that comes due is routed to its escalation's channels
   unless the excursion was acknowledged (or superseded, or is gone) by then - then it is
   routed nowhere (cancelled) and nothing is sent.
+- Stopping never waits for a receiver: sends run in daemon threads, the rest of a batch is
+  not attempted once ``stop()`` was called (retried after the restart, like a request that was
+  in flight), and an MQTT batch stops waiting for PUBACKs.
 - Bounded: at most ``batch`` rows per channel and round; waits for work on ``wake()`` or
   ``idle_s``. The registry failing is logged and retried; it never touches the ingest pipeline.
 """
@@ -31,7 +34,6 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 from coldchain.alerts.config import MqttChannel, RoutingConfig, load_routing
 from coldchain.alerts.payload import escalation_alert
@@ -42,6 +44,7 @@ from coldchain.settings import AlertSettings
 from ingest.channels import AlertChannel, MqttSender, PublishHandle, build_channels
 from ingest.rules_io import alert_key, alert_payload
 from registry import Fanout, OutboxEntry, OutboxMessage, Registry
+from registry.outbox import Routing
 
 __all__ = ["AlertDelivery", "alert_message", "backoff_s", "build_alert_delivery"]
 
@@ -94,7 +97,6 @@ class AlertDelivery:
         self._idle_s = idle_s
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(max(1, len(self._channels)), "alert-channel")
         self._lock = threading.Lock()
         self.delivered_total = 0
         self.failed_attempts_total = 0
@@ -114,9 +116,7 @@ class AlertDelivery:
             ch.interrupt()
 
     def close(self) -> None:
-        """Release the channels' connections and the sending threads (after the last round;
-        ``run()`` does it itself)."""
-        self._pool.shutdown(wait=True)
+        """Release the channels' connections (after the last round; ``run()`` does it)."""
         for ch in self._channels.values():
             ch.close()
 
@@ -156,26 +156,45 @@ class AlertDelivery:
         routed = self.route_due()
         if self._stop.is_set():
             return routed
-        futures = [
-            self._pool.submit(self._deliver_channel, ch)
+        # One daemon thread per channel and round: a slow receiver delays only its channel,
+        # and a process that stops never waits for a send in flight (it is retried later).
+        counts: list[int] = []
+        errors: list[BaseException] = []
+
+        def deliver(ch: AlertChannel) -> None:
+            try:
+                counts.append(self._deliver_channel(ch))
+            except BaseException as exc:  # re-raised in this thread below
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=deliver, args=(ch,), name=f"alert-{ch.name}", daemon=True)
             for ch in self._channels.values()
             if ch.ready()
         ]
-        return routed + sum(f.result() for f in futures)
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return routed + sum(counts)
 
     def route_due(self) -> int:
-        """Route every entry due (and held ``hold_s``); returns how many."""
+        """Route every entry due (and held ``hold_s``), a batch per transaction; returns how
+        many this deliverer routed."""
         now = self._clock_ms()
         count = 0
         while not self._stop.is_set():
             due = self._registry.unrouted_alerts(now_ms=now - self._hold_ms, limit=self._batch)
-            for entry in due:
-                count += self._route(entry, now)
+            routed = self._registry.route_alerts([self._decide(e, now) for e in due], now_ms=now)
+            count += len(routed)
+            self.routed_total += len(routed)
             if len(due) < self._batch:
                 break
         return count
 
-    def _route(self, entry: OutboxEntry, now: int) -> int:
+    def _decide(self, entry: OutboxEntry, now: int) -> Routing:
         try:
             alert = json.loads(entry.payload)
         except ValueError:
@@ -197,10 +216,7 @@ class AlertDelivery:
         unknown = [f.channel for f in fanout if f.channel not in self._channels]
         if unknown:  # the routing file names channels this process lacks: logged, kept pending
             log.error("alert %s routed to channels not configured here: %s", entry.key, unknown)
-        if self._registry.route_alert(entry.id, fanout, follow_ups, now_ms=now):
-            self.routed_total += 1
-            return 1
-        return 0
+        return Routing(entry.id, fanout, follow_ups)
 
     def _escalation_still_due(self, alert: Mapping[str, object]) -> bool:
         record = self._registry.get_excursion(str(alert.get("id")))

@@ -38,6 +38,7 @@ __all__ = [
     "Fanout",
     "OutboxEntry",
     "OutboxMessage",
+    "Routing",
     "enqueue",
 ]
 
@@ -78,6 +79,16 @@ class Fanout:
     channel: str
     next_attempt_ms: int
     dropped: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """What routing decided for one entry: its per-channel ``fanout`` and the escalation
+    timers (``follow_ups``) it starts."""
+
+    entry_id: int
+    fanout: Sequence[Fanout]
+    follow_ups: Sequence[OutboxMessage] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,32 +216,43 @@ class AlertOutbox:
         """Mark the entry routed and create its delivery rows (and queue ``follow_ups``, the
         escalation timers it starts), in one transaction. False when another process routed
         it first (nothing is written). RecordRejected for a bad channel name."""
-        for f in fanout:
-            if not f.channel or len(f.channel) > _CHANNEL_MAX:
-                raise RecordRejected(f"outbox: bad channel name {f.channel!r}")
+        return bool(self.route_alerts([Routing(entry_id, fanout, follow_ups)], now_ms=now_ms))
+
+    def route_alerts(self, items: Sequence[Routing], *, now_ms: int | None = None) -> list[int]:
+        """``route_alert`` for several entries in one transaction; returns the ids this call
+        routed (an entry another process routed first is skipped, nothing of it written)."""
+        for item in items:
+            for f in item.fanout:
+                if not f.channel or len(f.channel) > _CHANNEL_MAX:
+                    raise RecordRejected(f"outbox: bad channel name {f.channel!r}")
         now = self._clock() if now_ms is None else now_ms
-        with self._read("routing an alert") as session, session.begin():
-            taken = session.execute(
-                update(AlertOutboxRow)
-                .where(AlertOutboxRow.id == entry_id, AlertOutboxRow.routed_ms.is_(None))
-                .values(routed_ms=now)
-            )
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            for f in {f.channel: f for f in fanout}.values():
-                session.add(
-                    AlertDeliveryRow(
-                        outbox_id=entry_id,
-                        channel=f.channel,
-                        state="dropped" if f.dropped else "pending",
-                        attempts=0,
-                        next_attempt_ms=f.next_attempt_ms,
-                        delivered_ms=None,
-                        last_error=f.dropped[:_ERROR_MAX],
-                    )
+        routed: list[int] = []
+        if not items:
+            return routed
+        with self._read("routing alerts") as session, session.begin():
+            for item in items:
+                taken = session.execute(
+                    update(AlertOutboxRow)
+                    .where(AlertOutboxRow.id == item.entry_id, AlertOutboxRow.routed_ms.is_(None))
+                    .values(routed_ms=now)
                 )
-            enqueue(session, follow_ups, now)
-        return True
+                if taken.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                routed.append(item.entry_id)
+                for f in {f.channel: f for f in item.fanout}.values():
+                    session.add(
+                        AlertDeliveryRow(
+                            outbox_id=item.entry_id,
+                            channel=f.channel,
+                            state="dropped" if f.dropped else "pending",
+                            attempts=0,
+                            next_attempt_ms=f.next_attempt_ms,
+                            delivered_ms=None,
+                            last_error=f.dropped[:_ERROR_MAX],
+                        )
+                    )
+                enqueue(session, item.follow_ups, now)
+        return routed
 
     def claim_alert_deliveries(
         self,
@@ -257,6 +279,10 @@ class AlertOutbox:
             or_(d.lease_until_ms.is_(None), d.lease_until_ms <= now),
         )
         ids = select(d.id).where(*free).order_by(d.id).limit(limit).scalar_subquery()
+        with self._read("looking for due alert deliveries") as session:
+            # Most rounds find nothing: answer them with a read, never taking the write lock.
+            if session.execute(select(d.id).where(*free).limit(1)).first() is None:
+                return []
         with self._read("claiming alert deliveries") as session, session.begin():
             session.execute(
                 update(d)
