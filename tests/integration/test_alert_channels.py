@@ -391,3 +391,35 @@ def test_two_deliverers_at_once_send_each_delivery_once(
         assert smtp.keys() == Counter({k: 1 for k in keys})
         assert {r.state for r in a.alert_deliveries()} == {"delivered"}
         assert sum(s.stats()["alerts_routed"] for s in stages) == 20  # type: ignore[misc]
+
+
+def test_quiet_hours_delay_a_warning_to_their_end_but_never_a_critical_alert(
+    reg: Registry, clock: Clock, http: HttpReceiver
+) -> None:
+    routing = {
+        "timezone": "Asia/Shanghai",
+        "channels": {"chat": {"type": "wecom", "url": f"{http.url}/wecom"}},
+        "routes": [
+            {
+                "name": "night",
+                "channels": ["chat"],
+                "quiet_hours": {"start": "22:00", "end": "07:00"},
+            }
+        ],
+    }
+    clock.now = 1_790_100_000_000  # 2026-09-23 02:00 in Shanghai: inside the window
+    end = 1_790_118_000_000  # 2026-09-23 07:00 in Shanghai
+    stage = _stage(reg, routing, clock)
+    warning, critical = _exc(severity="warning"), _exc(compartment_id="c2")
+    _record(reg, Change("opened", warning), Change("opened", critical))
+    _drain(stage)
+    (first,) = http.requests()  # the critical one at once
+    assert critical.id in first.json()["markdown"]["content"]
+    assert warning.id not in first.json()["markdown"]["content"]
+    clock.now = end - 1
+    _drain(stage)
+    assert len(http.requests()) == 1  # the warning waits for the end of the window
+    clock.now = end
+    _drain(stage)
+    assert len(http.requests()) == 2
+    assert warning.id in http.requests()[1].json()["markdown"]["content"]
