@@ -121,8 +121,8 @@ class AlertSettings(BaseModel):
     retry_max_s: float = Field(default=300.0, ge=0.01, le=86_400)
     # Deliveries claimed per channel and round (each claim is leased for batch x timeout).
     batch: int = Field(default=20, ge=1, le=1000)
-    # Fault tests only: a notification waits this long after it was queued before its first
-    # attempt (so a kill lands between recording a change and delivering it). 0 in production.
+    # Fault tests only: a queued notification waits this long before it is routed (so a kill
+    # lands between recording a change and delivering it). 0 in production.
     hold_s: float = Field(default=0.0, ge=0, le=3600)
 
 
