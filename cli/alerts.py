@@ -38,25 +38,32 @@ def register(sub: Any) -> None:
 
 
 def _deliver(args: argparse.Namespace) -> int:
+    from coldchain.alerts import load_routing
     from ingest.channels import MqttPublisher
     from ingest.outbox import build_alert_delivery
     from registry import open_registry, wall_clock_ms
 
     settings = load_settings()
     m = settings.mqtt
-    mqtt = MqttPublisher(m.host, m.port, f"{m.client_id}-alerts"[:64], m.username, m.password)
+    routing = load_routing(settings.alerts.routing_path, settings.alerts.ack_timeout_s)
+    # A connection to the broker only when the routing file has an MQTT channel.
+    mqtt = None
+    if any(c.type == "mqtt" for c in routing.channels.values()):
+        mqtt = MqttPublisher(m.host, m.port, f"{m.client_id}-alerts"[:64], m.username, m.password)
     registry = open_registry(settings.registry_url)
     try:
         stage = build_alert_delivery(
             settings.alerts,
             registry,
-            publish=mqtt.publish,
-            connected=mqtt.connected.is_set,
+            publish=mqtt.publish if mqtt else _no_mqtt,
+            connected=mqtt.connected.is_set if mqtt else lambda: False,
             clock_ms=wall_clock_ms,
             owner=f"{m.client_id}-alerts",
+            routing=routing,
         )
         if args.once:
-            mqtt.connected.wait(5.0)
+            if mqtt is not None:
+                mqtt.connected.wait(5.0)
             done = stage.deliver_round()
             stage.close()
             print(f"coldchain alerts: {done} routed or attempted", file=sys.stderr)
@@ -71,10 +78,15 @@ def _deliver(args: argparse.Namespace) -> int:
             pass
         stage.stop()
         thread.join(10.0)
-        return 0
+        return 0 if stop.is_set() else 1  # the thread died: say so
     finally:
-        mqtt.close()
+        if mqtt is not None:
+            mqtt.close()
         registry.close()
+
+
+def _no_mqtt(topic: str, payload: bytes) -> Any:
+    raise RuntimeError("no MQTT channel is configured")
 
 
 def _check(args: argparse.Namespace) -> int:

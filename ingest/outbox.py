@@ -265,10 +265,13 @@ def build_alert_delivery(
     connected: Callable[[], bool],
     clock_ms: Callable[[], int],
     owner: str = "",
+    routing: RoutingConfig | None = None,
 ) -> AlertDelivery:
-    """The delivery stage from ``settings`` (its routing file, or MQTT only), sending MQTT
-    alerts with ``publish`` while ``connected()``. ConfigError for a bad routing file."""
-    routing = load_routing(settings.routing_path, settings.ack_timeout_s)
+    """The delivery stage from ``settings`` (its routing file, or MQTT only; ``routing`` when
+    already loaded), sending MQTT alerts with ``publish`` while ``connected()``. ConfigError
+    for a bad routing file or a secret's unset environment variable."""
+    if routing is None:
+        routing = load_routing(settings.routing_path, settings.ack_timeout_s)
 
     def mqtt(name: str, config: MqttChannel) -> AlertChannel:
         return MqttSender(name, publish, connected, config.ack_timeout_s)

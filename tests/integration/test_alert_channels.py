@@ -5,7 +5,8 @@ backoff are driven by moving the clock, never by sleeping).
 
 "Exactly one notification per change" is counted as the receivers would: distinct idempotency
 keys, one per lifecycle change; a repeat (forced here by a deliverer that dies after sending)
-carries the same key. The SIGKILL of a real ingest process: tests/e2e/test_alert_channels.py.
+carries the same key. The standalone ``coldchain alerts deliver`` runs as a subprocess until
+SIGTERM. The SIGKILL of a real ingest process: tests/e2e/test_alert_channels.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -21,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import yaml
 
 from coldchain.alerts import parse_routing
 from coldchain.rules import Change, Excursion
@@ -28,6 +34,7 @@ from ingest.channels import build_channels
 from ingest.outbox import AlertDelivery, alert_message
 from registry import Registry, open_registry, upgrade
 from tests.alert_receivers import HttpReceiver, SmtpReceiver
+from tests.harness import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -423,3 +430,49 @@ def test_quiet_hours_delay_a_warning_to_their_end_but_never_a_critical_alert(
     _drain(stage)
     assert len(http.requests()) == 2
     assert warning.id in http.requests()[1].json()["markdown"]["content"]
+
+
+def test_the_standalone_deliverer_sends_until_sigterm(
+    url: str, http: HttpReceiver, tmp_path: Path
+) -> None:
+    routing = tmp_path / "alerts.yaml"
+    routing.write_text(
+        yaml.safe_dump(
+            {
+                "channels": {"hook": {"type": "webhook", "url": f"{http.url}/hook"}},
+                "routes": [{"name": "all", "channels": ["hook"]}],
+            }
+        )
+    )
+    exc = _exc()
+    with open_registry(url) as reg:  # the wall clock, as the API's process
+        _record(reg, Change("opened", exc))
+        reg.record_acknowledgement(exc.id, by="ops", disposition="released")
+    env = {
+        **os.environ,
+        "COLDCHAIN_REGISTRY_URL": url,
+        "COLDCHAIN_ALERTS__ROUTING_PATH": str(routing),
+    }
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "alerts", "deliver"],
+        env=env,
+        cwd=root,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        keys = {f"{exc.id}:opened", f"{exc.id}:acknowledged:1"}
+        assert wait_for(lambda: set(http.keys("/hook")) == keys, 60, 0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert "coldchain alerts: delivering" in (proc.stderr.read() if proc.stderr else "")
+    assert http.keys("/hook") == Counter({k: 1 for k in keys})
+    with open_registry(url) as reg:
+        assert {(d.key, d.state) for d in reg.alert_deliveries()} == {
+            (k, "delivered") for k in keys
+        }
