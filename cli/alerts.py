@@ -30,7 +30,9 @@ def register(sub: Any) -> None:
     deliver = actions.add_parser("deliver", help="route and deliver queued alerts (no ingest)")
     deliver.add_argument("--once", action="store_true", help="one round, then exit")
     deliver.set_defaults(func=_deliver)
-    check = actions.add_parser("check", help="validate a routing file and list its routes")
+    check = actions.add_parser(
+        "check", help="validate a routing file (and its secrets' variables), list its routes"
+    )
     check.add_argument("path", type=Path, nargs="?", help="default: COLDCHAIN_ALERTS__ROUTING_PATH")
     check.set_defaults(func=_check)
     status = actions.add_parser("status", help="deliveries per channel and state, last errors")
@@ -91,9 +93,16 @@ def _no_mqtt(topic: str, payload: bytes) -> Any:
 
 def _check(args: argparse.Namespace) -> int:
     from coldchain.alerts import load_routing
+    from ingest.channels import MqttSender, build_channels
 
     path = args.path if args.path is not None else load_settings().alerts.routing_path
     routing = load_routing(path)
+    # Building the channels checks what the file leaves to the environment (secrets).
+    channels = build_channels(
+        routing, mqtt=lambda name, c: MqttSender(name, _no_mqtt, lambda: False, c.ack_timeout_s)
+    )
+    for sender in channels.values():
+        sender.close()
     print(f"time zone {routing.timezone}")
     for name, ch in routing.channels.items():
         print(f"channel {name}: {ch.type}")
