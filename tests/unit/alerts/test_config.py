@@ -207,3 +207,29 @@ def test_the_example_in_the_docs_is_valid(monkeypatch: pytest.MonkeyPatch) -> No
     assert config.routes and config.escalations
     kinds = {c.type for c in config.channels.values()}
     assert kinds == {"mqtt", "webhook", "wecom", "dingtalk", "feishu", "email"}
+
+
+def test_cli_check_lists_routes_and_names_a_missing_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.main import main
+
+    path = tmp_path / "r.yaml"
+    data = BASE | {
+        "channels": {
+            "hook": {"type": "webhook", "url": "http://127.0.0.1:9/h", "secret_env": "HOOK_S"}
+        },
+        "routes": [
+            {"name": "all", "channels": ["hook"], "quiet_hours": {"start": "22:00", "end": "06:30"}}
+        ],
+    }
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.delenv("HOOK_S", raising=False)
+    assert main(["alerts", "check", str(path)]) == 2
+    assert "channels.hook.secret_env='HOOK_S': environment variable is not set" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.setenv("HOOK_S", "x")
+    assert main(["alerts", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "route all -> hook, quiet 22:00-06:30 UTC (delay)" in out
