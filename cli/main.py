@@ -15,6 +15,7 @@ __all__ = ["main"]
 
 # Subcommand modules, in the order ``coldchain --help`` lists them.
 SUBCOMMANDS = [
+    "cli.alerts",
     "cli.api",
     "cli.audit",
     "cli.backup",

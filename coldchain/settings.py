@@ -111,16 +111,22 @@ class ValidationSettings(BaseModel):
 
 
 class AlertSettings(BaseModel):
-    """Delivery of the alert outbox by ingest (docs/operations.md, "Alerts")."""
+    """Delivery of the alert outbox by ingest and ``coldchain alerts deliver`` (docs/alerts.md)."""
 
     model_config = _SECTION
 
-    # How long to wait for the broker's PUBACK of one round before retrying it later.
+    # The routing file (channels, routes, quiet hours, escalations). None: every alert to the
+    # MQTT alert topic only.
+    routing_path: Path | None = None
+    # Without a routing file: how long to wait for the broker's PUBACK of one round.
     ack_timeout_s: float = Field(default=10.0, gt=0, le=300)
-    # Backoff between attempts of one notification: 1 s, doubling, up to this ceiling.
-    retry_max_s: float = Field(default=300.0, ge=1, le=86_400)
-    # Fault tests only: a notification waits this long after it was queued before its first
-    # attempt (so a kill lands between recording a change and delivering it). 0 in production.
+    # Backoff between attempts of one delivery: retry_base_s, doubling, up to retry_max_s.
+    retry_base_s: float = Field(default=1.0, ge=0.01, le=3600)
+    retry_max_s: float = Field(default=300.0, ge=0.01, le=86_400)
+    # Deliveries claimed per channel and round (each claim is leased for batch x timeout).
+    batch: int = Field(default=20, ge=1, le=1000)
+    # Fault tests only: a queued notification waits this long before it is routed (so a kill
+    # lands between recording a change and delivering it). 0 in production.
     hold_s: float = Field(default=0.0, ge=0, le=3600)
 
 

@@ -1,118 +1,144 @@
-"""Stage 6, deliver alerts: the registry's alert outbox to the MQTT alert topic, in its own
-thread.
+"""Stage 6, deliver alerts: the registry's alert outbox, routed (docs/alerts.md) and delivered to
+every configured channel, in its own thread. The same class runs on its own as
+``coldchain alerts deliver`` (cli/alerts.py), so acknowledgements recorded by the API or the
+CLI are delivered without ingest.
 
-Guarantees (docs/operations.md, "Alerts"):
-- At least once. The rules stage queues each change's alert in the transaction that records
-  the change (``alert_message``); this stage publishes due rows with QoS 1 and marks a row
-  delivered only once the broker acknowledged it (PUBACK). A crash anywhere in between leaves
-  the row undelivered, and the next start sends it again: a receiver may see a repeat, always
-  under the same idempotency ``key`` (docs/rules.md 13), never a loss.
-- Retries: a round not acknowledged within ``ack_timeout_s`` (broker down, disconnected) is
-  retried with backoff per row, 1 s doubling up to ``retry_max_s``; the attempts and the last
-  error stay on the row.
-- Bounded: at most ``batch`` rows per round; waits for work on a wake-up or ``idle_s``. The
-  registry failing is logged and retried; it never touches the ingest pipeline.
+Guarantees (docs/alerts.md):
+- At least once, per channel. Whoever records a change (the rules stage, the API, the CLI)
+  queues its alert in the same transaction. This stage *routes* each due entry once, in one
+  transaction that creates its per-channel delivery rows and any escalation timers, then sends
+  each row and marks it delivered only once the channel acknowledged it (MQTT PUBACK, HTTP 2xx,
+  SMTP accepted). A crash anywhere in between leaves the row pending and the next round sends it
+  again: a receiver may see a repeat, always under the same idempotency ``key``, never a loss.
+- No two deliverers send the same row at once: a round *claims* rows with a lease
+  (``lease_owner``/``lease_until_ms``) longer than the channel can take for the batch; a
+  deliverer that died leaves its lease to run out, and the row is claimed again.
+- Retries: a failed delivery is due again after ``retry_base_s`` doubling per attempt up to
+  ``retry_max_s``; the attempts and the last error stay on the row. Channels are delivered in
+  parallel, so a dead receiver delays only its own channel.
+- Escalation: an ``unacknowledged`` timer that comes due is routed to its escalation's channels
+  unless the excursion was acknowledged (or superseded, or is gone) by then - then it is
+  routed nowhere (cancelled) and nothing is sent.
+- Stopping never waits for a receiver: sends run in daemon threads, the rest of a batch is
+  not attempted once ``stop()`` was called (retried after the restart, like a request that was
+  in flight), and an MQTT batch stops waiting for PUBACKs.
+- Bounded: at most ``batch`` rows per channel and round; waits for work on ``wake()`` or
+  ``idle_s``. The registry failing is logged and retried; it never touches the ingest pipeline.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import threading
-import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
 
-from coldchain.contract import alert_topic
+from coldchain.alerts.config import MqttChannel, RoutingConfig, load_routing
+from coldchain.alerts.payload import escalation_alert
+from coldchain.alerts.routing import escalations_started, route_alert
 from coldchain.exceptions import ColdchainError
 from coldchain.rules import Change
+from coldchain.settings import AlertSettings
+from ingest.channels import AlertChannel, MqttSender, PublishHandle, build_channels
 from ingest.rules_io import alert_key, alert_payload
-from registry import OutboxEntry, OutboxMessage, Registry
+from registry import Fanout, OutboxEntry, OutboxMessage, Registry
+from registry.outbox import Routing
 
-__all__ = ["AlertDelivery", "PublishHandle", "alert_message", "backoff_s"]
+__all__ = ["AlertDelivery", "alert_message", "backoff_s", "build_alert_delivery"]
 
 log = logging.getLogger("coldchain.ingest.alerts")
 
 
-class PublishHandle(Protocol):
-    """What a QoS 1 publish returns (paho's ``MQTTMessageInfo``)."""
-
-    def wait_for_publish(self, timeout: float | None = None) -> None: ...
-
-    def is_published(self) -> bool: ...
-
-
 def alert_message(change: Change) -> OutboxMessage:
-    """The MQTT outbox row of a change: its key, the asset's alert topic, the alert JSON."""
-    return OutboxMessage(
-        key=alert_key(change),
-        channel="mqtt",
-        topic=alert_topic(change.excursion.asset_id),
-        payload=alert_payload(change).decode(),
-    )
+    """The outbox entry of a change: its idempotency key and the alert JSON."""
+    return OutboxMessage(key=alert_key(change), payload=alert_payload(change).decode())
 
 
-def backoff_s(attempts: int, retry_max_s: float) -> float:
-    """Seconds before the next attempt after ``attempts`` failed ones (1, 2, 4, ... capped)."""
-    return float(min(retry_max_s, 2.0 ** max(0, attempts - 1)))
+def backoff_s(attempts: int, retry_max_s: float, retry_base_s: float = 1.0) -> float:
+    """Seconds before the next attempt after ``attempts`` failed ones (base, 2 x base, 4 x
+    base, ... capped at ``retry_max_s``)."""
+    return float(min(retry_max_s, retry_base_s * 2.0 ** max(0, attempts - 1)))
 
 
 class AlertDelivery:
     """Run ``run()`` in its own thread; ``wake()`` after alerts were queued; ``stop()``.
 
-    ``clock_ms`` must be the registry's clock (it stamps ``created_ms``/``next_attempt_ms``).
-    ``publish(topic, payload)`` sends one QoS 1 message and returns its handle; nothing is
-    attempted while ``connected()`` is false (paho would queue the message and send it on
-    reconnect while the round counts it failed and sends it again later). ``hold_s`` (fault
-    tests only) delays a row's first attempt after it was queued.
+    ``clock_ms`` must be the registry's clock (it stamps ``created_ms`` and the due times);
+    tests inject one to drive escalations. ``channels`` are the routing file's channels by name
+    (ingest.channels.build_channels). ``hold_s`` (fault tests only) delays routing an entry
+    until it has been queued that long. ``owner`` names this process in leases.
     """
 
     def __init__(
         self,
         registry: Registry,
-        publish: Callable[[str, bytes], PublishHandle],
+        routing: RoutingConfig,
+        channels: Mapping[str, AlertChannel],
         *,
         clock_ms: Callable[[], int],
-        connected: Callable[[], bool] = lambda: True,
-        ack_timeout_s: float = 10.0,
+        owner: str = "",
+        retry_base_s: float = 1.0,
         retry_max_s: float = 300.0,
         hold_s: float = 0.0,
-        batch: int = 100,
+        batch: int = 20,
         idle_s: float = 1.0,
     ) -> None:
         self._registry = registry
-        self._publish = publish
+        self._routing = routing
+        self._channels = dict(channels)
         self._clock_ms = clock_ms
-        self._connected = connected
-        self._ack_timeout_s = ack_timeout_s
+        self._owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
         self._hold_ms = round(hold_s * 1000)
         self._batch = batch
         self._idle_s = idle_s
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self.delivered_total = 0
         self.failed_attempts_total = 0
         self.errors_total = 0
+        self.routed_total = 0
+        self.cancelled_escalations_total = 0
 
     def wake(self) -> None:
         self._wake.set()
 
     def stop(self) -> None:
-        """Stop after the current round; what is not acknowledged stays queued."""
+        """Stop after the current round (waits for acknowledgements cut short); what is not
+        acknowledged stays queued. ``run()`` closes the channels as it returns."""
         self._stop.set()
         self._wake.set()
+        for ch in self._channels.values():
+            ch.interrupt()
+
+    def close(self) -> None:
+        """Release the channels' connections (after the last round; ``run()`` does it)."""
+        for ch in self._channels.values():
+            ch.close()
 
     def stats(self) -> dict[str, object]:
         return {
             "alerts_delivered": self.delivered_total,
             "alerts_failed_attempts": self.failed_attempts_total,
             "alerts_errors": self.errors_total,
+            "alerts_routed": self.routed_total,
+            "alerts_escalations_cancelled": self.cancelled_escalations_total,
         }
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                busy = self.deliver_round() == self._batch
+                busy = self.deliver_round() > 0
             except ColdchainError as exc:  # the registry: retried, rows stay queued
                 self.errors_total += 1
                 log.error("alert delivery failed (retrying in 5 s): %s", exc)
@@ -124,46 +150,140 @@ class AlertDelivery:
                 self._wake.clear()
 
     def deliver_round(self) -> int:
-        """Publish the due rows (at most ``batch``), wait for their PUBACKs up to
-        ``ack_timeout_s`` in all, mark the acknowledged ones delivered and the rest failed with
-        their retry time. Returns the number of rows attempted. Raises StoreError (registry)."""
-        if not self._connected():
-            return 0
-        now = self._clock_ms()
-        due = self._registry.due_alerts("mqtt", now_ms=now - self._hold_ms, limit=self._batch)
-        if not due:
-            return 0
-        sent: list[tuple[OutboxEntry, PublishHandle | None, str]] = []
-        for entry in due:
+        """Route the due entries, then deliver the due rows of every ready channel (in
+        parallel). Returns the number of entries routed plus rows attempted. Raises
+        StoreError (registry)."""
+        routed = self.route_due()
+        if self._stop.is_set():
+            return routed
+        # One daemon thread per channel and round: a slow receiver delays only its channel,
+        # and a process that stops never waits for a send in flight (it is retried later).
+        counts: list[int] = []
+        errors: list[BaseException] = []
+
+        def deliver(ch: AlertChannel) -> None:
             try:
-                sent.append((entry, self._publish(entry.topic, entry.payload.encode()), ""))
-            except (ValueError, RuntimeError, OSError) as exc:
-                sent.append((entry, None, f"publish: {exc}"))
-        deadline = time.monotonic() + self._ack_timeout_s
-        delivered: list[int] = []
-        failed: list[tuple[OutboxEntry, str]] = []
-        for entry, handle, error in sent:
-            if handle is not None:
-                try:
-                    # In slices, so that stop() cuts the wait short (the row is retried later).
-                    while not handle.is_published() and not self._stop.is_set():
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        handle.wait_for_publish(min(0.2, left))
-                    if handle.is_published():
-                        delivered.append(entry.id)
-                        continue
-                    error = f"no PUBACK within {self._ack_timeout_s:g} s"
-                except (ValueError, RuntimeError) as exc:  # paho: not queued / not connected
-                    error = f"publish: {exc}"
-            failed.append((entry, error))
-        self._registry.mark_alerts_delivered(delivered)
-        self.delivered_total += len(delivered)
-        for entry, error in failed:
-            tries = entry.attempts + 1
-            retry_ms = self._clock_ms() + round(1000 * backoff_s(tries, self._retry_max_s))
-            self._registry.mark_alert_failed(entry.id, error, retry_ms)
-            self.failed_attempts_total += 1
-            log.warning("alert %s not delivered (attempt %d): %s", entry.key, tries, error)
-        return len(due)
+                counts.append(self._deliver_channel(ch))
+            except BaseException as exc:  # re-raised in this thread below
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=deliver, args=(ch,), name=f"alert-{ch.name}", daemon=True)
+            for ch in self._channels.values()
+            if ch.ready()
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return routed + sum(counts)
+
+    def route_due(self) -> int:
+        """Route every entry due (and held ``hold_s``), a batch per transaction; returns how
+        many this deliverer routed."""
+        now = self._clock_ms()
+        count = 0
+        while not self._stop.is_set():
+            due = self._registry.unrouted_alerts(now_ms=now - self._hold_ms, limit=self._batch)
+            routed = self._registry.route_alerts([self._decide(e, now) for e in due], now_ms=now)
+            count += len(routed)
+            self.routed_total += len(routed)
+            if len(due) < self._batch:
+                break
+        return count
+
+    def _decide(self, entry: OutboxEntry, now: int) -> Routing:
+        try:
+            alert = json.loads(entry.payload)
+        except ValueError:
+            alert = {}
+        if not isinstance(alert, dict):
+            alert = {}
+        follow_ups: list[OutboxMessage] = []
+        if alert.get("change") == "unacknowledged" and not self._escalation_still_due(alert):
+            decisions = []
+            self.cancelled_escalations_total += 1
+            log.info("escalation %s cancelled: acknowledged in time", entry.key)
+        else:
+            decisions = route_alert(self._routing, alert, now)
+            for esc in escalations_started(self._routing, alert):
+                key, payload = escalation_alert(alert, esc.name, esc.after_min)
+                due = entry.created_ms + round(esc.after_min * 60_000)
+                follow_ups.append(OutboxMessage(key, payload, route_after_ms=due))
+        fanout = [Fanout(d.channel, d.at_ms, d.dropped) for d in decisions]
+        unknown = [f.channel for f in fanout if f.channel not in self._channels]
+        if unknown:  # the routing file names channels this process lacks: logged, kept pending
+            log.error("alert %s routed to channels not configured here: %s", entry.key, unknown)
+        return Routing(entry.id, fanout, follow_ups)
+
+    def _escalation_still_due(self, alert: Mapping[str, object]) -> bool:
+        record = self._registry.get_excursion(str(alert.get("id")))
+        if record is None or record.excursion.superseded:
+            return False
+        return record.ack_count == 0 and record.ack_ms is None
+
+    def _deliver_channel(self, ch: AlertChannel) -> int:
+        now = self._clock_ms()
+        lease_ms = round((ch.timeout_s * self._batch + 30) * 1000)
+        claimed = self._registry.claim_alert_deliveries(
+            ch.name, owner=self._owner, lease_ms=lease_ms, now_ms=now, limit=self._batch
+        )
+        if not claimed:
+            return 0
+        try:
+            results = ch.send(claimed)
+        except Exception as exc:  # a channel's bug must not stop the others: retried later
+            log.exception("channel %s failed unexpectedly", ch.name)
+            results = [f"{type(exc).__name__}: {exc}"[:300]] * len(claimed)
+        delivered = [d for d, err in zip(claimed, results, strict=True) if not err]
+        failed = []
+        for d, err in zip(claimed, results, strict=True):
+            if err:
+                wait_s = backoff_s(d.attempts, self._retry_max_s, self._retry_base_s)
+                failed.append((d, err, self._clock_ms() + round(1000 * wait_s)))
+                log.warning(
+                    "alert %s to %s not delivered (attempt %d): %s",
+                    d.key,
+                    ch.name,
+                    d.attempts,
+                    err,
+                )
+        self._registry.finish_alert_deliveries(delivered, failed, now_ms=self._clock_ms())
+        with self._lock:
+            self.delivered_total += len(delivered)
+            self.failed_attempts_total += len(failed)
+        return len(claimed)
+
+
+def build_alert_delivery(
+    settings: AlertSettings,
+    registry: Registry,
+    *,
+    publish: Callable[[str, bytes], PublishHandle],
+    connected: Callable[[], bool],
+    clock_ms: Callable[[], int],
+    owner: str = "",
+    routing: RoutingConfig | None = None,
+) -> AlertDelivery:
+    """The delivery stage from ``settings`` (its routing file, or MQTT only; ``routing`` when
+    already loaded), sending MQTT alerts with ``publish`` while ``connected()``. ConfigError
+    for a bad routing file or a secret's unset environment variable."""
+    if routing is None:
+        routing = load_routing(settings.routing_path, settings.ack_timeout_s)
+
+    def mqtt(name: str, config: MqttChannel) -> AlertChannel:
+        return MqttSender(name, publish, connected, config.ack_timeout_s)
+
+    return AlertDelivery(
+        registry,
+        routing,
+        build_channels(routing, mqtt=mqtt),
+        clock_ms=clock_ms,
+        owner=owner,
+        retry_base_s=settings.retry_base_s,
+        retry_max_s=settings.retry_max_s,
+        hold_s=settings.hold_s,
+        batch=settings.batch,
+    )

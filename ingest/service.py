@@ -47,7 +47,7 @@ from ingest.events import process_event
 from ingest.fleet_watch import FleetWatch, check_profiles
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.mirror import RegistryMirror
-from ingest.outbox import AlertDelivery
+from ingest.outbox import AlertDelivery, build_alert_delivery
 from ingest.replay import outcome
 from ingest.spool import DeadLetter, Spool, SpooledMessage
 from ingest.spool_guard import DiskReserve, SpoolWatch, check_identity, open_spool
@@ -192,15 +192,14 @@ class IngestService:
         self.alerts: AlertDelivery | None = None
         if rules:
             a = settings.alerts
-            self.alerts = AlertDelivery(
+            self.alerts = build_alert_delivery(
+                a,
                 self.registry,
-                self._source.publish,
+                publish=self._source.publish,
+                connected=self._source.connected.is_set,
                 # The registry's clock, which stamps the rows: not the (injectable) ingest clock.
                 clock_ms=wall_clock_ms,
-                connected=self._source.connected.is_set,
-                ack_timeout_s=a.ack_timeout_s,
-                retry_max_s=a.retry_max_s,
-                hold_s=a.hold_s,
+                owner=settings.mqtt.client_id,
             )
             self.metrics.sources.append(self.alerts.stats)
             self.evaluate = EvaluateStage(

@@ -22,7 +22,7 @@ from registry.custody import derive_legs
 from registry.db import make_engine
 from registry.keys import ApiKey, KeyScope
 from registry.migrate import check_schema, current_revision, head_revision, upgrade
-from registry.outbox import OutboxEntry, OutboxMessage
+from registry.outbox import ChannelDelivery, Fanout, OutboxEntry, OutboxMessage
 from registry.records import (
     Acknowledgement,
     AuditEntry,
@@ -48,12 +48,14 @@ __all__ = [
     "AuditReport",
     "AuditTrail",
     "ChainReport",
+    "ChannelDelivery",
     "CustodyAction",
     "CustodyEvent",
     "CustodyLeg",
     "CustodySource",
     "Disposition",
     "ExcursionRecord",
+    "Fanout",
     "KeyScope",
     "OutboxEntry",
     "OutboxMessage",

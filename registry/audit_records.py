@@ -68,6 +68,7 @@ UNAUDITED_TABLES = frozenset(
         # Deliveries of alerts derived from audited excursion changes, rewritten on every
         # attempt (registry/outbox.py).
         "alert_outbox",
+        "alert_deliveries",
     }
 )
 _PENDING = "coldchain_audit_pending"  # session.info: (table, key json) -> (table, pk values)

@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "ALERT_DELIVERY_STATES",
+    "AlertDeliveryRow",
     "AlertOutboxRow",
     "ApiKeyRow",
     "AuditHeadRow",
@@ -381,29 +383,59 @@ class ApiKeyRow(Base):
 
 
 class AlertOutboxRow(Base):
-    """A notification queued for one channel, in the transaction that recorded its change.
+    """A notification queued in the transaction that recorded its change (one per change).
 
     ``key`` is the idempotency key (``<excursion id>:<change>``, ingest.rules_io.alert_key),
-    unique per channel: queuing the same change twice is a no-op. ``payload`` is the message
-    body (JSON text); ``topic`` the channel's address (the MQTT topic). A row is pending while
-    ``delivered_ms`` is NULL and is retried from ``next_attempt_ms`` on. Not audited: it is
-    delivery bookkeeping derived from audited excursion changes (docs/registry.md).
+    unique: queuing the same change twice is a no-op. ``payload`` is the alert (JSON text).
+    It is routed (``routed_ms`` set, one ``AlertDeliveryRow`` per channel its routes chose) once
+    ``route_after_ms`` has come: at once for a change, later for an escalation timer. Not
+    audited: delivery bookkeeping derived from audited excursion changes (docs/registry.md).
     """
 
     __tablename__ = "alert_outbox"
     __table_args__ = (
-        UniqueConstraint("channel", "key"),
-        CheckConstraint("channel IN ('mqtt')", name="channel"),
-        Index(None, "delivered_ms", "next_attempt_ms"),
+        UniqueConstraint("key"),
+        Index(None, "routed_ms", "route_after_ms"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(200))
-    channel: Mapped[str] = mapped_column(String(16))
-    topic: Mapped[str] = mapped_column(Text)
     payload: Mapped[str] = mapped_column(Text)
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    route_after_ms: Mapped[int] = mapped_column(BigInteger)
+    routed_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+ALERT_DELIVERY_STATES = ("pending", "delivered", "dropped")
+
+
+class AlertDeliveryRow(Base):
+    """One outbox entry's delivery to one configured channel (docs/alerts.md).
+
+    ``state``: ``pending`` (retried from ``next_attempt_ms`` on), ``delivered`` (the channel
+    acknowledged it at ``delivered_ms``) or ``dropped`` (a route's quiet hours said so;
+    ``last_error`` says why). ``attempts`` counts attempts started; a process holds the row
+    while ``lease_owner``/``lease_until_ms`` say so, so two deliverers never send it at once.
+    Not audited, like the outbox.
+    """
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        UniqueConstraint("outbox_id", "channel"),
+        CheckConstraint(
+            "state IN (" + ", ".join(f"'{s}'" for s in ALERT_DELIVERY_STATES) + ")",
+            name="state",
+        ),
+        Index(None, "state", "next_attempt_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("alert_outbox.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(10))
     attempts: Mapped[int] = mapped_column(Integer)
     next_attempt_ms: Mapped[int] = mapped_column(BigInteger)
     delivered_ms: Mapped[int | None] = mapped_column(BigInteger)
     last_error: Mapped[str] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until_ms: Mapped[int | None] = mapped_column(BigInteger)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from coldchain.alerts.payload import acknowledged_alert
 from coldchain.exceptions import RecordInvalid, RecordNotFound
 from coldchain.rules.excursion import Excursion, ExcursionStatus
 from registry import audit, excursions, outbox
@@ -104,7 +105,9 @@ class ExcursionMethods(RegistryBase):
     ) -> tuple[Acknowledgement, ExcursionRecord]:
         """Append an acknowledgement to the excursion's history (seq 1, 2, ...; a second one
         never overwrites the first) and make it the latest shown on the excursion; audited as
-        ``excursion.acknowledge`` by ``by``. Returns (the acknowledgement, the excursion).
+        ``excursion.acknowledge`` by ``by``; its ``acknowledged`` alert is queued in the outbox
+        in the same transaction (key ``<id>:acknowledged:<seq>``). Returns (the
+        acknowledgement, the excursion).
 
         ``by`` names who (an API key's identity, never its secret; ``role`` and ``key_id``
         beside it), ``at_ms`` is the registry's clock unless given, ``comment`` and
@@ -146,6 +149,10 @@ class ExcursionMethods(RegistryBase):
             row.updated_ms = now
             session.flush()
             ack = excursions.ack_to_record(ack_row)
+            record = excursions.to_record(row)
+            # Its notification, in the same transaction (docs/alerts.md): one per acknowledgement.
+            key, payload = acknowledged_alert(record.excursion, ack)
+            outbox.enqueue(session, [OutboxMessage(key, payload)], now)
             audit.append(
                 session,
                 head,
@@ -156,7 +163,7 @@ class ExcursionMethods(RegistryBase):
                 entity_id=excursion_id,
                 payload=as_payload(ack),
             )
-            return ack, excursions.to_record(row)
+            return ack, record
 
     def excursion_acknowledgements(self, excursion_id: str) -> list[Acknowledgement]:
         """The excursion's acknowledgements, oldest first. RecordNotFound: no such excursion."""

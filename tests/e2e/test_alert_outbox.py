@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from deploy.launcher import Services
-from registry import OutboxEntry, open_registry
+from registry import ChannelDelivery, OutboxEntry, open_registry
 from simulators.loadgen import LoadPublisher
 from tests.e2e.ingest_process import IngestProcess
 from tests.e2e.test_rules_restart import FLEET, MIN, _msg, _truck_b_temp
@@ -64,6 +64,11 @@ def _outbox(url: str) -> list[OutboxEntry]:
         return reg.outbox_entries()
 
 
+def _deliveries(url: str) -> list[ChannelDelivery]:
+    with open_registry(url) as reg:
+        return reg.alert_deliveries()
+
+
 def test_sigkill_between_recording_and_delivering_delivers_each_alert_once(
     services: Services, unique_name: str, tmp_path: Path
 ) -> None:
@@ -82,13 +87,13 @@ def test_sigkill_between_recording_and_delivering_delivers_each_alert_once(
         assert pub.flush(30)
 
         def both_queued() -> bool:
-            changes = {e.key.split(":")[1] for e in _outbox(url) if e.delivered_ms is None}
+            changes = {e.key.split(":")[1] for e in _outbox(url) if e.routed_ms is None}
             return {"opened", "closed"} <= changes
 
         assert wait_for(both_queued, 60, 0.2), held.log.read_text()[-3000:]
         # Recorded and queued, not delivered: the kill lands between the two.
         queued = _outbox(url)
-        assert all(e.delivered_ms is None and e.attempts == 0 for e in queued), queued
+        assert all(e.routed_ms is None for e in queued) and _deliveries(url) == [], queued
         with open_registry(url) as reg:
             recorded = {r.excursion.id for r in reg.find_excursions(asset_id="truck-b")}
         assert {e.key.split(":")[0] for e in queued} <= recorded
@@ -99,10 +104,11 @@ def test_sigkill_between_recording_and_delivering_delivers_each_alert_once(
         keys = {e.key for e in queued}
 
         def delivered() -> bool:
-            rows = _outbox(url)
-            return all(e.delivered_ms is not None for e in rows) and set(sub.keys()) >= keys
+            rows = _deliveries(url)
+            routed = {r.key for r in rows}
+            return routed >= keys and all(r.delivered for r in rows) and set(sub.keys()) >= keys
 
-        assert wait_for(delivered, 60, 0.2), (sub.items, _outbox(url))
+        assert wait_for(delivered, 60, 0.2), (sub.items, _deliveries(url))
         time.sleep(2.0)  # any repeat would be on its way by now
     finally:
         pub.close()

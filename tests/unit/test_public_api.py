@@ -52,6 +52,16 @@ PINNED: dict[str, list[str]] = {
         "telemetry_json_schema",
         "ts_ms",
     ],
+    "coldchain.alerts": [
+        "Decision",
+        "RoutingConfig",
+        "default_routing",
+        "escalations_started",
+        "load_routing",
+        "parse_routing",
+        "quiet_until_ms",
+        "route_alert",
+    ],
     "coldchain.custody": [
         "ACTION_ORDER",
         "CustodyScan",

@@ -18,6 +18,7 @@ from registry.migrate import current_revision, downgrade
 from registry.models import Base
 
 TABLES = {
+    "alert_deliveries",
     "alert_outbox",
     "api_keys",
     "audit_head",
