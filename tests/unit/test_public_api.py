@@ -117,6 +117,7 @@ PINNED: dict[str, list[str]] = {
         "validate",
     ],
     "deploy": ["Influxd", "Mosquitto", "ServiceError", "Services", "free_port"],
+    "deploy.postgres": ["Postgres", "find_pg_binary"],
     "reports": [
         "Acknowledgement",
         "Clock",
@@ -168,6 +169,7 @@ IO_CLIENTS = {
     "httpx",
     "sqlalchemy",
     "sqlite3",
+    "psycopg",
     "fastapi",
     "influxdb_client",
     "requests",
