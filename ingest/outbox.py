@@ -10,6 +10,10 @@ Guarantees (docs/operations.md, "Alerts"):
 - Retries: a round not acknowledged within ``ack_timeout_s`` (broker down, disconnected) is
   retried with backoff per row, 1 s doubling up to ``retry_max_s``; the attempts and the last
   error stay on the row.
+- One sender per row at a time: a round claims its rows in the registry for ``ack_timeout_s``
+  plus ``CLAIM_MARGIN_MS`` (``Registry.claim_due_alerts``), so processes sharing a registry do
+  not send the same row at once; a claim of a process that died runs out, and the row is sent
+  again then.
 - Bounded: at most ``batch`` rows per round; waits for work on a wake-up or ``idle_s``. The
   registry failing is logged and retried; it never touches the ingest pipeline.
 """
@@ -31,6 +35,9 @@ from registry import OutboxEntry, OutboxMessage, Registry
 __all__ = ["AlertDelivery", "PublishHandle", "alert_message", "backoff_s"]
 
 log = logging.getLogger("coldchain.ingest.alerts")
+
+# Beyond the PUBACK wait: the time to mark a round's rows once acknowledged.
+CLAIM_MARGIN_MS = 5_000
 
 
 class PublishHandle(Protocol):
@@ -130,7 +137,12 @@ class AlertDelivery:
         if not self._connected():
             return 0
         now = self._clock_ms()
-        due = self._registry.due_alerts("mqtt", now_ms=now - self._hold_ms, limit=self._batch)
+        # Claimed for the round and a margin: a sibling process does not send them meanwhile;
+        # if this one dies, they are due again when the claim runs out.
+        lease_ms = round(1000 * self._ack_timeout_s) + CLAIM_MARGIN_MS
+        due = self._registry.claim_due_alerts(
+            "mqtt", now_ms=now - self._hold_ms, lease_until_ms=now + lease_ms, limit=self._batch
+        )
         if not due:
             return 0
         sent: list[tuple[OutboxEntry, PublishHandle | None, str]] = []

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -131,6 +131,14 @@ def enqueue(session: Session, messages: Iterable[OutboxMessage], now_ms: int) ->
             session.flush()
 
 
+def _due(channel: Channel, now_ms: int) -> tuple[ColumnElement[bool], ...]:
+    return (
+        AlertOutboxRow.channel == channel,
+        AlertOutboxRow.delivered_ms.is_(None),
+        AlertOutboxRow.next_attempt_ms <= now_ms,
+    )
+
+
 class AlertOutbox:
     """Mixin of ``registry.Registry``: the outbox methods (one transaction each)."""
 
@@ -164,6 +172,48 @@ class AlertOutbox:
                 .limit(limit)
             )
             return [_entry(r) for r in rows.scalars()]
+
+    def claim_due_alerts(
+        self,
+        channel: Channel,
+        *,
+        lease_until_ms: int,
+        now_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[OutboxEntry]:
+        """Take the undelivered notifications of ``channel`` due at ``now_ms`` (default: the
+        registry clock), oldest first, at most ``limit``, and push their next attempt to
+        ``lease_until_ms``: until then no other deliverer gets them, whichever process it runs
+        in. A deliverer that dies holding a claim loses it when the lease runs out, so the row
+        is sent again (at least once, under the same key). Returned in id order.
+
+        On PostgreSQL the due rows are first locked ``FOR UPDATE SKIP LOCKED`` (concurrent
+        claimers take different rows, none waits), then pushed; on SQLite one UPDATE ...
+        RETURNING takes the database's write lock first (a read before it could not upgrade
+        to a write once another process has written)."""
+        now = self._clock() if now_ms is None else now_ms
+        with self._read("claiming due alerts") as session, session.begin():
+            due = (
+                select(AlertOutboxRow.id)
+                .where(*_due(channel, now))
+                .order_by(AlertOutboxRow.id)
+                .limit(limit)
+            )
+            picked: Any
+            if session.get_bind().dialect.name == "postgresql":
+                picked = list(session.execute(due.with_for_update(skip_locked=True)).scalars())
+                if not picked:
+                    return []
+            else:
+                picked = due.scalar_subquery()
+            rows = session.execute(
+                update(AlertOutboxRow)
+                .where(AlertOutboxRow.id.in_(picked), *_due(channel, now))
+                .values(next_attempt_ms=lease_until_ms)
+                .returning(AlertOutboxRow)
+                .execution_options(synchronize_session=False)
+            )
+            return sorted((_entry(r) for r in rows.scalars()), key=lambda e: e.id)
 
     def outbox_entries(
         self, *, channel: Channel | None = None, pending: bool | None = None

@@ -104,3 +104,22 @@ def test_binaries_are_found_off_path_where_debian_puts_them(
     assert found.startswith("/usr/lib/postgresql/") and found.endswith("/bin/initdb")
     with pytest.raises(ServiceError, match=r"scripts/bootstrap\.sh"):
         find_pg_binary("no-such-postgres-tool")
+
+
+def test_a_registry_carries_on_after_its_server_crashed(tmp_path: Path) -> None:
+    """Pooled connections die with the server; the next call after the restart works."""
+    from registry import open_registry, upgrade
+
+    server = Postgres(tmp_path / "pg")
+    try:
+        server.start()
+        upgrade(server.url)
+        with open_registry(server.url) as reg:
+            reg.create_shipment("S1", profile="chilled", actor="api")
+            server.kill()
+            server.start()
+            reg.create_shipment("S2", profile="chilled", actor="api")
+            assert [s.id for s in reg.list_shipments()] == ["S1", "S2"]
+            assert reg.trail.verify().ok
+    finally:
+        server.cleanup()

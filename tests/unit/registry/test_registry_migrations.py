@@ -255,3 +255,19 @@ def test_0009_installs_the_guard_functions_audit_guard_restores() -> None:
     module = importlib.import_module("registry.migrations.versions.0009_postgres")
     assert list(PG_FUNCTIONS.values()) == module._PG
     assert all("TG_TABLE_NAME" in ddl for ddl in module._PG)
+
+
+def test_cli_init_upgrades_a_database_of_an_older_release(
+    registry_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An upgrade as an operator runs it: the previous release's schema with data, then
+    `coldchain init` of this release (to head, guards as this release defines them)."""
+    upgrade(registry_url, "0008")
+    with open_registry(registry_url, check_schema=False) as reg:
+        reg.create_shipment("S1", profile="chilled", actor="api")
+    assert main(["init", "--verify-audit", "--registry-url", registry_url]) == 0
+    out = capsys.readouterr().out
+    assert f"schema at revision {head_revision()}" in out and "restored" not in out
+    assert out.splitlines()[-1] == "audit intact"
+    with open_registry(registry_url) as reg:
+        assert [s.id for s in reg.list_shipments()] == ["S1"]

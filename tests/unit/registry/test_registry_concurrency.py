@@ -1,0 +1,156 @@
+"""Concurrent writers on one registry, each with its own engine (as separate processes have):
+on PostgreSQL they really run at once, where SQLite's one write lock used to hide races.
+
+Every mutating call locks the audit head row first (registry/audit.py ``lock_head``), so
+writers are serialised and each sees the others' commits: the same excursion upserted by two
+writers is one row with one audit entry per real change; checkpoints and alert claims are
+single statements that cannot interleave badly; the chain stays one chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from cli.main import main
+from coldchain.rules.excursion import Excursion
+from registry import OutboxMessage, Registry, open_registry
+from tests.unit.registry.writer_process import append_custody_and_reads
+
+WRITERS = 4
+
+
+def _together(work: Callable[[int], None], n: int = WRITERS) -> None:
+    """Run ``work(i)`` for i in range(n) in threads released at once; re-raise any error."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        try:
+            start.wait(30)
+            work(i)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a writer is stuck"
+    assert errors == [], errors
+
+
+def test_writers_upserting_the_same_excursion_keep_one_row_and_one_entry_per_change(
+    migrated_url: str,
+) -> None:
+    """Like two rules processes recomputing one excursion: the same ten versions each."""
+    first = Excursion("truck-1", "c1", "range", "range", "warning", "open", 1_000, None, 2_000)
+    versions = [dataclasses.replace(first, peak_c=8.0 + k, end_ms=None) for k in range(9)]
+    versions.append(dataclasses.replace(first, peak_c=17.0, status="closed", end_ms=9_000))
+    changed = [0] * WRITERS
+
+    def writer(i: int) -> None:
+        with open_registry(migrated_url) as reg:
+            for version in versions:
+                changed[i] += reg.upsert_excursion(version)
+
+    _together(writer)
+    with open_registry(migrated_url) as reg:
+        (row,) = reg.find_excursions()
+        assert row.excursion == versions[-1]  # every writer's last write is the last version
+        upserts = [e for e in reg.audit_entries() if e.action == "excursion.upsert"]
+        assert len(upserts) == sum(changed) >= len(versions)
+        # Each entry records the row as that writer left it: the last one is the final row.
+        assert json.loads(upserts[-1].payload)["peak_c"] == 17.0
+        assert reg.trail.verify().ok
+
+
+def test_writers_saving_the_same_checkpoint_never_fail_and_one_value_wins(
+    migrated_url: str,
+) -> None:
+    def writer(i: int) -> None:
+        with open_registry(migrated_url) as reg:
+            for n in range(20):
+                reg.save_checkpoints({"truck-1/c1": {"by": i, "n": n}, f"own/{i}": {"n": n}})
+
+    _together(writer)
+    with open_registry(migrated_url) as reg:
+        shared = reg.load_checkpoint("truck-1/c1")
+        assert shared is not None and shared["n"] == 19 and shared["by"] in range(WRITERS)
+        assert reg.load_checkpoints("own/") == {f"own/{i}": {"n": 19} for i in range(WRITERS)}
+
+
+def test_claimers_never_get_the_same_alert(migrated_url: str) -> None:
+    """Delivery threads of several processes: each due row goes to exactly one claimer."""
+    total = 60
+    with open_registry(migrated_url) as reg:
+        reg.enqueue_alerts(
+            [
+                OutboxMessage(f"exc-{k}/open", "mqtt", "coldchain/v1/alerts/t", "{}")
+                for k in range(total)
+            ]
+        )
+        ids = {e.id for e in reg.outbox_entries()}
+    claimed: list[list[int]] = [[] for _ in range(WRITERS)]
+
+    def claimer(i: int) -> None:
+        with open_registry(migrated_url) as reg:
+            while batch := reg.claim_due_alerts(
+                "mqtt", now_ms=5_000_000_000_000, lease_until_ms=9_000_000_000_000, limit=4
+            ):
+                claimed[i].extend(e.id for e in batch)
+
+    _together(claimer)
+    every = [entry_id for ids_of in claimed for entry_id in ids_of]
+    assert sorted(every) == sorted(ids)  # each row once: none twice, none left
+
+
+def test_a_claim_hides_rows_until_its_lease_runs_out(reg: Registry) -> None:
+    reg.enqueue_alerts(
+        [OutboxMessage(f"k{k}", "mqtt", "coldchain/v1/alerts/t", "{}") for k in range(3)]
+    )
+    now = 2_000_000  # after the FakeClock's enqueue time
+    first = reg.claim_due_alerts("mqtt", now_ms=now, lease_until_ms=now + 10_000, limit=2)
+    assert [e.key for e in first] == ["k0", "k1"]
+    assert all(e.next_attempt_ms == now + 10_000 for e in first)
+    rest = reg.claim_due_alerts("mqtt", now_ms=now, lease_until_ms=now + 10_000)
+    assert [e.key for e in rest] == ["k2"]
+    assert reg.claim_due_alerts("mqtt", now_ms=now + 9_999, lease_until_ms=now + 20_000) == []
+    reg.mark_alerts_delivered([first[0].id])
+    # The claimer of k1 died: its row is due again once the lease ran out, k0 never is.
+    again = reg.claim_due_alerts("mqtt", now_ms=now + 10_000, lease_until_ms=now + 20_000)
+    assert [e.key for e in again] == ["k1", "k2"]
+    assert [e.attempts for e in again] == [0, 0]  # a claim is not a failed attempt
+
+
+# SQLite's single write lock is exercised by the thread tests; processes cost seconds each.
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_processes_appending_at_once_leave_one_chain_that_audit_verify_accepts(
+    migrated_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    processes, count = 3, 10
+    with open_registry(migrated_url) as reg:
+        reg.create_shipment("S1", profile="chilled", actor="api")
+    spawn = multiprocessing.get_context("spawn")
+    workers = [
+        spawn.Process(target=append_custody_and_reads, args=(migrated_url, n, count))
+        for n in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(180)
+    assert [w.exitcode for w in workers] == [0] * processes
+    assert main(["audit", "verify", "--registry-url", migrated_url]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "audit intact"
+    with open_registry(migrated_url) as reg:
+        heads = reg.trail.heads()
+        assert heads["writes"][0] == 1 + processes * count
+        assert heads["reads"][0] == processes * count
+        assert len(reg.custody_events("S1")) == processes * count
