@@ -137,9 +137,12 @@ def test_processes_appending_at_once_leave_one_chain_that_audit_verify_accepts(
     processes, count = 3, 10
     with open_registry(migrated_url) as reg:
         reg.create_shipment("S1", profile="chilled", actor="api")
-    spawn = multiprocessing.get_context("spawn")
+    # A fork server imports the registry once and forks each writer from that clean,
+    # single-threaded process (not from pytest's): real processes, one import's cost.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["tests.unit.registry.writer_process"])
     workers = [
-        spawn.Process(target=append_custody_and_reads, args=(migrated_url, n, count))
+        context.Process(target=append_custody_and_reads, args=(migrated_url, n, count))
         for n in range(processes)
     ]
     for w in workers:

@@ -1,5 +1,5 @@
-"""Body of a separate writer process for the concurrency tests (imports only the registry, so
-a spawned interpreter starts quickly)."""
+"""Body of a separate writer process for the concurrency tests (imports only the registry: the
+fork server preloads this module, then forks each writer from it)."""
 
 from __future__ import annotations
 
