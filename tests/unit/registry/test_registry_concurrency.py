@@ -58,7 +58,15 @@ def test_writers_upserting_the_same_excursion_keep_one_row_and_one_entry_per_cha
     def writer(i: int) -> None:
         with open_registry(migrated_url) as reg:
             for version in versions:
-                changed[i] += reg.upsert_excursion(version)
+                # As the rules stage records a change: its checkpoint and its alert with it.
+                key = f"{version.id}/{version.status}"
+                changed[i] += len(
+                    reg.upsert_excursions(
+                        [version],
+                        checkpoints={"truck-1/c1": {"by": i, "peak_c": version.peak_c}},
+                        alerts=[OutboxMessage(key, "mqtt", "coldchain/v1/alerts/truck-1", "{}")],
+                    )
+                )
 
     _together(writer)
     with open_registry(migrated_url) as reg:
@@ -68,6 +76,10 @@ def test_writers_upserting_the_same_excursion_keep_one_row_and_one_entry_per_cha
         assert len(upserts) == sum(changed) >= len(versions)
         # Each entry records the row as that writer left it: the last one is the final row.
         assert json.loads(upserts[-1].payload)["peak_c"] == 17.0
+        # One alert per (excursion, state), however many writers queued it.
+        assert [e.key for e in reg.outbox_entries()] == [f"{first.id}/open", f"{first.id}/closed"]
+        checkpoint = reg.load_checkpoint("truck-1/c1")
+        assert checkpoint is not None and checkpoint["peak_c"] == 17.0
         assert reg.trail.verify().ok
 
 
