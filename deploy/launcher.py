@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 __all__ = ["Influxd", "Mosquitto", "ServiceError", "Services", "TlsFiles", "free_port"]
 
@@ -82,6 +83,10 @@ class _Service:
     def _ports(self) -> tuple[int, ...]:
         return (self.port,)
 
+    def _popen_options(self) -> dict[str, Any]:
+        """Extra ``subprocess.Popen`` arguments (e.g. the account to run as)."""
+        return {}
+
     def start(self, timeout_s: float = 30.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
@@ -92,7 +97,11 @@ class _Service:
         cmd = self._command()
         with open(self._log, "ab") as log:
             self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **self._popen_options(),
             )
         if not self._atexit_registered:
             # In its own session the service would outlive a caller that dies without

@@ -69,15 +69,17 @@ SQLITE_GUARDS: tuple[Guard, ...] = (
 )
 
 # PostgreSQL: trigger functions, then per-table triggers (TRUNCATE needs a statement trigger).
+# The functions name the table they refuse, like SQLite's messages (as of revision 0010).
 PG_FUNCTIONS = {
     "audit_log_append_only": (
         "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql "
-        "AS $$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$"
+        "AS $$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$"
     ),
     "audit_head_guard": (
         "CREATE OR REPLACE FUNCTION audit_head_guard() RETURNS trigger LANGUAGE plpgsql AS $$ "
-        "BEGIN IF TG_OP <> 'UPDATE' THEN RAISE EXCEPTION 'audit head rows cannot be deleted'; "
-        "END IF; IF NEW.seq < OLD.seq THEN RAISE EXCEPTION 'an audit head cannot move back'; "
+        "BEGIN IF TG_OP <> 'UPDATE' THEN "
+        "RAISE EXCEPTION '% rows cannot be deleted', TG_TABLE_NAME; END IF; "
+        "IF NEW.seq < OLD.seq THEN RAISE EXCEPTION '% cannot move back', TG_TABLE_NAME; "
         "END IF; RETURN NEW; END $$"
     ),
 }

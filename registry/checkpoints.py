@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -66,8 +66,9 @@ def load(session: Session, key: str) -> dict[str, Any] | None:
 def load_prefix(session: Session, prefix: str) -> dict[str, dict[str, Any]]:
     query = select(CheckpointRow.key, CheckpointRow.state).order_by(CheckpointRow.key)
     if prefix:
-        # startswith() escapes % and _ in the prefix; portable LIKE with an ESCAPE clause.
-        query = query.where(CheckpointRow.key.startswith(prefix, autoescape=True))
+        # Not LIKE: SQLite's ignores ASCII case ("TRUCK-1/" would match "truck-1/..."), while
+        # PostgreSQL's does not. A substring equality is exact on both, wildcards or not.
+        query = query.where(func.substr(CheckpointRow.key, 1, len(prefix)) == prefix)
     return {key: _loads(text) for key, text in session.execute(query).all()}
 
 

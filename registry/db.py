@@ -46,7 +46,8 @@ def redacted(url: str | URL) -> str:
 
 def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
     """A lazy engine for ``url``; raises StoreError if the URL is malformed or names a driver
-    that is not installed. A missing parent directory of a SQLite file is created."""
+    that is not installed. A missing parent directory of a SQLite file is created; pooled
+    connections to a server (PostgreSQL) are checked before use."""
     try:
         parsed = make_url(url) if isinstance(url, str) else url
     except ArgumentError as exc:
@@ -58,8 +59,13 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
     db = parsed.database
     if is_sqlite and db and db != ":memory:" and not db.startswith("file:"):
         Path(db).parent.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = {}
+    if not is_sqlite:
+        # A server restart or failover leaves dead pooled connections: test each at checkout
+        # rather than fail the next call.
+        options["pool_pre_ping"] = True
     try:
-        engine = create_engine(parsed, echo=echo)
+        engine = create_engine(parsed, echo=echo, **options)
     except (NoSuchModuleError, ImportError) as exc:
         raise StoreError(
             f"registry URL {redacted(parsed)}: database driver not available ({exc}); "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what coldchain needs on a fresh Debian machine: mosquitto and influxd from Debian's
-# packages, pango and a CJK font for the PDF report (poppler and chromium for its tests), uv,
-# and the locked Python environment. Idempotent: a second run only checks.
+# Installs what coldchain needs on a fresh Debian machine: mosquitto, influxd and postgresql from
+# Debian's packages, pango and a CJK font for the PDF report (poppler and chromium for its
+# tests), uv, and the locked Python environment. Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,10 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv python3-pi
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # The broker's TLS certificates (deploy/mosquitto/make-certs.sh).
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# PostgreSQL for the registry tests (deploy/postgres.py runs initdb and postgres itself, as the
+# package's "postgres" account when run as root); Debian keeps the server off PATH.
+command -v postgres >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null \
+    || need_apt+=(postgresql)
 # The shipment report: WeasyPrint lays out the PDF with pango (libpango) and needs a font with
 # Han characters (place names are Chinese as often as not); its tests read the PDF back with
 # poppler and open the HTML in headless Chromium.

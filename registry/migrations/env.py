@@ -43,6 +43,10 @@ def run_migrations_online() -> None:
             # SQLite cannot ALTER most things: future revisions use batch (copy-and-move) mode.
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            # One transaction per revision on every backend (SQLite's DDL is not transactional
+            # for Alembic, so it already worked that way): a revision that stops leaves the
+            # ones before it applied, on PostgreSQL as on SQLite.
+            transaction_per_migration=True,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -153,6 +153,7 @@ PINNED: dict[str, list[str]] = {
         "parse_names",
         "write_broker_users",
     ],
+    "deploy.postgres": ["Postgres", "find_pg_binary"],
     "reports": [
         "Acknowledgement",
         "Clock",
@@ -204,6 +205,7 @@ IO_CLIENTS = {
     "httpx",
     "sqlalchemy",
     "sqlite3",
+    "psycopg",
     "fastapi",
     "influxdb_client",
     "requests",

@@ -1,5 +1,6 @@
-"""API fixtures: a migrated SQLite registry file and an app on it. No InfluxDB: the app's
-client points at a closed port, so only a trace reaches it (and gets the 503)."""
+"""API fixtures: a migrated SQLite registry file (or PostgreSQL database) and an app on it. No
+InfluxDB: the app's client points at a closed port, so only a trace reaches it (and gets the
+503)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,22 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def registry(migrated_db: Path, tmp_path: Path) -> Iterator[Registry]:
-    path = tmp_path / "registry.sqlite3"
-    shutil.copyfile(migrated_db, path)
-    with open_registry(f"sqlite:///{path}") as reg:
+def registry_backend(request: pytest.FixtureRequest) -> str:
+    """The registry backend: sqlite, unless a module parametrizes it (test_write_api.py)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def registry(
+    migrated_db: Path, tmp_path: Path, registry_backend: str, request: pytest.FixtureRequest
+) -> Iterator[Registry]:
+    if registry_backend == "postgresql":
+        url = request.getfixturevalue("pg_registry_url")
+    else:
+        path = tmp_path / "registry.sqlite3"
+        shutil.copyfile(migrated_db, path)
+        url = f"sqlite:///{path}"
+    with open_registry(url) as reg:
         yield reg
 
 

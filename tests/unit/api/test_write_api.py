@@ -25,6 +25,9 @@ from registry import Registry
 from tests.unit.support import fleet
 from timeseries.client import InfluxClient
 
+# The write API on both registry backends (tests/unit/api/conftest.py).
+pytestmark = pytest.mark.parametrize("registry_backend", ["sqlite", "postgresql"], indirect=True)
+
 NOW_MS = 1_790_000_000_000  # 2026-09-21T14:13:20Z, the app's clock
 MIN = 60_000
 KEYS = {

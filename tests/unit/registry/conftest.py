@@ -1,14 +1,23 @@
-"""Registry fixtures: a real SQLite database file in tmp_path, migrated with Alembic."""
+"""Registry fixtures: a real database migrated with Alembic, on each backend the registry
+supports. Every test that takes ``registry_url``, ``migrated_url`` or ``reg`` runs twice: on a
+SQLite file in tmp_path and on a database of its own in the session's PostgreSQL server
+(tests/conftest.py): a copy of a template migrated once, emptied and reused between tests
+while its schema is untouched (tests/pg_databases.py)."""
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from deploy.postgres import Postgres
 from registry import Registry, open_registry, upgrade
+
+BACKENDS = ("sqlite", "postgresql")
+_databases = itertools.count(1)
 
 
 class FakeClock:
@@ -21,15 +30,40 @@ class FakeClock:
         return next(self._ticks)
 
 
-@pytest.fixture
-def registry_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The registry's database backend for this test: "sqlite" or "postgresql"."""
+    return str(request.param)
+
+
+def _pg_empty_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    server: Postgres = request.getfixturevalue("postgres")
+    name = f"empty{os.getpid()}_{next(_databases)}"
+    url = server.create_database(name)
+    try:
+        yield url
+    finally:
+        server.drop_database(name)
 
 
 @pytest.fixture
-def migrated_url(registry_url: str) -> str:
-    upgrade(registry_url)
-    return registry_url
+def registry_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """An empty database (no tables)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    else:
+        yield from _pg_empty_database(request)
+
+
+@pytest.fixture
+def migrated_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database migrated to head, with nothing in it but the audit heads."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+        upgrade(url)
+        yield url
+    else:
+        yield request.getfixturevalue("pg_registry_url")
 
 
 @pytest.fixture

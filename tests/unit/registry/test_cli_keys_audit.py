@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 
 import pytest
 
 from cli.keys import parse_duration_s, parse_rfc3339_ms
 from cli.main import main
 from registry import open_registry
+from tests.unit.registry import rawdb
 
 Capture = pytest.CaptureFixture[str]
 
@@ -163,11 +163,7 @@ def test_head_prints_anchors_that_verify_accepts(migrated_url: str, capsys: Capt
 
 
 def _tamper(url: str, *sql: str) -> None:
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"):
-            conn.execute(f"DROP TRIGGER {name}")
-        for stmt in sql:
-            conn.execute(stmt)
+    rawdb.execute(url, *sql, drop_guards=True)
 
 
 @pytest.mark.parametrize(
@@ -230,17 +226,18 @@ def test_verify_refuses_a_malformed_anchor(migrated_url: str, capsys: Capture) -
 
 
 def test_init_restores_a_dropped_trigger_and_verify_notices_it_gone(
-    migrated_url: str, capsys: Capture
+    migrated_url: str, backend: str, capsys: Capture
 ) -> None:
     _populate(migrated_url)
-    with sqlite3.connect(migrated_url.removeprefix("sqlite:///")) as conn:
-        conn.execute("DROP TRIGGER audit_log_no_delete")
+    trigger = "audit_log_no_delete" if backend == "sqlite" else "audit_log_no_change"
+    on = " ON audit_log" if backend == "postgresql" else ""
+    rawdb.execute(migrated_url, f"DROP TRIGGER {trigger}{on}")
     code, _, err = _run(capsys, "audit", "verify", "--registry-url", migrated_url)
     assert code == 1
-    assert "trigger audit_log_no_delete on audit_log is missing (dropped)" in err
+    assert f"trigger {trigger} on audit_log is missing (dropped)" in err
     code, out, _ = _run(capsys, "init", "--verify-audit", "--registry-url", migrated_url)
     assert code == 0
-    assert "restored audit guard trigger audit_log_no_delete" in out
+    assert f"restored audit guard trigger {trigger}" in out
     assert out.splitlines()[-1] == "audit intact"
     code, out, _ = _run(capsys, "init", "--registry-url", migrated_url)
     assert code == 0 and "restored" not in out

@@ -9,19 +9,19 @@ emptied log with the head reset, and edits of ``shipments`` or ``custody_events`
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
-from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from coldchain.exceptions import RecordRejected
 from coldchain.rules.excursion import Excursion
 from registry import GENESIS, Registry, open_registry, restore_audit_guards, upgrade
-from registry.audit_guard import SQLITE_GUARDS, check_guards
+from registry.audit_guard import SQLITE_GUARDS, check_guards, guards_for
 from registry.audit_records import RECORDS_KEY, row_digest
 from registry.db import make_session_factory
 from registry.models import ShipmentRow
+from tests.unit.registry import rawdb
 from tests.unit.registry.conftest import FakeClock
 
 EXC = Excursion("truck-1", "c1", "range", "range", "warning", "open", 1_500, None, 2_000)
@@ -41,13 +41,7 @@ def _populate(reg: Registry) -> None:
 
 def _sql(url: str, *statements: str, keep_triggers: bool = False) -> None:
     """Direct database access: drop every guard trigger (unless asked not to), then edit."""
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-        if not keep_triggers:
-            names = conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-            for (name,) in names.fetchall():
-                conn.execute(f"DROP TRIGGER {name}")
-        for stmt in statements:
-            conn.execute(stmt)
+    rawdb.execute(url, *statements, drop_guards=not keep_triggers)
 
 
 def _sql_rearmed(url: str, *statements: str) -> None:
@@ -98,10 +92,8 @@ def test_every_write_carries_the_digest_of_the_rows_it_left(populated: Registry)
 
 
 def test_the_digest_is_reproducible_from_the_row(populated: Registry, migrated_url: str) -> None:
-    """registry/audit_records.py's recipe with sqlite3 and hashlib only (NULLs left out)."""
-    with sqlite3.connect(migrated_url.removeprefix("sqlite:///")) as conn:
-        conn.row_factory = sqlite3.Row
-        row = dict(conn.execute("SELECT * FROM custody_events").fetchone())
+    """registry/audit_records.py's recipe with plain SQL and hashlib only (NULLs left out)."""
+    (row,) = rawdb.query(migrated_url, "SELECT * FROM custody_events")
     digest = json.loads(populated.audit_entries()[1].payload)[RECORDS_KEY][0]["sha256"]
     assert row["compartment_id"] == "c1"
     assert row_digest("custody_events", row) == digest
@@ -111,12 +103,10 @@ def test_the_digest_is_reproducible_from_the_row(populated: Registry, migrated_u
 
 def test_no_secret_or_its_digest_in_the_audit_log(reg: Registry, migrated_url: str) -> None:
     _key, token = reg.keys.create("admin", created_by="root")
-    with sqlite3.connect(migrated_url.removeprefix("sqlite:///")) as conn:
-        (stored,) = conn.execute("SELECT secret_sha256 FROM api_keys").fetchone()
+    (row,) = rawdb.query(migrated_url, "SELECT secret_sha256 FROM api_keys")
+    # The secret is the token's last 43 characters (it may itself contain "_").
+    secret, stored = token[-43:], row["secret_sha256"]
     log = " ".join(e.payload for e in reg.audit_entries())
-    # cck_<12 hex id>_<secret>: the secret may itself hold "_", so split twice, not at the last.
-    secret = token.split("_", 2)[2]
-    assert len(secret) == 43
     assert token not in log and secret not in log and stored not in log
 
 
@@ -281,16 +271,19 @@ def test_the_database_refuses_what_would_rewrite_the_log(
     populated.trail.record_read(
         actor="k", action="read.trace", entity="shipment", entity_id="S1", payload={}
     )
-    with pytest.raises(sqlite3.IntegrityError, match=message):
+    with pytest.raises(DBAPIError, match=message):
         _sql(migrated_url, statement, keep_triggers=True)
     assert populated.trail.verify().ok
 
 
-@pytest.mark.parametrize("guard", [g.name for g in SQLITE_GUARDS])
+@pytest.mark.parametrize("index", range(len(SQLITE_GUARDS)))
 def test_a_dropped_guard_fails_verify_and_init_restores_it(
-    populated: Registry, migrated_url: str, guard: str
+    populated: Registry, migrated_url: str, backend: str, index: int
 ) -> None:
-    _sql(migrated_url, f"DROP TRIGGER {guard}", keep_triggers=True)
+    dropped = guards_for(backend)[index]
+    guard = dropped.name
+    on = f" ON {dropped.table}" if backend == "postgresql" else ""
+    _sql(migrated_url, f"DROP TRIGGER {guard}{on}", keep_triggers=True)
     assert _first(populated).startswith(f"trigger {guard} on ")
     assert _first(populated).endswith(" is missing (dropped)")
     assert restore_audit_guards(migrated_url) == [guard]
@@ -299,17 +292,46 @@ def test_a_dropped_guard_fails_verify_and_init_restores_it(
 
 
 def test_an_altered_guard_fails_verify_and_init_restores_it(
+    populated: Registry, migrated_url: str, backend: str
+) -> None:
+    if backend == "sqlite":
+        _sql(
+            migrated_url,
+            "DROP TRIGGER audit_log_no_delete",
+            "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT 1; END",
+            keep_triggers=True,
+        )
+        assert _first(populated) == "trigger audit_log_no_delete on audit_log was altered"
+        assert restore_audit_guards(migrated_url) == ["audit_log_no_delete"]
+    else:
+        # The function every log trigger calls, made to let the change through.
+        _sql(
+            migrated_url,
+            "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ BEGIN RETURN OLD; END $$",
+            keep_triggers=True,
+        )
+        assert _first(populated) == (
+            "function audit_log_append_only of trigger audit_log_no_change was altered"
+        )
+        assert "audit_log_no_change" in restore_audit_guards(migrated_url)
+    with pytest.raises(DBAPIError, match="append-only"):
+        _sql(migrated_url, "DELETE FROM audit_log WHERE seq = 1", keep_triggers=True)
+
+
+# SQLite triggers cannot be disabled, only dropped (tested above).
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_disabled_guard_fails_verify_and_init_restores_it(
     populated: Registry, migrated_url: str
 ) -> None:
     _sql(
         migrated_url,
-        "DROP TRIGGER audit_log_no_delete",
-        "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT 1; END",
+        "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change",
         keep_triggers=True,
     )
-    assert _first(populated) == "trigger audit_log_no_delete on audit_log was altered"
-    assert restore_audit_guards(migrated_url) == ["audit_log_no_delete"]
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    assert _first(populated) == "trigger audit_log_no_change on audit_log is disabled"
+    assert restore_audit_guards(migrated_url) == ["audit_log_no_change"]
+    with pytest.raises(DBAPIError, match="append-only"):
         _sql(migrated_url, "DELETE FROM audit_log WHERE seq = 1", keep_triggers=True)
 
 
@@ -398,8 +420,8 @@ def test_a_bad_read_payload_fails_alone(reg: Registry) -> None:
 # -- migration 0008 -----------------------------------------------------------------------
 
 
-def test_0020_attests_the_rows_it_finds_so_later_edits_are_caught(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+def test_0020_attests_the_rows_it_finds_so_later_edits_are_caught(registry_url: str) -> None:
+    url = registry_url
     upgrade(url, "0003")
     _sql(
         url,

@@ -159,6 +159,11 @@ def test_checkpoint_round_trip_replace_and_prefix(reg: Registry) -> None:
     # "_" in a prefix is literal, not a LIKE wildcard.
     assert reg.load_checkpoints("truck_") == {"truck_10/c1": {"v": 4}}
     assert len(reg.load_checkpoints()) == 3
+    # Ids are case-sensitive on every backend (SQLite's LIKE would ignore ASCII case).
+    reg.save_checkpoint("TRUCK-1/c1", {"v": 5})
+    assert set(reg.load_checkpoints("truck-1/")) == {"truck-1/c1", "truck-1/c2"}
+    assert reg.load_checkpoints("TRUCK-1/") == {"TRUCK-1/c1": {"v": 5}}
+    assert reg.load_checkpoints("truck-1/c1é") == {}
 
 
 def test_checkpoints_are_not_audited(reg: Registry) -> None:

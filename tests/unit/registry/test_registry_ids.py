@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
-from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from coldchain.exceptions import RecordRejected, TelemetryRejected
 from coldchain.fleet import Asset, Compartment, Fleet, SensorSpec
 from ingest.events import process_event
 from registry import Registry, make_engine, open_registry, upgrade
 from registry.migrate import current_revision, head_revision
+from tests.unit.registry import rawdb
 
 T = "truck-1"
 
@@ -74,26 +74,34 @@ def _esc(text: str) -> str:
 # -- migration 0003 ------------------------------------------------------------------------
 
 
-def _at_0001(url: str, rows: dict[str, list[tuple[object, ...]]]) -> Path:
-    """A registry at revision 0001 holding ``rows`` as an older coldchain could store them."""
+def _at_0001(url: str, rows: dict[str, list[tuple[object, ...]]]) -> None:
+    """A registry at revision 0001 holding ``rows`` as an older coldchain could store them
+    (ids from the sequences, in order: the first custody event is row 1)."""
     assert upgrade(url, "0001") == "0001"
-    db = Path(url.removeprefix("sqlite:///"))
-    with sqlite3.connect(db) as conn:
-        for sid in rows.get("shipments", []):
-            conn.execute(
-                "INSERT INTO shipments VALUES (?, 'chilled', 'lot', '', '', 1000)", (sid[0],)
-            )
-        for i, (sid, asset, comp, ts) in enumerate(rows.get("custody", []), start=1):
-            conn.execute(
-                "INSERT INTO custody_events VALUES (?, ?, 'load', ?, ?, ?, 'driver', 'api', ?)",
-                (i, sid, asset, comp, ts, ts),
-            )
-        for i, (asset, comp) in enumerate(rows.get("profiles", []), start=1):
-            conn.execute(
-                "INSERT INTO profile_assignments VALUES (?, ?, ?, 'frozen', 0, 'ops', '', 0)",
-                (i, asset, comp),
-            )
-    return db
+    shipment = text(
+        "INSERT INTO shipments (id, profile, description, origin, destination, created_ms) "
+        "VALUES (:sid, 'chilled', 'lot', '', '', 1000)"
+    )
+    custody = text(
+        "INSERT INTO custody_events (shipment_id, action, asset_id, compartment_id, ts_ms, "
+        "actor, source, received_ms) VALUES (:sid, 'load', :asset, :comp, :ts, 'driver', "
+        "'api', :ts)"
+    )
+    profile = text(
+        "INSERT INTO profile_assignments (asset_id, compartment_id, profile, from_ms, "
+        "assigned_by, reason, recorded_ms) VALUES (:asset, :comp, 'frozen', 0, 'ops', '', 0)"
+    )
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for (sid,) in rows.get("shipments", []):
+                conn.execute(shipment, {"sid": sid})
+            for sid, asset, comp, ts in rows.get("custody", []):
+                conn.execute(custody, {"sid": sid, "asset": asset, "comp": comp, "ts": ts})
+            for asset, comp in rows.get("profiles", []):
+                conn.execute(profile, {"asset": asset, "comp": comp})
+    finally:
+        engine.dispose()
 
 
 def test_migration_renames_bad_shipment_ids_and_records_it(registry_url: str) -> None:
@@ -173,9 +181,8 @@ def test_migration_of_a_clean_database_changes_nothing(registry_url: str) -> Non
 def test_migration_stops_naming_what_it_cannot_repair_and_changes_nothing(
     registry_url: str, rows: dict[str, list[tuple[object, ...]]], named: str
 ) -> None:
-    db = _at_0001(registry_url, rows)
-    with sqlite3.connect(db) as conn:
-        before = conn.execute("SELECT * FROM shipments ORDER BY id").fetchall()
+    _at_0001(registry_url, rows)
+    before = rawdb.query(registry_url, "SELECT * FROM shipments ORDER BY id")
     with pytest.raises(RecordRejected, match="migration 0003") as err:
         upgrade(registry_url)
     assert named in str(err.value)
@@ -185,9 +192,8 @@ def test_migration_stops_naming_what_it_cannot_repair_and_changes_nothing(
         assert current_revision(engine) == "0002"  # the revision before the identifiers one
     finally:
         engine.dispose()
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT * FROM shipments ORDER BY id").fetchall() == before
-        assert conn.execute("SELECT count(*) FROM audit_log").fetchone() == (0,)
+    assert rawdb.query(registry_url, "SELECT * FROM shipments ORDER BY id") == before
+    assert rawdb.query(registry_url, "SELECT count(*) AS n FROM audit_log") == [{"n": 0}]
 
 
 def test_an_mqtt_custody_scan_takes_the_registry_s_shipment_ids(reg: Registry) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sqlite3
 
 import pytest
 
 from coldchain.exceptions import RecordRejected
 from registry import KeyScope, Registry
 from registry.keys import parse_token, secret_digest
+from tests.unit.registry import rawdb
 
 TOKEN = re.compile(r"cck_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
 
@@ -28,8 +28,7 @@ def test_a_token_is_a_prefix_a_public_id_and_256_random_bits(reg: Registry) -> N
 
 def test_only_the_sha256_of_the_token_is_stored(reg: Registry, migrated_url: str) -> None:
     key, token = reg.keys.create("operator", created_by="root", name="night shift")
-    with sqlite3.connect(migrated_url.removeprefix("sqlite:///")) as conn:
-        rows = conn.execute("SELECT * FROM api_keys").fetchall()
+    rows = [tuple(r.values()) for r in rawdb.query(migrated_url, "SELECT * FROM api_keys")]
     assert len(rows) == 1
     assert token not in repr(rows) and token.split("_", 2)[2] not in repr(rows)
     assert secret_digest(token) == hashlib.sha256(token.encode()).hexdigest()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
+import importlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from coldchain.exceptions import StoreError
 from registry import GENESIS, head_revision, make_engine, open_registry, upgrade
 from registry.migrate import current_revision, downgrade
 from registry.models import Base
+from tests.unit.registry import rawdb
 
 TABLES = {
     "alert_deliveries",
@@ -93,8 +94,8 @@ def test_0002_adds_out_of_range_columns_and_keeps_existing_excursions(registry_u
                 "INSERT INTO excursions (id, asset_id, compartment_id, rule, kind, severity,"
                 " status, start_ms, end_ms, detected_ms, detected_late, peak_c, degree_minutes,"
                 " profile, detail, superseded, updated_ms) VALUES ('e1', 'truck-1', 'c1',"
-                " 'range', 'range', 'warning', 'closed', 0, 60000, 60000, 0, 9.0, 1.0,"
-                " 'chilled', '', 0, 60000)"
+                " 'range', 'range', 'warning', 'closed', 0, 60000, 60000, FALSE, 9.0, 1.0,"
+                " 'chilled', '', FALSE, 60000)"
             )
     finally:
         engine.dispose()
@@ -131,6 +132,7 @@ def test_open_refuses_an_uninitialised_database(registry_url: str) -> None:
         open_registry(registry_url)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_sqlite_connections_get_wal_foreign_keys_and_busy_timeout(migrated_url: str) -> None:
     engine = make_engine(migrated_url)
     try:
@@ -159,10 +161,8 @@ def test_cli_init_migrates_settings_url(
     out = capsys.readouterr().out
     assert f"schema at revision {head_revision()}" in out
     assert "audit chain intact" in out
-    db = registry_url.removeprefix("sqlite:///")
-    with sqlite3.connect(db) as conn:
-        versions = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-        assert versions == [(head_revision(),)]
+    versions = rawdb.query(registry_url, "SELECT version_num FROM alembic_version")
+    assert versions == [{"version_num": head_revision()}]
 
 
 def test_cli_init_reports_a_bad_url(capsys: pytest.CaptureFixture[str]) -> None:
@@ -183,12 +183,14 @@ def test_0007_brings_existing_shipments_and_acknowledgements_along(registry_url:
                     "INSERT INTO shipments (id, profile, description, origin, destination,"
                     f" created_ms) VALUES ('{sid}', 'chilled', 'lot {sid}', 'X', 'Y', 5)"
                 )
-            for i, (sid, action, comp, ts) in enumerate(
-                [("A", "load", "'c1'", 10), ("A", "deliver", "NULL", 20), ("B", "load", "'c1'", 30)]
-            ):
+            for sid, action, comp, ts in [
+                ("A", "load", "'c1'", 10),
+                ("A", "deliver", "NULL", 20),
+                ("B", "load", "'c1'", 30),
+            ]:
                 conn.exec_driver_sql(
-                    "INSERT INTO custody_events (id, shipment_id, action, asset_id, compartment_id,"
-                    f" ts_ms, actor, source, received_ms) VALUES ({i + 1}, '{sid}', '{action}',"
+                    "INSERT INTO custody_events (shipment_id, action, asset_id, compartment_id,"
+                    f" ts_ms, actor, source, received_ms) VALUES ('{sid}', '{action}',"
                     f" 'truck-1', {comp}, {ts}, 'd', 'mqtt', {ts})"
                 )
             conn.exec_driver_sql(
@@ -196,7 +198,7 @@ def test_0007_brings_existing_shipments_and_acknowledgements_along(registry_url:
                 " status, start_ms, end_ms, detected_ms, detected_late, peak_c, degree_minutes,"
                 " profile, detail, superseded, updated_ms, ack_by, ack_ms, ack_comment) VALUES"
                 " ('e1', 'truck-1', 'c1', 'range', 'range', 'warning', 'closed', 0, 60000,"
-                " 60000, 0, 9.0, 1.0, 'chilled', '', 0, 60000, 'alice', 70000, 'seen')"
+                " 60000, FALSE, 9.0, 1.0, 'chilled', '', FALSE, 60000, 'alice', 70000, 'seen')"
             )
     finally:
         engine.dispose()
@@ -244,3 +246,29 @@ def test_0007_brings_existing_shipments_and_acknowledgements_along(registry_url:
         engine.dispose()
     assert upgrade(registry_url) == head_revision()
     assert _diff(registry_url) == []
+
+
+def test_0010_installs_the_guard_functions_audit_guard_restores() -> None:
+    """`coldchain init` restores guards from registry/audit_guard.py; the revision must have
+    installed the same functions, or a restore would silently change them."""
+    from registry.audit_guard import PG_FUNCTIONS
+
+    module = importlib.import_module("registry.migrations.versions.0010_postgres_guards")
+    assert list(PG_FUNCTIONS.values()) == module._PG
+    assert all("TG_TABLE_NAME" in ddl for ddl in module._PG)
+
+
+def test_cli_init_upgrades_a_database_of_an_older_release(
+    registry_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An upgrade as an operator runs it: the previous release's schema with data, then
+    `coldchain init` of this release (to head, guards as this release defines them)."""
+    upgrade(registry_url, "0008")
+    with open_registry(registry_url, check_schema=False) as reg:
+        reg.create_shipment("S1", profile="chilled", actor="api")
+    assert main(["init", "--verify-audit", "--registry-url", registry_url]) == 0
+    out = capsys.readouterr().out
+    assert f"schema at revision {head_revision()}" in out and "restored" not in out
+    assert out.splitlines()[-1] == "audit intact"
+    with open_registry(registry_url) as reg:
+        assert [s.id for s in reg.list_shipments()] == ["S1"]

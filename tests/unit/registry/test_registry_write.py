@@ -5,14 +5,14 @@ impossible, the shipment's status kept current; acknowledgements appended to a h
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
-from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from coldchain.exceptions import RecordConflict, RecordInvalid, RecordNotFound, RecordRejected
 from coldchain.rules.excursion import Excursion
 from registry import Registry
+from tests.unit.registry import rawdb
 
 T0 = 1_790_000_000_000
 MIN = 60_000
@@ -278,19 +278,20 @@ def test_acknowledgements_append_and_the_latest_is_shown(reg: Registry) -> None:
 
 
 def test_the_acknowledgement_history_is_append_only_in_the_database(
-    reg: Registry, migrated_url: str
+    reg: Registry, migrated_url: str, backend: str
 ) -> None:
     exc = _exc()
     reg.upsert_excursion(exc)
     reg.record_acknowledgement(exc.id, by="qa", disposition="pending")
-    path = Path(migrated_url.removeprefix("sqlite:///"))
-    with sqlite3.connect(path) as conn:
-        for sql in (
-            "UPDATE excursion_acknowledgements SET disposition = 'released'",
-            "DELETE FROM excursion_acknowledgements",
-        ):
-            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-                conn.execute(sql)
+    for sql in (
+        "UPDATE excursion_acknowledgements SET disposition = 'released'",
+        "DELETE FROM excursion_acknowledgements",
+        "TRUNCATE excursion_acknowledgements"
+        if backend == "postgresql"
+        else "DELETE FROM excursion_acknowledgements WHERE seq = 1",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"):
+            rawdb.execute(migrated_url, sql)
     assert reg.excursion_acknowledgements(exc.id)[0].disposition == "pending"
 
 

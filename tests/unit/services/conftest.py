@@ -1,4 +1,5 @@
-"""Service-layer fixtures: a migrated SQLite registry file, the presets, the unit fleet."""
+"""Service-layer fixtures: a migrated registry (SQLite and PostgreSQL), the presets, the unit
+fleet."""
 
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ from tests.unit.support import fleet
 NOW_MS = 1_790_000_000_000
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
-    upgrade(url)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Registry]:
+    """A migrated registry on SQLite, then on PostgreSQL (tests/conftest.py)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+        upgrade(url)
+    else:
+        url = request.getfixturevalue("pg_registry_url")
     with open_registry(url) as reg:
         yield reg
 
