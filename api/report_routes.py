@@ -20,6 +20,7 @@ from api.audit import AuditRead
 from api.auth import Authed, Principal, authenticate
 from api.params import ShipmentIdPath, check_shipment_id, strict_query
 from api.report import UnknownTimeZone, check_zone
+from api.responses import error_responses
 from api.routes import AtParam, Res, Resources, _at_ms
 from api.scope import visible_shipment
 from reports import ShipmentReport, render_report_html, render_report_pdf
@@ -75,7 +76,10 @@ def _filename(shipment_id: str, ext: str) -> str:
 @router.get(
     "/shipments/{shipment_id:path}/report.html",
     response_class=Response,
-    responses={200: {"content": {"text/html": {}}, "description": "the report page"}},
+    responses={
+        200: {"content": {"text/html": {}}, "description": "the report page"},
+        **error_responses(401, 404, 422, 503),
+    },
 )
 def shipment_report_html(
     shipment_id: ShipmentIdPath,
@@ -104,7 +108,10 @@ def shipment_report_html(
 @router.get(
     "/shipments/{shipment_id:path}/report.pdf",
     response_class=Response,
-    responses={200: {"content": {"application/pdf": {}}, "description": "the report, A4"}},
+    responses={
+        200: {"content": {"application/pdf": {}}, "description": "the report, A4"},
+        **error_responses(401, 404, 422, 503),
+    },
 )
 def shipment_report_pdf(
     shipment_id: ShipmentIdPath,

@@ -17,14 +17,30 @@ class ErrorBody(BaseModel):
 
 
 _WHEN = {
-    401: "no API key, or not a known one",
+    400: "the body is not JSON (the message says where it stops parsing)",
+    401: "no API key, or not a known, active one (missing, unknown, expired, revoked)",
     403: "the key's role may not call this endpoint",
     404: "the record named in the path does not exist",
     409: "contradicts what is stored (the message says what)",
     422: "a field or parameter is invalid (the message names it, the value and the rule)",
+    503: "the registry or InfluxDB is unavailable (or a regulator's read could not be "
+    "audited); retry later",
+}
+# RFC 9110 section 11.6.1: a 401 carries a challenge (api/auth.py sends it).
+_HEADERS = {
+    401: {
+        "WWW-Authenticate": {
+            "description": 'the challenge: APIKey header="X-API-Key"',
+            "schema": {"type": "string"},
+        }
+    }
 }
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route: each status with ``ErrorBody`` and when it happens."""
-    return {code: {"model": ErrorBody, "description": _WHEN[code]} for code in codes}
+    return {
+        code: {"model": ErrorBody, "description": _WHEN[code]}
+        | ({"headers": _HEADERS[code]} if code in _HEADERS else {})
+        for code in codes
+    }
