@@ -15,13 +15,12 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import coldchain
 from api.audit import ReadAudit
 from api.auth import refuse_open_off_loopback
 from api.errors import install_error_handlers
-from api.methods import allowed_methods_handler, guard_sub_resources
+from api.methods import guard_sub_resources
 from api.params import path_control_character
 from api.report import ReportService
 from api.report_routes import router as report_router
@@ -138,7 +137,6 @@ def create_app(
     )
     app.state.api_keys = dict(settings.api.keys)
     install_error_handlers(app)
-    app.add_exception_handler(StarletteHTTPException, allowed_methods_handler)
 
     @app.middleware("http")
     async def refuse_control_characters(

@@ -17,14 +17,12 @@ from __future__ import annotations
 from collections import defaultdict
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Route, compile_path
 
-__all__ = ["allowed_methods_handler", "guard_sub_resources"]
+__all__ = ["endpoints", "guard_sub_resources", "method_not_allowed"]
 
 _SHIPMENT = "/v1/shipments/{shipment_id:path}/"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -50,7 +48,7 @@ class _SubResourceGuard(Route):
         )
 
 
-def _routes(app: FastAPI) -> dict[str, set[str]]:
+def endpoints(app: FastAPI) -> dict[str, set[str]]:
     """Every route path of the app (``{x:path}`` convertors kept) -> its methods, the
     sub-resource guards left out (FastAPI's included routers flattened)."""
     by_path: dict[str, set[str]] = defaultdict(set)
@@ -65,23 +63,18 @@ def guard_sub_resources(app: FastAPI) -> None:
     (``/v1/shipments/{shipment_id:path}/<name>``) the app has. Call once all routes are in."""
     guards = [
         _SubResourceGuard(path, frozenset(methods))
-        for path, methods in sorted(_routes(app).items())
+        for path, methods in sorted(endpoints(app).items())
         if path.startswith(_SHIPMENT)
     ]
     app.router.routes[:0] = guards
 
 
-async def allowed_methods_handler(request: Request, exc: Exception) -> Response:
-    """FastAPI's answer to an HTTPException, with a 405's ``Allow`` listing every method of
-    every route the path matches."""
-    assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code != 405:
-        return await http_exception_handler(request, exc)
+def method_not_allowed(request: Request) -> Response | None:
+    """The 405 for ``request`` (a method its path does not have), with ``Allow`` listing every
+    method of every route the path matches; None if no route matches it (a 404 then)."""
     allowed: set[str] = set()
     path = request.scope["path"]
-    for route_path, methods in _routes(request.app).items():
+    for route_path, methods in endpoints(request.app).items():
         if compile_path(route_path)[0].match(path):
             allowed |= methods
-    if not allowed:
-        return await http_exception_handler(request, exc)
-    return _not_allowed(frozenset(allowed))
+    return _not_allowed(frozenset(allowed)) if allowed else None

@@ -17,7 +17,7 @@ class ErrorBody(BaseModel):
 
 
 _WHEN = {
-    400: "the body is not JSON (the message says where it stops parsing)",
+    400: "the body is not text (not UTF-8), so it cannot be JSON",
     401: "no API key, or not a known, active one (missing, unknown, expired, revoked)",
     403: "the key's role may not call this endpoint",
     404: "the record named in the path does not exist",
