@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-__all__ = ["ErrorBody", "error_responses"]
+__all__ = ["V1_ERRORS", "ErrorBody", "error_responses"]
 
 
 class ErrorBody(BaseModel):
@@ -44,3 +44,9 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         | ({"headers": _HEADERS[code]} if code in _HEADERS else {})
         for code in codes
     }
+
+
+# What any /v1 route can answer, declared on each /v1 router so a route added later is covered:
+# no or a bad key (every route authenticates), an unknown or repeated query parameter (every
+# route is strict, api/params.py), a store down. A route adds its own 400/403/404/409.
+V1_ERRORS = error_responses(401, 422, 503)

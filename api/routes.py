@@ -35,7 +35,7 @@ from api.params import (
     strict_query,
 )
 from api.report import ReportService
-from api.responses import error_responses
+from api.responses import V1_ERRORS, error_responses
 from api.scope import regulator_excursions, visible_shipment
 from api.times import DATE_TIME, parse_time_param, rfc3339
 from api.trace import TraceService, detail_to_dict
@@ -67,7 +67,11 @@ def _resources(request: Request) -> Resources:
 
 
 Res = Annotated[Resources, Depends(_resources)]
-router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(strict_query)])
+router = APIRouter(
+    prefix="/v1",
+    dependencies=[Depends(authenticate), Depends(strict_query)],
+    responses=V1_ERRORS,
+)
 
 
 AtParam = Annotated[

@@ -33,7 +33,7 @@ from api.params import (
     check_shipment_id,
     strict_query,
 )
-from api.responses import error_responses
+from api.responses import V1_ERRORS, error_responses
 from api.schemas import (
     AcknowledgementOut,
     CustodyEventOut,
@@ -71,7 +71,11 @@ Svc = Annotated[Services, Depends(_services)]
 Integrator = Annotated[Principal, Depends(acting("admin", "integrator"))]
 Operator = Annotated[Principal, Depends(acting("admin", "operator"))]
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(strict_query)])
+router = APIRouter(
+    prefix="/v1",
+    dependencies=[Depends(authenticate), Depends(strict_query)],
+    responses=V1_ERRORS,
+)
 
 
 def shipment_location(shipment_id: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from api import create_app
+from coldchain.contract.events import CustodyAction
 from coldchain.fleet import Asset, Compartment, Fleet, SensorSpec
 from coldchain.rules import load_presets
 from coldchain.rules.excursion import Excursion
@@ -27,10 +28,11 @@ from registry import Registry, open_registry, upgrade
 from timeseries.client import InfluxClient
 
 __all__ = [
-    "CREDENTIALS",
     "FLEET",
+    "KEY_STATES",
     "MIN",
     "NOW_MS",
+    "ROLE_COLUMNS",
     "SHIPMENT_A",
     "SHIPMENT_B",
     "SHIPPER_A",
@@ -80,8 +82,6 @@ FLEET = Fleet(
 ROLE_COLUMNS = ("admin", "operator", "integrator", "regulator_in", "regulator_out")
 # A key's state: valid, past its expiry, revoked.
 KEY_STATES = ("valid", "expired", "revoked")
-# Requests with no usable key at all.
-CREDENTIALS = ("no_key", "invalid_key")
 
 
 class Clock:
@@ -163,12 +163,13 @@ def _seed(registry: Registry) -> tuple[str, str]:
     registry.create_shipment(SHIPMENT_A, profile="chilled", actor="test", shipper=SHIPPER_A)
     registry.create_shipment(SHIPMENT_B, profile="chilled", actor="test", shipper=SHIPPER_B)
     # A: truck-1/c1, its dock, then store-1/zone-a (still there). B: truck-1/c1 after A left.
-    for sid, action, asset, compartment, minute in (
+    scans: tuple[tuple[str, CustodyAction, str, str | None, int], ...] = (
         (SHIPMENT_A, "load", "truck-1", "c1", 0),
         (SHIPMENT_A, "unload", "truck-1", None, 120),
         (SHIPMENT_A, "load", "store-1", "zone-a", 130),
         (SHIPMENT_B, "load", "truck-1", "c1", 200),
-    ):
+    )
+    for sid, action, asset, compartment, minute in scans:
         registry.record_custody_event(
             sid, action, asset, compartment, ts_ms=T0_MS + minute * MIN, actor="driver Li"
         )
@@ -195,7 +196,7 @@ def _keys(registry: Registry, clock: Clock) -> dict[tuple[str, str], str]:
                 created_by="test",
                 name=f"{column} {state}",
                 expires_ms=expires,
-                **scopes.get(column, {}),  # type: ignore[arg-type]
+                **scopes.get(column, {}),
             )
             if state == "revoked":
                 registry.keys.revoke(key.key_id, by="test", reason="matrix")
