@@ -6,7 +6,8 @@ expired, revoked), plus no key and an unknown key.
 What a cell checks beyond the status: a 401 says why (missing, unknown, expired, revoked key);
 an out-of-scope 404 is word for word the answer for an id that does not exist (nothing leaks);
 a listing shows the target record or hides it; a refused write wrote nothing and an admitted
-one did. No cell may be a 5xx.
+one did; a trace, report or export read by a regulator is one entry of the read chain naming
+its key, and nobody else's read (nor a refused one) is. No cell may be a 5xx.
 """
 
 from __future__ import annotations
@@ -56,15 +57,18 @@ class Call:
     took_effect: Callable[[], bool] | None = None
     # Out-of-scope reads: the same request for a record that does not exist.
     unknown: Call | None = None
+    # A regulator's read of this is audited (api/audit.py): the read chain's action.
+    audited: str | None = None
 
 
 def _s(sid: str) -> str:
     return "/v1/shipments/" + quote(sid, safe="/:")
 
 
-def _shipment_read(sub: str) -> Callable[[World], Call]:
+def _shipment_read(sub: str, audited: str | None = None) -> Callable[[World], Call]:
     def build(_w: World) -> Call:
-        return Call("GET", _s(SHIPMENT_A) + sub, unknown=Call("GET", _s(UNKNOWN_SHIPMENT) + sub))
+        unknown = Call("GET", _s(UNKNOWN_SHIPMENT) + sub)
+        return Call("GET", _s(SHIPMENT_A) + sub, unknown=unknown, audited=audited)
 
     return build
 
@@ -152,11 +156,17 @@ REQUESTS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("GET", "/v1/shipments/{shipment_id}"): _shipment_read(""),
     ("PATCH", "/v1/shipments/{shipment_id}"): _patch_shipment,
     ("POST", "/v1/shipments/{shipment_id}/cancel"): _cancel_shipment,
-    ("GET", "/v1/shipments/{shipment_id}/trace"): _shipment_read("/trace"),
-    ("GET", "/v1/shipments/{shipment_id}/trace.csv"): _shipment_read("/trace.csv"),
-    ("GET", "/v1/shipments/{shipment_id}/report.html"): _shipment_read("/report.html"),
-    ("GET", "/v1/shipments/{shipment_id}/report.pdf"): _shipment_read("/report.pdf"),
-    ("GET", "/v1/shipments/{shipment_id}/epcis"): _shipment_read("/epcis"),
+    ("GET", "/v1/shipments/{shipment_id}/trace"): _shipment_read("/trace", "read.trace"),
+    ("GET", "/v1/shipments/{shipment_id}/trace.csv"): _shipment_read(
+        "/trace.csv", "read.trace.csv"
+    ),
+    ("GET", "/v1/shipments/{shipment_id}/report.html"): _shipment_read(
+        "/report.html", "read.report.html"
+    ),
+    ("GET", "/v1/shipments/{shipment_id}/report.pdf"): _shipment_read(
+        "/report.pdf", "read.report.pdf"
+    ),
+    ("GET", "/v1/shipments/{shipment_id}/epcis"): _shipment_read("/epcis", "read.epcis"),
     ("POST", "/v1/custody-events"): _custody_event,
     ("GET", "/v1/custody-events"): lambda _w: Call(
         "GET",
@@ -210,8 +220,18 @@ def _check(
 ) -> str | None:
     """What is wrong with this cell's answer, or None."""
     call = build(world)
+    reads_before = world.registry.trail.heads()["reads"][0]
     r = _ask(client, call, token)
     status = str(r.status_code)
+    if call.audited is not None:
+        entries = world.registry.trail.read_entries(entity_id=SHIPMENT_A, after_seq=reads_before)
+        key_id = token[4:16] if token is not None and token.startswith("cck_") else None
+        regulator = key_id is not None and any(
+            world.token(c, "valid") == token for c in ("regulator_in", "regulator_out")
+        )
+        want = [(key_id, call.audited)] if regulator and status == "200" else []
+        if [(e.actor, e.action) for e in entries] != want:
+            return f"read chain got {[(e.actor, e.action) for e in entries]}, expected {want}"
     if status != expected.split()[0]:
         return f"got {status}, expected {expected}: {r.text[:200]}"
     if status == "401":
