@@ -4,12 +4,16 @@ methods the *resource* supports, not those of the first route whose path matched
 Two things make Starlette's own 405 wrong here:
 
 - a path served by several routes (``GET`` and ``POST /v1/custody-events``): Starlette answers
-  ``Allow`` from the first route only; ``allowed_methods_handler`` recomputes it from every route
-  whose path matches;
+  ``Allow`` from the first route only; ``method_not_allowed`` recomputes it from every route
+  whose path matches (api/errors.py answers Starlette's 405 with it);
 - shipment sub-resources under a path-style id (``/v1/shipments/{id}/cancel``): ``PATCH`` there
   would reach ``PATCH /v1/shipments/{id}`` with the id ``X/cancel`` (a 422, or worse). Shipment
   ids never end in a sub-resource's name (coldchain.identifiers), so ``guard_sub_resources``
-  puts, before every route, one that answers 405 for the methods a sub-resource does not have.
+  puts, before every route, one that answers 405 for the methods a sub-resource does not have
+  (a sub-resource added later, such as ``/epcis``, is guarded as soon as its route exists).
+
+``endpoints(app)`` lists the app's routes and methods, FastAPI's included routers flattened (the
+authorisation matrix test enumerates the API with it).
 """
 
 from __future__ import annotations
