@@ -36,6 +36,7 @@ from api.params import (
 )
 from api.report import ReportService
 from api.responses import V1_ERRORS, error_responses
+from api.schemas import ExcursionOut, ShipmentDetailOut
 from api.scope import regulator_excursions, visible_shipment
 from api.times import DATE_TIME, parse_time_param, rfc3339
 from api.trace import TraceService, detail_to_dict
@@ -165,7 +166,11 @@ def shipment_trace_csv(
     )
 
 
-@router.get("/shipments/{shipment_id:path}", responses=error_responses(401, 404, 422, 503))
+@router.get(
+    "/shipments/{shipment_id:path}",
+    response_model=ShipmentDetailOut,
+    responses=error_responses(401, 404, 422, 503),
+)
 def get_shipment(shipment_id: ShipmentIdPath, res: Res, principal: Authed) -> dict[str, Any]:
     """One shipment, with all its custody legs."""
     check_shipment_id(shipment_id)
@@ -173,7 +178,9 @@ def get_shipment(shipment_id: ShipmentIdPath, res: Res, principal: Authed) -> di
     return shipment_view(shipment, res.registry.custody_legs(shipment_id), with_legs=True)
 
 
-@router.get("/excursions", responses=error_responses(401, 422, 503))
+@router.get(
+    "/excursions", response_model=list[ExcursionOut], responses=error_responses(401, 422, 503)
+)
 def list_excursions(
     res: Res,
     principal: Authed,
