@@ -4,7 +4,8 @@ serves x every principal (each role, a regulator in and out of scope) x every ke
 expired, revoked), plus no key and an unknown key.
 
 What a cell checks beyond the status: a 401 says why (missing, unknown, expired, revoked key);
-an out-of-scope 404 is word for word the answer for an id that does not exist (nothing leaks);
+an out-of-scope 404, and a 403 for a write, is word for word the answer for an id that does not
+exist (nothing leaks);
 a listing shows the target record or hides it; a refused write wrote nothing and an admitted
 one did; a trace, report or export read by a regulator is one entry of the read chain naming
 its key, and nobody else's read (nor a refused one) is. No cell may be a 5xx.
@@ -103,7 +104,8 @@ def _patch_shipment(w: World) -> Call:
         shipment = w.registry.get_shipment(sid)
         return shipment is not None and shipment.description == "patched"
 
-    return Call("PATCH", _s(sid), {"description": "patched"}, took_effect=changed)
+    unknown = Call("PATCH", _s(UNKNOWN_SHIPMENT), {"description": "patched"})
+    return Call("PATCH", _s(sid), {"description": "patched"}, took_effect=changed, unknown=unknown)
 
 
 def _cancel_shipment(w: World) -> Call:
@@ -113,7 +115,10 @@ def _cancel_shipment(w: World) -> Call:
         shipment = w.registry.get_shipment(sid)
         return shipment is not None and shipment.cancelled_ms is not None
 
-    return Call("POST", _s(sid) + "/cancel", {"reason": "matrix"}, took_effect=cancelled)
+    unknown = Call("POST", _s(UNKNOWN_SHIPMENT) + "/cancel", {"reason": "matrix"})
+    return Call(
+        "POST", _s(sid) + "/cancel", {"reason": "matrix"}, took_effect=cancelled, unknown=unknown
+    )
 
 
 def _custody_event(w: World) -> Call:
@@ -137,11 +142,13 @@ def _custody_event(w: World) -> Call:
 
 def _acknowledge(w: World) -> Call:
     before = len(w.registry.excursion_acknowledgements(w.excursion_a))
+    body = {"disposition": "quarantined", "comment": "matrix"}
     return Call(
         "POST",
         f"/v1/excursions/{w.excursion_a}/acknowledgements",
-        {"disposition": "quarantined", "comment": "matrix"},
+        body,
         took_effect=lambda: len(w.registry.excursion_acknowledgements(w.excursion_a)) > before,
+        unknown=Call("POST", f"/v1/excursions/{UNKNOWN_EXCURSION}/acknowledgements", body),
     )
 
 
@@ -246,14 +253,15 @@ def _check(
             return f"{call.target} {'listed' if listed else 'missing'}; expected {expected}"
     if call.took_effect is not None and call.took_effect() != status.startswith("2"):
         return f"{status} but the write {'took' if status[0] != '2' else 'did not take'} effect"
-    if status == "404" and call.unknown is not None:
+    if status in ("403", "404") and call.unknown is not None:
+        # Refused the same way as for a record that does not exist: the answer leaks nothing.
         unknown = _ask(client, call.unknown, token)
         this = r.json()["detail"].replace(SHIPMENT_A, "?").replace(world.excursion_a, "?")
         other = (
             unknown.json()["detail"].replace(UNKNOWN_SHIPMENT, "?").replace(UNKNOWN_EXCURSION, "?")
         )
-        if (unknown.status_code, other) != (404, this):
-            return f"404 {r.text!r} differs from an unknown id's: {unknown.text!r}"
+        if (str(unknown.status_code), other) != (status, this):
+            return f"{status} {r.text!r} differs from an unknown id's: {unknown.text!r}"
     return None
 
 
