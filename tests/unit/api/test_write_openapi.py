@@ -41,6 +41,15 @@ def test_openapi_declares_bodies_models_and_error_answers(client: TestClient) ->
             schema = operation["responses"][code]["content"]["application/json"]["schema"]
             assert schema == error, (method, path, code)
         assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+    # Any /v1 operation, one added later included: what every route can answer, and a 404 where
+    # the path names a record.
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if not path.startswith("/v1/"):
+                continue
+            declared = set(operation["responses"])
+            assert {"401", "422", "503"} <= declared, (method, path)
+            assert "{" not in path or "404" in declared, (method, path)
     # Every error is {"detail": "<sentence>"}: FastAPI's list-of-errors model is declared nowhere.
     assert "HTTPValidationError" not in spec["components"]["schemas"]
     # Time parameters are RFC 3339 date-times, ids carry their pattern.
