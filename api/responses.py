@@ -37,10 +37,16 @@ _HEADERS = {
 }
 
 
+# Stated outright: with only ``model``, FastAPI declares an error under the route's own media
+# type (text/csv, application/ld+json, ...), while every error answer is application/json.
+_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: each status with ``ErrorBody`` and when it happens."""
+    """``responses=`` for a route: each status with ``ErrorBody`` (application/json, whatever
+    the route's own media type) and when it happens."""
     return {
-        code: {"model": ErrorBody, "description": _WHEN[code]}
+        code: {"model": ErrorBody, "description": _WHEN[code], "content": _JSON}
         | ({"headers": _HEADERS[code]} if code in _HEADERS else {})
         for code in codes
     }
