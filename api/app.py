@@ -22,6 +22,7 @@ from api.auth import refuse_open_off_loopback
 from api.epcis import EpcisExporter
 from api.epcis import router as epcis_router
 from api.errors import install_error_handlers
+from api.methods import guard_sub_resources
 from api.params import path_control_character
 from api.report import ReportService
 from api.report_routes import router as report_router
@@ -156,4 +157,7 @@ def create_app(
     app.include_router(epcis_router)
     app.include_router(write_router)
     app.include_router(router)
+    # 405 with the right Allow for the methods a shipment sub-resource does not have (before
+    # the shipment routes, which would take ".../cancel" for an id).
+    guard_sub_resources(app)
     return app

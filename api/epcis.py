@@ -23,7 +23,7 @@ from api.audit import AuditRead
 from api.auth import Authed, authenticate
 from api.params import ShipmentIdPath, check_shipment_id, strict_query
 from api.report import UnknownTimeZone, check_zone
-from api.responses import error_responses
+from api.responses import V1_ERRORS, error_responses
 from api.routes import AtParam, Res, _at_ms
 from api.scope import visible_shipment
 from api.trace import ShipmentNotFound, TraceService
@@ -122,7 +122,9 @@ Exporter = Annotated[EpcisExporter, Depends(_exporter)]
 
 # Included before api.routes' router: its "/shipments/{shipment_id:path}" would take
 # "SHP-1/epcis" for an id.
-router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(strict_query)])
+router = APIRouter(
+    prefix="/v1", dependencies=[Depends(authenticate), Depends(strict_query)], responses=V1_ERRORS
+)
 
 TzParam = Annotated[
     str,

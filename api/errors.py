@@ -11,9 +11,13 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
+from api.methods import method_not_allowed
 from api.trace import ShipmentNotFound
 from coldchain.exceptions import (
     ColdchainError,
@@ -45,12 +49,36 @@ async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
     return _answer(404, f"shipment {exc.shipment_id!r} not found")
 
 
+# FastAPI's words when a body cannot even be decoded as text (not UTF-8): a 400.
+_UNREADABLE_BODY = "There was an error parsing the body"
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's and FastAPI's own HTTP errors, as ``{"detail": ...}``; a 405 lists what the
+    path allows (api/methods.py), an undecodable body says what is wrong with it."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        answer = method_not_allowed(request)
+        if answer is not None:
+            return answer
+    if exc.status_code == 400 and exc.detail == _UNREADABLE_BODY:
+        return _answer(400, "request body is not JSON text: it is not UTF-8 (RFC 8259 section 8.1)")
+    return await http_exception_handler(request, exc)
+
+
 async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
     # FastAPI's default is a list of pydantic errors; one sentence per error naming the
     # parameter and the value is what a person (or a log) can act on.
     assert isinstance(exc, RequestValidationError)
     parts = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            # loc is ("body", <character offset>): not a parameter.
+            loc = err.get("loc", ())
+            at = f" at character {loc[1]}" if len(loc) > 1 else ""
+            reason = (err.get("ctx") or {}).get("error", "JSON decode error")
+            parts.append(f"request body is not valid JSON: {reason}{at}")
+            continue
         loc = [str(p) for p in err.get("loc", ())]
         where = f"{loc[0]} parameter {'.'.join(loc[1:])!r}" if len(loc) > 1 else "request"
         got = "" if err.get("type") == "missing" else f" (got {_bounded(err.get('input'))})"
@@ -107,6 +135,7 @@ async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     # Starlette picks the handler of the most specific class in the exception's MRO.
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ShipmentNotFound, _not_found)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(RecordRejected, _rejected)

@@ -18,13 +18,25 @@ from typing import Annotated
 from fastapi import HTTPException, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from pydantic import WithJsonSchema
 
-from coldchain.identifiers import identifier_problem, shipment_id_problem
+from coldchain.identifiers import (
+    IDENTIFIER_MAX,
+    IDENTIFIER_PATTERN,
+    SHIPMENT_ID_MAX,
+    SHIPMENT_ID_PATTERN,
+    identifier_problem,
+    shipment_id_problem,
+)
 
 __all__ = [
+    "IDENTIFIER_SCHEMA",
+    "SHIPMENT_ID_SCHEMA",
     "AssetIdQuery",
     "CompartmentIdQuery",
+    "ExcursionIdPath",
     "ShipmentIdPath",
+    "ShipmentIdQuery",
     "check_identifier",
     "check_shipment_id",
     "path_control_character",
@@ -68,11 +80,31 @@ def check_identifier(value: str, *, where: str = "query", name: str) -> str:
 
 _SHIPMENT_DOC = (
     "GS1 key or customer reference: 1-128 characters of GS1 character set 82, '/' allowed "
-    "(percent-encode '%', '?' and '#')"
+    "(percent-encode '%', '?' and '#'); no empty, '.' or '..' segment; the last segment is "
+    "not a sub-resource's name (coldchain.identifiers)"
 )
-ShipmentIdPath = Annotated[str, Path(description=_SHIPMENT_DOC)]
-AssetIdQuery = Annotated[str | None, Query(description="asset id (an identifier)")]
-CompartmentIdQuery = Annotated[str | None, Query(description="compartment id (an identifier)")]
+# The parameters' OpenAPI schemas state the id rules (the checks above enforce them, with a
+# message naming what is wrong): a client or a schema-driven test knows what is valid.
+SHIPMENT_ID_SCHEMA = WithJsonSchema(
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": SHIPMENT_ID_MAX,
+        "pattern": SHIPMENT_ID_PATTERN,
+    }
+)
+IDENTIFIER_SCHEMA = WithJsonSchema(
+    {"type": "string", "minLength": 1, "maxLength": IDENTIFIER_MAX, "pattern": IDENTIFIER_PATTERN}
+)
+ShipmentIdPath = Annotated[str, SHIPMENT_ID_SCHEMA, Path(description=_SHIPMENT_DOC)]
+ShipmentIdQuery = Annotated[str, SHIPMENT_ID_SCHEMA, Query(description="a shipment id")]
+ExcursionIdPath = Annotated[str, IDENTIFIER_SCHEMA, Path(description="an excursion's id")]
+AssetIdQuery = Annotated[
+    str | None, IDENTIFIER_SCHEMA, Query(description="asset id (an identifier)")
+]
+CompartmentIdQuery = Annotated[
+    str | None, IDENTIFIER_SCHEMA, Query(description="compartment id (an identifier)")
+]
 
 
 def _query_aliases(dependant: Dependant) -> set[str]:

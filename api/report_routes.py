@@ -20,6 +20,7 @@ from api.audit import AuditRead
 from api.auth import Authed, Principal, authenticate
 from api.params import ShipmentIdPath, check_shipment_id, strict_query
 from api.report import UnknownTimeZone, check_zone
+from api.responses import V1_ERRORS, error_responses
 from api.routes import AtParam, Res, Resources, _at_ms
 from api.scope import visible_shipment
 from reports import ShipmentReport, render_report_html, render_report_pdf
@@ -30,7 +31,11 @@ _R = TypeVar("_R")
 
 # Included before api.routes' router: its "/shipments/{shipment_id:path}" would take
 # "SHP-1/report.html" for an id.
-router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(strict_query)])
+router = APIRouter(
+    prefix="/v1",
+    dependencies=[Depends(authenticate), Depends(strict_query)],
+    responses=V1_ERRORS,
+)
 
 # Inline styles only; no script, font, image, frame or connection of any kind.
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
@@ -75,7 +80,10 @@ def _filename(shipment_id: str, ext: str) -> str:
 @router.get(
     "/shipments/{shipment_id:path}/report.html",
     response_class=Response,
-    responses={200: {"content": {"text/html": {}}, "description": "the report page"}},
+    responses={
+        200: {"content": {"text/html": {}}, "description": "the report page"},
+        **error_responses(401, 404, 422, 503),
+    },
 )
 def shipment_report_html(
     shipment_id: ShipmentIdPath,
@@ -104,7 +112,10 @@ def shipment_report_html(
 @router.get(
     "/shipments/{shipment_id:path}/report.pdf",
     response_class=Response,
-    responses={200: {"content": {"application/pdf": {}}, "description": "the report, A4"}},
+    responses={
+        200: {"content": {"application/pdf": {}}, "description": "the report, A4"},
+        **error_responses(401, 404, 422, 503),
+    },
 )
 def shipment_report_pdf(
     shipment_id: ShipmentIdPath,

@@ -35,8 +35,10 @@ from api.params import (
     strict_query,
 )
 from api.report import ReportService
+from api.responses import V1_ERRORS, error_responses
+from api.schemas import ExcursionOut, ShipmentDetailOut
 from api.scope import regulator_excursions, visible_shipment
-from api.times import parse_time_param, rfc3339
+from api.times import DATE_TIME, parse_time_param, rfc3339
 from api.trace import TraceService, detail_to_dict
 from coldchain.rules.excursion import ExcursionStatus
 from coldchain.series import (
@@ -66,11 +68,16 @@ def _resources(request: Request) -> Resources:
 
 
 Res = Annotated[Resources, Depends(_resources)]
-router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(strict_query)])
+router = APIRouter(
+    prefix="/v1",
+    dependencies=[Depends(authenticate), Depends(strict_query)],
+    responses=V1_ERRORS,
+)
 
 
 AtParam = Annotated[
     str | None,
+    DATE_TIME,
     Query(
         description="RFC 3339 with an offset: the time that closes a leg still open and "
         "judges custody gaps (default: now)"
@@ -110,7 +117,7 @@ ResolutionParam = Annotated[
 ]
 
 
-@router.get("/shipments/{shipment_id:path}/trace")
+@router.get("/shipments/{shipment_id:path}/trace", responses=error_responses(401, 404, 422, 503))
 def shipment_trace(
     shipment_id: ShipmentIdPath,
     res: Res,
@@ -130,7 +137,14 @@ def shipment_trace(
     return body
 
 
-@router.get("/shipments/{shipment_id:path}/trace.csv", response_class=Response)
+@router.get(
+    "/shipments/{shipment_id:path}/trace.csv",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "one row per custody leg"},
+        **error_responses(401, 404, 422, 503),
+    },
+)
 def shipment_trace_csv(
     shipment_id: ShipmentIdPath,
     res: Res,
@@ -152,7 +166,11 @@ def shipment_trace_csv(
     )
 
 
-@router.get("/shipments/{shipment_id:path}")
+@router.get(
+    "/shipments/{shipment_id:path}",
+    response_model=ShipmentDetailOut,
+    responses=error_responses(401, 404, 422, 503),
+)
 def get_shipment(shipment_id: ShipmentIdPath, res: Res, principal: Authed) -> dict[str, Any]:
     """One shipment, with all its custody legs."""
     check_shipment_id(shipment_id)
@@ -160,15 +178,19 @@ def get_shipment(shipment_id: ShipmentIdPath, res: Res, principal: Authed) -> di
     return shipment_view(shipment, res.registry.custody_legs(shipment_id), with_legs=True)
 
 
-@router.get("/excursions")
+@router.get(
+    "/excursions", response_model=list[ExcursionOut], responses=error_responses(401, 422, 503)
+)
 def list_excursions(
     res: Res,
     principal: Authed,
     asset_id: AssetIdQuery = None,
     compartment_id: CompartmentIdQuery = None,
     status: ExcursionStatus | None = None,
-    from_: Annotated[str | None, Query(alias="from", description="RFC 3339 with an offset")] = None,
-    to: Annotated[str | None, Query(description="RFC 3339 with an offset")] = None,
+    from_: Annotated[
+        str | None, DATE_TIME, Query(alias="from", description="RFC 3339 with an offset")
+    ] = None,
+    to: Annotated[str | None, DATE_TIME, Query(description="RFC 3339 with an offset")] = None,
     include_superseded: bool = False,
     acknowledged: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,

@@ -24,8 +24,16 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
 from api.auth import Authed, authenticate
 from api.identity import acting
-from api.params import ShipmentIdPath, check_identifier, check_shipment_id, strict_query
-from api.responses import error_responses
+from api.params import (
+    SHIPMENT_ID_SCHEMA,
+    ExcursionIdPath,
+    ShipmentIdPath,
+    ShipmentIdQuery,
+    check_identifier,
+    check_shipment_id,
+    strict_query,
+)
+from api.responses import V1_ERRORS, error_responses
 from api.schemas import (
     AcknowledgementOut,
     CustodyEventOut,
@@ -35,7 +43,7 @@ from api.schemas import (
     ShipmentStatus,
 )
 from api.scope import listing_scope, visible_excursion, visible_shipment
-from api.times import parse_time_param
+from api.times import DATE_TIME, parse_time_param
 from registry import Registry
 from services import (
     AcknowledgementCreate,
@@ -63,9 +71,11 @@ Svc = Annotated[Services, Depends(_services)]
 Integrator = Annotated[Principal, Depends(acting("admin", "integrator"))]
 Operator = Annotated[Principal, Depends(acting("admin", "operator"))]
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(strict_query)])
-
-_TIME = {"format": "date-time"}
+router = APIRouter(
+    prefix="/v1",
+    dependencies=[Depends(authenticate), Depends(strict_query)],
+    responses=V1_ERRORS,
+)
 
 
 def shipment_location(shipment_id: str) -> str:
@@ -91,7 +101,7 @@ def _created(response: Response, created: bool, location: str | None = None) -> 
     tags=["shipments"],
     responses={
         200: {"model": ShipmentDetailOut, "description": "the same body again: as stored"},
-        **error_responses(401, 403, 409, 422),
+        **error_responses(400, 401, 403, 409, 422, 503),
     },
 )
 def create_shipment(
@@ -122,7 +132,7 @@ def create_shipment(
                 },
             },
         },
-        **error_responses(401, 422),
+        **error_responses(401, 422, 503),
     },
 )
 def list_shipments(
@@ -134,24 +144,28 @@ def list_shipments(
     status: ShipmentStatus | None = None,
     profile: Annotated[str | None, Query(max_length=64)] = None,
     created_from: Annotated[
-        str | None, Query(description="registered at or after (RFC 3339)", json_schema_extra=_TIME)
+        str | None, DATE_TIME, Query(description="registered at or after (RFC 3339)")
     ] = None,
     created_to: Annotated[
-        str | None, Query(description="registered before (RFC 3339)", json_schema_extra=_TIME)
+        str | None, DATE_TIME, Query(description="registered before (RFC 3339)")
     ] = None,
     active_from: Annotated[
         str | None,
-        Query(description="in custody at some time from (RFC 3339)", json_schema_extra=_TIME),
+        DATE_TIME,
+        Query(description="in custody at some time from (RFC 3339)"),
     ] = None,
     active_to: Annotated[
         str | None,
-        Query(description="in custody at some time before (RFC 3339)", json_schema_extra=_TIME),
+        DATE_TIME,
+        Query(description="in custody at some time before (RFC 3339)"),
     ] = None,
     cursor: Annotated[
         str | None, Query(max_length=1000, description="X-Next-Cursor of the previous page")
     ] = None,
     after: Annotated[
-        str | None, Query(description="last id of the previous page (older paging)")
+        str | None,
+        SHIPMENT_ID_SCHEMA,
+        Query(description="last id of the previous page (older paging)"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
@@ -189,7 +203,7 @@ def list_shipments(
     "/shipments/{shipment_id:path}",
     response_model=ShipmentDetailOut,
     tags=["shipments"],
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(400, 401, 403, 404, 409, 422, 503),
 )
 def update_shipment(
     shipment_id: ShipmentIdPath, body: ShipmentPatch, svc: Svc, who: Integrator
@@ -207,7 +221,7 @@ def update_shipment(
     "/shipments/{shipment_id:path}/cancel",
     response_model=ShipmentDetailOut,
     tags=["shipments"],
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(400, 401, 403, 404, 409, 422, 503),
 )
 def cancel_shipment(
     shipment_id: ShipmentIdPath,
@@ -232,7 +246,7 @@ def cancel_shipment(
     tags=["custody"],
     responses={
         200: {"model": CustodyEventOut, "description": "the same event again: as stored"},
-        **error_responses(401, 403, 409, 422),
+        **error_responses(400, 401, 403, 409, 422, 503),
     },
 )
 def record_custody_event(
@@ -252,13 +266,13 @@ def record_custody_event(
     "/custody-events",
     response_model=list[CustodyEventOut],
     tags=["custody"],
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(401, 404, 422, 503),
 )
 def list_custody_events(
     request: Request,
     svc: Svc,
     principal: Authed,
-    shipment_id: Annotated[str, Query(description="the shipment (a shipment id)")],
+    shipment_id: ShipmentIdQuery,
 ) -> list[dict[str, Any]]:
     """A shipment's custody events (from MQTT and from this API) in device-time order."""
     check_shipment_id(shipment_id, where="query", name="shipment_id")
@@ -273,10 +287,10 @@ def list_custody_events(
     "/excursions/{excursion_id}",
     response_model=ExcursionOut,
     tags=["excursions"],
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(401, 404, 422, 503),
 )
 def get_excursion(
-    request: Request, excursion_id: str, svc: Svc, principal: Authed
+    request: Request, excursion_id: ExcursionIdPath, svc: Svc, principal: Authed
 ) -> dict[str, Any]:
     """One excursion with its latest acknowledgement and the link to all of them."""
     check_identifier(excursion_id, where="path", name="excursion_id")
@@ -289,10 +303,10 @@ def get_excursion(
     status_code=201,
     response_model=AcknowledgementOut,
     tags=["excursions"],
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(400, 401, 403, 404, 422, 503),
 )
 def acknowledge_excursion(
-    excursion_id: str, body: AcknowledgementCreate, svc: Svc, who: Operator
+    excursion_id: ExcursionIdPath, body: AcknowledgementCreate, svc: Svc, who: Operator
 ) -> dict[str, Any]:
     """Acknowledge an excursion: comment, root cause and product disposition; who (the key's
     id, never the key) and when (the server's clock) are recorded, in the history and the
@@ -305,10 +319,10 @@ def acknowledge_excursion(
     "/excursions/{excursion_id}/acknowledgements",
     response_model=list[AcknowledgementOut],
     tags=["excursions"],
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(401, 404, 422, 503),
 )
 def excursion_acknowledgements(
-    request: Request, excursion_id: str, svc: Svc, principal: Authed
+    request: Request, excursion_id: ExcursionIdPath, svc: Svc, principal: Authed
 ) -> list[dict[str, Any]]:
     """Every acknowledgement of the excursion, oldest first."""
     check_identifier(excursion_id, where="path", name="excursion_id")

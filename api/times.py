@@ -13,8 +13,9 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from fastapi import HTTPException
+from pydantic import WithJsonSchema
 
-__all__ = ["MAX_MS", "MIN_MS", "parse_time_param", "rfc3339"]
+__all__ = ["DATE_TIME", "MAX_MS", "MIN_MS", "parse_time_param", "rfc3339"]
 
 # RFC 3339 section 5.6 date-time (a space for "T" is allowed by its note), seconds required.
 _RFC3339 = re.compile(
@@ -27,6 +28,12 @@ _MS = timedelta(milliseconds=1)
 # Whole milliseconds inside InfluxDB's signed 64-bit nanosecond range.
 MIN_MS = -(2**63) // 1_000_000 + 1
 MAX_MS = (2**63 - 1) // 1_000_000
+
+# The OpenAPI schema of a time query parameter (``Annotated[str | None, DATE_TIME, Query()]``):
+# a JSON Schema "date-time" is RFC 3339's, offset required, as ``parse_time_param`` wants. The
+# parameter stays a string in Python: pydantic's datetime would also take epoch numbers and
+# times without an offset, which this API refuses rather than guesses.
+DATE_TIME = WithJsonSchema({"type": "string", "format": "date-time"})
 
 
 def parse_time_param(name: str, value: str) -> int:

@@ -15,9 +15,9 @@ Two kinds of identifier, told apart by where they come from:
   ASCII (no look-alike letters). Because ``/`` is legal and an id is one path parameter of the
   HTTP API, three more rules keep every id one unambiguous URL path: no empty segment (no
   leading, trailing or doubled ``/``), no ``.`` or ``..`` segment (URL normalisation would
-  remove it, RFC 3986 section 5.2.4), and no last segment ``trace``, ``trace.csv``,
-  ``report.html``, ``report.pdf`` or ``epcis`` (the API's sub-resources
-  ``/v1/shipments/{id}/trace``, ...).
+  remove it, RFC 3986 section 5.2.4), and no last segment naming one of the API's shipment
+  sub-resources (``trace``, ``trace.csv``, ``report.html``, ``report.pdf``, ``epcis``,
+  ``cancel``: ``/v1/shipments/{id}/trace``).
 
 Both are case-sensitive and never normalised: what is checked is what is stored.
 ``identifier_problem`` and ``shipment_id_problem`` say in one phrase what is wrong with a value
@@ -65,8 +65,9 @@ SHIPMENT_ID_CHARS = (
     "!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 )
 _SEGMENT_CHARS = frozenset(SHIPMENT_ID_CHARS) - {"/"}
-# The API's GET sub-resources of a shipment (api/routes.py, report_routes.py, epcis.py).
-_RESERVED_LAST = ("trace", "trace.csv", "report.html", "report.pdf", "epcis")
+# The names of the API's shipment sub-resources (/v1/shipments/{id}/<name>): an id ending in
+# one could not be told from the sub-resource of a shorter id.
+_RESERVED_LAST = ("trace", "trace.csv", "report.html", "report.pdf", "epcis", "cancel")
 # For JSON Schema readers: characters and segments (not "." or ".."); the length and the
 # reserved last segment are stated beside it. No look-arounds (pydantic's regex engine has none).
 _C = r"""[!"%&'()*+,\-.0-9:;<=>?A-Z_a-z]"""  # a segment character
@@ -154,8 +155,8 @@ ShipmentId = Annotated[
             "maxLength": SHIPMENT_ID_MAX,
             "pattern": SHIPMENT_ID_PATTERN,
             "description": "GS1 character set 82; '/'-separated segments, none empty, '.' or "
-            "'..'; the last segment is not 'trace', 'trace.csv', 'report.html', "
-            "'report.pdf' or 'epcis'",
+            "'..'; the last segment is not 'trace', 'trace.csv', 'report.html', 'report.pdf', "
+            "'epcis' or 'cancel'",
         }
     ),
 ]

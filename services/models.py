@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -58,9 +59,27 @@ def _time_text(value: object) -> object:
     return value
 
 
+# Whole milliseconds inside InfluxDB's signed 64-bit nanoseconds since 1970 (1677-09-21 to
+# 2262-04-11), the bounds api/times.py holds query parameters to: a time outside cannot be
+# stored beside the readings, and Python's datetime cannot even show some of them.
+_MIN_MS = -(2**63) // 1_000_000 + 1
+_MAX_MS = (2**63 - 1) // 1_000_000
+
+
+def _storable(value: datetime) -> datetime:
+    ms = epoch_ms(value)
+    if not _MIN_MS <= ms <= _MAX_MS:
+        raise ValueError(
+            "is outside the times coldchain can store, 1677-09-21T00:12:43.146Z to "
+            "2262-04-11T23:47:16.854Z (InfluxDB keeps 64-bit nanoseconds since 1970)"
+        )
+    return value
+
+
 Rfc3339 = Annotated[
     AwareDatetime,
     BeforeValidator(_time_text),
+    AfterValidator(_storable),
     Field(strict=False, description=f"RFC 3339 with an offset, e.g. {_EXAMPLE_TIME}"),
 ]
 EventId = Annotated[

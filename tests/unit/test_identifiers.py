@@ -64,6 +64,7 @@ BAD_SHIPMENT_IDS = [
     ("PO-1/report.html", "ends in '/report.html', reserved"),
     ("PO-1/report.pdf", "ends in '/report.pdf', reserved"),
     ("PO-1/epcis", "ends in '/epcis', reserved"),
+    ("PO-1/cancel", "ends in '/cancel', reserved"),
 ]
 
 
@@ -92,13 +93,8 @@ def test_the_published_pattern_agrees_with_the_check(value: str) -> None:
     # The JSON Schema pattern states characters and segments; length and the reserved last
     # segment are stated beside it. Python's re stands in for a JSON Schema validator.
     in_pattern = re.fullmatch(SHIPMENT_ID_PATTERN[1:-1], value) is not None
-    reserved = "/" in value and value.rsplit("/", 1)[1] in (
-        "trace",
-        "trace.csv",
-        "report.html",
-        "report.pdf",
-        "epcis",
-    )
+    last = value.rsplit("/", 1)[1] if "/" in value else None
+    reserved = last in ("trace", "trace.csv", "report.html", "report.pdf", "epcis", "cancel")
     assert is_shipment_id(value) == (in_pattern and not reserved), value
     assert SHIPMENT.json_schema()["pattern"] == SHIPMENT_ID_PATTERN
     try:
