@@ -8,7 +8,7 @@ device rejects the message (raises ``TelemetryRejected``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from coldchain.contract import Limits, Sample, screen_sample
 from coldchain.exceptions import TelemetryRejected
@@ -18,8 +18,11 @@ from ingest.decode import Decoded
 __all__ = ["Validated", "validate"]
 
 
-@dataclass(frozen=True, slots=True)
-class Validated:
+class Validated(NamedTuple):
+    """What of one message may be stored (``samples``) and one rejection per unit that may not.
+    (A NamedTuple: one is made per message on the hot path; a frozen dataclass costs ~0.5 us
+    more.)"""
+
     device_id: str
     asset: Asset
     samples: list[Sample]

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from coldchain.contract.telemetry import Sample
 from coldchain.exceptions import TelemetryRejected
 from coldchain.fleet import Asset, Fleet
 
 __all__ = ["Limits", "check_sample", "screen_sample", "ts_ms"]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +25,9 @@ class Limits:
 
 
 def ts_ms(sample: Sample) -> int:
-    """Device time in integer epoch milliseconds (the InfluxDB write precision)."""
-    # Integer arithmetic: float timestamps lose the millisecond for dates far from 1970.
-    return (sample.ts - _EPOCH) // _MS
+    """Device time in integer epoch milliseconds (the InfluxDB write precision), floored;
+    computed once per sample (``Sample.ts_ms``)."""
+    return sample.ts_ms
 
 
 def screen_sample(
@@ -51,7 +47,7 @@ def screen_sample(
     registered drops that compartment's state; the rest of the sample is kept (unchanged, the
     same object, when nothing is wrong).
     """
-    t = ts_ms(sample)
+    t = sample.ts_ms
     if t > now_ms + limits.max_future_skew_s * 1000.0:
         problem = TelemetryRejected(
             "future_timestamp",
@@ -70,15 +66,32 @@ def screen_sample(
             value=sample.ts.isoformat(),
         )
         return None, [problem]
-    aid = asset.id
-    registered = fleet.sensor
-    for sensor_id in sample.temps_c:
-        if registered(aid, sensor_id) is None:
-            return _without_unregistered(sample, _prefix(index), device_id, asset, fleet)
-    for comp_id in sample.compartments:
-        if not fleet.has_compartment(aid, comp_id):
-            return _without_unregistered(sample, _prefix(index), device_id, asset, fleet)
-    return sample, ()
+    sensors, compartments = _registered(fleet, asset.id)
+    # Set comparisons in C: the common sample names only registered ids.
+    if sample.temps_c.keys() <= sensors and sample.compartments.keys() <= compartments:
+        return sample, ()
+    return _without_unregistered(sample, _prefix(index), device_id, asset, fleet)
+
+
+# The ids registered on each asset of the last fleet seen (a fleet is immutable; a reload
+# brings a new one): one set comparison per sample instead of one lookup per value.
+_ids_of: tuple[Fleet | None, dict[str, tuple[frozenset[str], frozenset[str]]]] = (None, {})
+
+
+def _registered(fleet: Fleet, asset_id: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(sensor ids, compartment ids) registered on ``asset_id`` in ``fleet``."""
+    global _ids_of
+    cached_fleet, by_asset = _ids_of
+    if cached_fleet is not fleet:
+        by_asset = {}
+        _ids_of = (fleet, by_asset)
+    ids = by_asset.get(asset_id)
+    if ids is None:
+        asset = fleet.assets.get(asset_id)
+        comps = asset.compartments if asset is not None else ()
+        sensors = frozenset(s.id for c in comps for s in c.sensors)
+        ids = by_asset[asset_id] = (sensors, frozenset(c.id for c in comps))
+    return ids
 
 
 def _prefix(index: int) -> str:

@@ -9,7 +9,8 @@ strings, which is why values need no escaping here.
 
 from __future__ import annotations
 
-from coldchain.contract.checks import ts_ms
+from collections.abc import Callable, Sequence
+
 from coldchain.contract.telemetry import Sample
 from coldchain.fleet import Asset, Fleet
 from coldchain.lineprotocol import series_key
@@ -27,41 +28,43 @@ class PointEncoder:
 
     def __init__(self, fleet: Fleet) -> None:
         self._fleet = fleet
-        self._series: dict[tuple[str, ...], str] = {}
-        self._temp_prefix: dict[tuple[str, str], str] = {}
-
-    def _key(self, measurement: str, **tags: str) -> str:
-        cache_key = (measurement, *tags.values())
-        key = self._series.get(cache_key)
-        if key is None:
-            key = self._series[cache_key] = series_key(measurement, tags)
-        return key
+        # Series key prefixes by their registered ids, escaped once: the hot loop only looks
+        # them up (one dict lookup each, no keyword arguments, no tuple built per point).
+        self._temps: dict[str, dict[str, str]] = {}  # asset -> sensor -> "<key> temp_c="
+        self._position: dict[str, str] = {}  # asset -> key
+        self._door: dict[tuple[str, str], str] = {}  # (asset, compartment) -> key
+        self._reefer: dict[tuple[str, str], str] = {}
+        self._device: dict[tuple[str, str], str] = {}  # (asset, device) -> key
 
     def _temperature(self, asset_id: str, sensor_id: str) -> str:
-        prefix = self._temp_prefix.get((asset_id, sensor_id))
-        if prefix is None:
-            comp_id, probe = self._fleet.sensor(asset_id, sensor_id) or ("", "")
-            key = self._key(
-                "temperature", asset=asset_id, compartment=comp_id, sensor=sensor_id, probe=probe
-            )
-            prefix = self._temp_prefix[(asset_id, sensor_id)] = key + " temp_c="
+        comp_id, probe = self._fleet.sensor(asset_id, sensor_id) or ("", "")
+        key = series_key(
+            "temperature",
+            {"asset": asset_id, "compartment": comp_id, "sensor": sensor_id, "probe": probe},
+        )
+        prefix = self._temps.setdefault(asset_id, {})[sensor_id] = key + " temp_c="
         return prefix
 
     def encode(
-        self, device_id: str, asset: Asset, samples: list[Sample], received_ms: int
+        self, device_id: str, asset: Asset, samples: Sequence[Sample], received_ms: int
     ) -> list[str]:
         """Lines for the samples plus one ``device`` line (seq, receive lag) per message."""
         lines: list[str] = []
         append = lines.append
         aid = asset.id
+        temps = self._temps.get(aid) or {}
         newest: Sample | None = None
         newest_ms = -1
         for sample in samples:
-            t = ts_ms(sample)
+            t = sample.ts_ms
             if t > newest_ms:
                 newest, newest_ms = sample, t
             for sensor_id, temp_c in sample.temps_c.items():
-                append(f"{self._temperature(aid, sensor_id)}{_f(temp_c)} {t}")
+                prefix = temps.get(sensor_id) or self._temperature(aid, sensor_id)
+                text = str(temp_c)
+                if text.endswith(".0"):
+                    text = text[:-2]
+                append(f"{prefix}{text} {t}")
             pos = sample.position
             if pos is not None:
                 fields = [f'fix="{pos.fix}"']
@@ -75,25 +78,12 @@ class PointEncoder:
                     fields.append(f"lon={_f(pos.lon)}")
                 if pos.speed_kmh is not None:
                     fields.append(f"speed_kmh={_f(pos.speed_kmh)}")
-                append(f"{self._key('position', asset=aid)} {','.join(fields)} {t}")
-            for comp_id, state in sample.compartments.items():
-                if state.door_open is not None:
-                    key = self._key("door", asset=aid, compartment=comp_id)
-                    append(f"{key} open={'true' if state.door_open else 'false'} {t}")
-                fields = []
-                if state.alarm_code is not None:
-                    fields.append(f"alarm_code={state.alarm_code}i")
-                if state.mode is not None:
-                    fields.append(f'mode="{state.mode}"')
-                if state.return_air_c is not None:
-                    fields.append(f"return_air_c={_f(state.return_air_c)}")
-                if state.setpoint_c is not None:
-                    fields.append(f"setpoint_c={_f(state.setpoint_c)}")
-                if state.supply_air_c is not None:
-                    fields.append(f"supply_air_c={_f(state.supply_air_c)}")
-                if fields:
-                    key = self._key("reefer", asset=aid, compartment=comp_id)
-                    append(f"{key} {','.join(fields)} {t}")
+                key = self._position.get(aid)
+                if key is None:
+                    key = self._position[aid] = series_key("position", {"asset": aid})
+                append(f"{key} {','.join(fields)} {t}")
+            if sample.compartments:
+                self._compartments(aid, sample, t, append)
         if newest is not None:
             fields = []
             power = newest.power
@@ -106,6 +96,37 @@ class PointEncoder:
             fields.append(f"seq={newest.seq}i")
             if newest.signal_dbm is not None:
                 fields.append(f"signal_dbm={newest.signal_dbm}i")
-            key = self._key("device", asset=aid, device=device_id)
+            key = self._device.get((aid, device_id))
+            if key is None:
+                tags = {"asset": aid, "device": device_id}
+                key = self._device[(aid, device_id)] = series_key("device", tags)
             append(f"{key} {','.join(fields)} {newest_ms}")
         return lines
+
+    def _compartments(
+        self, aid: str, sample: Sample, t: int, append: Callable[[str], None]
+    ) -> None:
+        for comp_id, state in sample.compartments.items():
+            if state.door_open is not None:
+                key = self._door.get((aid, comp_id))
+                if key is None:
+                    tags = {"asset": aid, "compartment": comp_id}
+                    key = self._door[(aid, comp_id)] = series_key("door", tags)
+                append(f"{key} open={'true' if state.door_open else 'false'} {t}")
+            fields = []
+            if state.alarm_code is not None:
+                fields.append(f"alarm_code={state.alarm_code}i")
+            if state.mode is not None:
+                fields.append(f'mode="{state.mode}"')
+            if state.return_air_c is not None:
+                fields.append(f"return_air_c={_f(state.return_air_c)}")
+            if state.setpoint_c is not None:
+                fields.append(f"setpoint_c={_f(state.setpoint_c)}")
+            if state.supply_air_c is not None:
+                fields.append(f"supply_air_c={_f(state.supply_air_c)}")
+            if fields:
+                key = self._reefer.get((aid, comp_id))
+                if key is None:
+                    tags = {"asset": aid, "compartment": comp_id}
+                    key = self._reefer[(aid, comp_id)] = series_key("reefer", tags)
+                append(f"{key} {','.join(fields)} {t}")
