@@ -31,10 +31,10 @@ class PointEncoder:
         # Series key prefixes by their registered ids, escaped once: the hot loop only looks
         # them up (one dict lookup each, no keyword arguments, no tuple built per point).
         self._temps: dict[str, dict[str, str]] = {}  # asset -> sensor -> "<key> temp_c="
-        self._position: dict[str, str] = {}  # asset -> key
+        self._position: dict[str, str] = {}  # asset -> "<key> fix="
         self._door: dict[tuple[str, str], str] = {}  # (asset, compartment) -> key
         self._reefer: dict[tuple[str, str], str] = {}
-        self._device: dict[tuple[str, str], str] = {}  # (asset, device) -> key
+        self._device: dict[tuple[str, str], str] = {}  # (asset, device) -> "<key> "
 
     def _temperature(self, asset_id: str, sensor_id: str) -> str:
         comp_id, probe = self._fleet.sensor(asset_id, sensor_id) or ("", "")
@@ -67,40 +67,41 @@ class PointEncoder:
                 append(f"{prefix}{text} {t}")
             pos = sample.position
             if pos is not None:
-                fields = [f'fix="{pos.fix}"']
-                if pos.hdop is not None:
-                    fields.append(f"hdop={_f(pos.hdop)}")
-                if pos.heading_deg is not None:
-                    fields.append(f"heading_deg={_f(pos.heading_deg)}")
-                if pos.lat is not None:
-                    fields.append(f"lat={_f(pos.lat)}")
-                if pos.lon is not None:
-                    fields.append(f"lon={_f(pos.lon)}")
-                if pos.speed_kmh is not None:
-                    fields.append(f"speed_kmh={_f(pos.speed_kmh)}")
                 key = self._position.get(aid)
                 if key is None:
-                    key = self._position[aid] = series_key("position", {"asset": aid})
-                append(f"{key} {','.join(fields)} {t}")
+                    key = self._position[aid] = series_key("position", {"asset": aid}) + " fix="
+                # Concatenation: cheaper than a list and a join for a handful of fields.
+                text = f'{key}"{pos.fix}"'
+                if pos.hdop is not None:
+                    text += f",hdop={_f(pos.hdop)}"
+                if pos.heading_deg is not None:
+                    text += f",heading_deg={_f(pos.heading_deg)}"
+                if pos.lat is not None:
+                    text += f",lat={_f(pos.lat)}"
+                if pos.lon is not None:
+                    text += f",lon={_f(pos.lon)}"
+                if pos.speed_kmh is not None:
+                    text += f",speed_kmh={_f(pos.speed_kmh)}"
+                append(f"{text} {t}")
             if sample.compartments:
                 self._compartments(aid, sample, t, append)
         if newest is not None:
-            fields = []
-            power = newest.power
-            if power is not None and power.battery_pct is not None:
-                fields.append(f"battery_pct={_f(power.battery_pct)}")
-            if power is not None and power.source is not None:
-                fields.append(f'power_source="{power.source}"')
-            fields.append(f"receive_lag_s={_f((received_ms - newest_ms) / 1000.0)}")
-            fields.append(f"samples={len(samples)}i")
-            fields.append(f"seq={newest.seq}i")
-            if newest.signal_dbm is not None:
-                fields.append(f"signal_dbm={newest.signal_dbm}i")
             key = self._device.get((aid, device_id))
             if key is None:
                 tags = {"asset": aid, "device": device_id}
-                key = self._device[(aid, device_id)] = series_key("device", tags)
-            append(f"{key} {','.join(fields)} {newest_ms}")
+                key = self._device[(aid, device_id)] = series_key("device", tags) + " "
+            text = key
+            power = newest.power
+            if power is not None:
+                if power.battery_pct is not None:
+                    text += f"battery_pct={_f(power.battery_pct)},"
+                if power.source is not None:
+                    text += f'power_source="{power.source}",'
+            lag_s = _f((received_ms - newest_ms) / 1000.0)
+            text += f"receive_lag_s={lag_s},samples={len(samples)}i,seq={newest.seq}i"
+            if newest.signal_dbm is not None:
+                text += f",signal_dbm={newest.signal_dbm}i"
+            append(f"{text} {newest_ms}")
         return lines
 
     def _compartments(

@@ -16,6 +16,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from coldchain.contract.checks import ts_ms
 from coldchain.contract.telemetry import Sample
@@ -25,27 +26,58 @@ __all__ = ["Rewrite", "RewriteWatch", "sample_values"]
 Value = float | int | bool | str
 
 
+_T = TypeVar("_T")
+_REEFER_FIELDS = ("setpoint_c", "mode", "supply_air_c", "return_air_c", "alarm_code")
+_POSITION_SERIES = tuple(
+    (name, sys.intern("position/" + name))
+    for name in ("lat", "lon", "speed_kmh", "heading_deg", "fix", "hdop")
+)
+# Series names by id, built once (ids are the registered ones ingest let through; bounded
+# anyway): one lookup per value instead of a concatenation and an intern.
+_TEMP_SERIES: dict[str, str] = {}
+_DOOR_SERIES: dict[str, str] = {}
+_REEFER_SERIES: dict[str, tuple[tuple[str, str], ...]] = {}
+_MAX_NAMES = 100_000
+
+
 def sample_values(sample: Sample) -> dict[str, Value]:
     """Every stored value of a sample by series: ``temp/<sensor>``, ``door/<compartment>``,
     ``reefer/<compartment>/<field>``, ``position/<field>`` (what InfluxDB keys by time)."""
     out: dict[str, Value] = {}
-    intern = sys.intern  # series names repeat for every sample: keep one copy
+    temp_series = _TEMP_SERIES
     for sensor, temp in sample.temps_c.items():
-        out[intern("temp/" + sensor)] = temp
+        name = temp_series.get(sensor)
+        if name is None:
+            name = _remember(temp_series, sensor, sys.intern("temp/" + sensor))
+        out[name] = temp
     for comp, state in sample.compartments.items():
         if state.door_open is not None:
-            out[intern("door/" + comp)] = state.door_open
-        for name in ("setpoint_c", "mode", "supply_air_c", "return_air_c", "alarm_code"):
-            v = getattr(state, name)
+            name = _DOOR_SERIES.get(comp)
+            if name is None:
+                name = _remember(_DOOR_SERIES, comp, sys.intern("door/" + comp))
+            out[name] = state.door_open
+        reefer = _REEFER_SERIES.get(comp)
+        if reefer is None:
+            names = tuple((f, sys.intern(f"reefer/{comp}/{f}")) for f in _REEFER_FIELDS)
+            reefer = _remember(_REEFER_SERIES, comp, names)
+        for field_name, name in reefer:
+            v = getattr(state, field_name)
             if v is not None:
-                out[intern(f"reefer/{comp}/{name}")] = v
+                out[name] = v
     pos = sample.position
     if pos is not None:
-        for name in ("lat", "lon", "speed_kmh", "heading_deg", "fix", "hdop"):
-            v = getattr(pos, name, None)
+        for field_name, name in _POSITION_SERIES:
+            v = getattr(pos, field_name)
             if v is not None:
-                out[intern("position/" + name)] = v
+                out[name] = v
     return out
+
+
+def _remember(names: dict[str, _T], key: str, value: _T) -> _T:
+    if len(names) >= _MAX_NAMES:
+        names.clear()
+    names[key] = value
+    return value
 
 
 @dataclass(frozen=True, slots=True)
