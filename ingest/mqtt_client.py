@@ -18,15 +18,18 @@ What changes, and why it is safe:
   sent, in order; a partial send is finished by paho's own write loop.
 - Messages go straight to ``on_message`` when no per-topic callback is registered, instead of
   through paho's topic-filter trie for every message.
+- ``ack`` of a QoS 1 message queues the same 4-byte PUBACK paho builds, without paho's debug
+  log call and format parsing per ack (the ingest pipeline acknowledges every message).
 
-It overrides paho's private ``_sock_recv``, ``_packet_queue``, ``_packet_write`` and
-``_handle_on_message``, pinned by the lock file; tests/unit/ingest/test_mqtt_client.py fails if
-their shape changes.
+It overrides paho's ``ack`` and private ``_sock_recv``, ``_packet_queue``, ``_packet_write``
+and ``_handle_on_message`` (and reads ``_manual_ack``), pinned by the lock file;
+tests/unit/ingest/test_mqtt_client.py fails if their shape changes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import struct
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -35,6 +38,7 @@ from paho.mqtt.enums import MQTTErrorCode
 __all__ = ["BatchedClient"]
 
 _PUBACK = 0x40
+_PUBACK_PACKET = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id
 _READ_BYTES = 256 * 1024
 _MAX_COALESCED = 8192  # PUBACKs are 4 bytes (MQTT 3.1.1) or a few more (MQTT 5)
 
@@ -97,6 +101,11 @@ class BatchedClient(mqtt.Client):
                     raise
 
     # -- writes ----------------------------------------------------------------------------
+    def ack(self, mid: int, qos: int) -> MQTTErrorCode:
+        if qos == 1 and self._manual_ack:
+            return self._packet_queue(_PUBACK, _PUBACK_PACKET.pack(_PUBACK, 2, mid), mid, 1)
+        return super().ack(mid, qos)
+
     def _packet_queue(
         self,
         command: int,

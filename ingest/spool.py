@@ -40,6 +40,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from coldchain.exceptions import SpoolCorrupt, SpoolError, SpoolFull
 from ingest import replay
@@ -154,8 +155,10 @@ def _migrate_dead_letters(db: sqlite3.Connection) -> None:
             raise
 
 
-@dataclass(frozen=True, slots=True)
-class SpooledMessage:
+class SpooledMessage(NamedTuple):
+    """One accepted message's InfluxDB lines, received at ``received_ms`` (epoch ms, ingest
+    clock). (A NamedTuple: one is made per message on the hot path.)"""
+
     received_ms: int
     device_id: str
     lines: list[str]

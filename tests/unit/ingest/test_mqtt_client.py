@@ -52,11 +52,19 @@ def test_the_paho_hooks_it_overrides_still_have_their_shape() -> None:
         "loop_write": ["self"],
         "reconnect": ["self"],
         "_handle_on_message": ["self", "message"],
+        "ack": ["self", "mid", "qos"],
     }
     for name, params in expect.items():
         assert list(inspect.signature(getattr(mqtt.Client, name)).parameters) == params, name
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t")
-    for attr in ("_out_packet", "_sockpairW", "_thread", "_sock", "_in_callback_mutex"):
+    for attr in (
+        "_out_packet",
+        "_sockpairW",
+        "_thread",
+        "_sock",
+        "_in_callback_mutex",
+        "_manual_ack",
+    ):
         assert hasattr(client, attr), attr
     assert client._on_message_filtered._root._children == {}  # the trie it checks for filters
 
@@ -125,6 +133,24 @@ def test_acks_from_another_thread_wake_the_network_thread_once_per_batch(
         client._sockpairW, client._thread = None, None
         wake_r.close()
         wake_w.close()
+
+
+def test_ack_queues_the_puback_paho_builds_and_only_with_manual_acks() -> None:
+    fast = BatchedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="f", manual_ack=True)
+    plain = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="p", manual_ack=True)
+    for client in (fast, plain):
+        for mid in (1, 258, 65535):
+            client.ack(mid, 1)
+    queued = [(p["command"], bytes(p["packet"]), p["mid"], p["qos"]) for p in fast._out_packet]
+    assert queued == [
+        (p["command"], bytes(p["packet"]), p["mid"], p["qos"]) for p in plain._out_packet
+    ]
+    assert queued[1][1] == bytes([PUBACK, 2, 1, 2])
+    auto = BatchedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="a")  # paho acks itself
+    auto.ack(5, 1)
+    fast.ack(6, 0)  # QoS 0 has no ack
+    assert not auto._out_packet
+    assert len(fast._out_packet) == 3
 
 
 def test_reconnect_drops_bytes_of_the_old_connection(
