@@ -11,6 +11,11 @@ The ingest pipeline thread's per-message Python work, without MQTT, SQLite or In
 
 Beside each, the same run's ``baseline``: ``json.loads`` of the same payloads (the floor any
 Python consumer pays to read them). Figures are microseconds per message (median of repeats).
+``good_single`` also splits ``process_delivery`` into its stages (``stages_us``: decode,
+validate, encode, each on the previous stage's output; the first computation of a sample's
+device time, ``Sample.ts_ms``, falls in the first repeat, so the medians leave it out; the rest
+of ``process_delivery`` is the delivery's bookkeeping), so a profile's hot spot can be checked
+against the same run's ``json.loads``.
 
 Usage: ``uv run --frozen python bench/decode.py [--repeat 7]``
 """
@@ -30,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from coldchain.contract import Limits, PointEncoder
 from ingest.consumer import Delivery
+from ingest.decode import decode
 from ingest.service import process_delivery
+from ingest.validate import validate
 from simulators.loadgen import SeededLoad, make_fleet
 
 
@@ -86,6 +93,24 @@ def main() -> None:
             "process_delivery_us": _per_message_us(process, messages, args.repeat),
             "baseline_json_loads_us": _per_message_us(baseline, messages, args.repeat),
         }
+    decoded = [decode(t, p, 1 << 20) for t, p in singles]
+    validated = [validate(d, fleet, now_ms, limits) for d in decoded]
+    pairs = list(zip(singles, decoded, validated, strict=True))
+
+    def stage(fn: Callable[[tuple[tuple[str, bytes], Any, Any]], object]) -> float:
+        runs = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            for item in pairs:
+                fn(item)
+            runs.append((time.perf_counter() - t0) / len(pairs) * 1e6)
+        return round(statistics.median(runs), 2)
+
+    out["good_single"]["stages_us"] = {
+        "decode": stage(lambda x: decode(x[0][0], x[0][1], 1 << 20)),
+        "validate": stage(lambda x: validate(x[1], fleet, now_ms, limits)),
+        "encode": stage(lambda x: encoder.encode(x[2].device_id, x[2].asset, x[2].samples, 0)),
+    }
     processed = process(*bad)
     out["bad_value_batch_5000"]["dead_letters"] = len(processed.dead)
     out["bad_value_batch_5000"]["stored_points"] = (

@@ -276,7 +276,7 @@ def observations_from_sample(asset: Asset, sample: Sample) -> dict[str, Observat
     states = sample.compartments
     for comp_id, spec in specs_for(asset).items():
         state = states.get(comp_id)
-        if state is None and not any(s in temps_c for s in spec.sensor_ids):
+        if state is None and temps_c.keys().isdisjoint(spec.sensor_ids):  # a set test in C
             continue
         out[comp_id] = make_observation(
             spec,
