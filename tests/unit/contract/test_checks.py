@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coldchain.contract import Limits, Sample, check_sample, screen_sample, ts_ms
+from coldchain.fleet import Fleet
 from tests.unit.support import NOW, NOW_MS, TRUCK, fleet
 
 LIMITS = Limits(max_future_skew_s=300.0, max_sample_age_s=3600.0)
@@ -119,3 +120,29 @@ def test_ts_ms_is_exact_for_every_millisecond(ms: int) -> None:
     """Integer arithmetic: a float epoch (ts.timestamp() * 1000) loses the millisecond."""
     ts = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
     assert ts_ms(Sample.model_validate({"ts": ts, "seq": 0})) == ms
+
+
+def test_device_time_is_computed_once_and_never_stale() -> None:
+    s = make(temps_c={"t-front-air": 3.0})
+    assert s.ts_ms == ts_ms(s) == NOW_MS
+    assert "ts_ms" not in s.model_dump() and "ts_ms" not in s.model_fields_set
+    assert s == make(temps_c={"t-front-air": 3.0})  # the remembered value is not compared
+    moved = s.model_copy(update={"ts": NOW + timedelta(seconds=1)})
+    assert moved.ts_ms == NOW_MS + 1000  # a copy with another ts does not keep the old value
+    assert s.model_copy(update={"seq": 2}).ts_ms == NOW_MS
+    assert ts_ms(Sample.model_construct(ts=NOW, seq=1)) == NOW_MS  # read back from InfluxDB
+
+
+def test_registered_ids_follow_a_reloaded_fleet() -> None:
+    # The per-asset id sets are remembered for the fleet they came from, never for another.
+    s = make(temps_c={"t-front-air": 3.0, "t-rear-air": -20.0})
+    kept, problems = screen_sample(s, -1, "dev-1", TRUCK, fleet(), NOW_MS, LIMITS)
+    assert kept is s and not problems
+    rear = next(c for c in TRUCK.compartments if c.id == "rear")
+    fewer = TRUCK.model_copy(update={"compartments": [rear]})
+    smaller = Fleet([fewer])
+    kept, problems = screen_sample(s, -1, "dev-1", fewer, smaller, NOW_MS, LIMITS)
+    assert kept is not None and set(kept.temps_c) == {"t-rear-air"}
+    assert [p.reason for p in problems] == ["unknown_sensor"]
+    kept, problems = screen_sample(s, -1, "dev-1", TRUCK, fleet(), NOW_MS, LIMITS)
+    assert kept is s and not problems
