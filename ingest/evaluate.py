@@ -43,6 +43,7 @@ from ingest.rules_io import (
     Accepted,
     CustodyChange,
     Pending,
+    RecomputeRequest,
     alert_payload,
     clock_line,
     excursion_line,
@@ -59,7 +60,7 @@ CHECKPOINT_KEY = "rules-engine"
 # contract's default accepted sample age (30 days).
 _MAX_REPLAY_MS = 30 * 86_400_000
 
-Item = Accepted | CustodyChange
+Item = Accepted | CustodyChange | RecomputeRequest
 
 
 class EvaluateStage:
@@ -88,8 +89,15 @@ class EvaluateStage:
         checkpoint_s: float = 10.0,
         recompute_interval_s: float = 2.0,
         rewrite_memory: int = 128,
+        checkpoint_key: str = CHECKPOINT_KEY,
+        silence_lag_ms: int = 0,
     ) -> None:
+        """``checkpoint_key``: the registry key this stage alone writes (a rules worker: one per
+        partition). ``silence_lag_ms``: data gaps are judged this much behind ``clock_ms`` (on
+        its scale), covering the delay with which samples reach a rules worker."""
         self.engine = engine
+        self._key = checkpoint_key
+        self._silence_lag_ms = silence_lag_ms
         self._fleet = fleet
         self._registry = registry
         self._influx = influx
@@ -146,7 +154,7 @@ class EvaluateStage:
         refers to (deleted, replaced, damaged and salvaged): its journal cannot say what came
         after the checkpoint, so every checkpointed compartment is recomputed from its
         checkpoint time, as for a checkpoint from before the journal existed."""
-        saved = self._registry.load_checkpoint(CHECKPOINT_KEY) or {}
+        saved = self._registry.load_checkpoint(self._key) or {}
         now = self._clock_ms()
         if saved:
             self.engine.restore(saved)
@@ -201,6 +209,9 @@ class EvaluateStage:
     def _spill(self, item: Item) -> None:
         if isinstance(item, CustodyChange):
             keys, from_ms = [(item.asset_id, item.compartment_id)], item.ts_ms
+        elif isinstance(item, RecomputeRequest):
+            comps = self._fleet.assets[item.asset_id].compartments
+            keys, from_ms = [(item.asset_id, c.id) for c in comps], item.from_ms
         else:
             comps = self._fleet.assets[item.asset_id].compartments
             keys = [(item.asset_id, c.id) for c in comps]
@@ -336,7 +347,7 @@ class EvaluateStage:
     def _save_checkpoint(self, prune: bool = False) -> None:
         self._flush_evidence()
         state = self._state()
-        self._registry.save_checkpoint(CHECKPOINT_KEY, state)
+        self._registry.save_checkpoint(self._key, state)
         self._dirty = False
         self._after_checkpoint(state, prune)
 
@@ -370,6 +381,9 @@ class EvaluateStage:
         changes: list[Change] = []
         self._asset_row[asset_id] = max(self._asset_row.get(asset_id, 0), item.row_id)
         self._dirty = True
+        if isinstance(item, RecomputeRequest):
+            self._request_recompute(item)
+            return []
         if isinstance(item, CustodyChange):
             key = (asset_id, item.compartment_id)
             if asset_id in self._held:
@@ -447,7 +461,7 @@ class EvaluateStage:
         The asset's device clock is its newest device time heard plus the ingest time since;
         the gap rule judges each compartment's last recording against it.
         """
-        wall = self._clock_ms()
+        wall = self._clock_ms() - self._silence_lag_ms
         out: list[Change] = []
         for asset_id, (newest, heard) in self._heard.items():
             if newest < 0 or asset_id in self._held:
@@ -463,6 +477,16 @@ class EvaluateStage:
             old.widen(from_ms, row, hold)
         if hold:
             self._held.add(key[0])
+
+    def _request_recompute(self, rq: RecomputeRequest) -> None:
+        """Hold the asset and recompute it from ``rq.from_ms`` (< 0: its checkpointed time)."""
+        from_ms = rq.from_ms
+        comps = self._fleet.assets[rq.asset_id].compartments
+        if from_ms < 0:
+            times = [self.engine.evaluator(rq.asset_id, c.id).ts for c in comps]
+            from_ms = min((t for t in times if t >= 0), default=self._clock_ms() - _MAX_REPLAY_MS)
+        for comp in comps:
+            self._add_pending((rq.asset_id, comp.id), from_ms, rq.row_id, hold=True)
 
     def _ask_recompute(self, rc: RecomputeNeeded) -> None:
         key = (rc.asset_id, rc.compartment_id)
@@ -530,7 +554,7 @@ class EvaluateStage:
         try:
             self._registry.upsert_excursions(
                 [c.excursion for c in changes],
-                checkpoints={CHECKPOINT_KEY: state},
+                checkpoints={self._key: state},
                 alerts=[alert_message(c) for c in changes],
             )
         except RecordRejected as exc:

@@ -17,6 +17,7 @@ __all__ = [
     "Accepted",
     "CustodyChange",
     "Pending",
+    "RecomputeRequest",
     "alert_key",
     "alert_payload",
     "clock_line",
@@ -46,6 +47,17 @@ class CustodyChange:
     asset_id: str
     compartment_id: str
     ts_ms: int
+    row_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RecomputeRequest:
+    """Recompute every compartment of an asset from InfluxDB from ``from_ms`` (device time;
+    < 0: from what the checkpoint holds for it), holding its new samples until then. Sent by
+    an ingest process that restarted with acknowledged samples it had not forwarded yet."""
+
+    asset_id: str
+    from_ms: int
     row_id: int = 0
 
 

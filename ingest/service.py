@@ -40,6 +40,7 @@ from ingest.consumer import Delivery, MqttSource
 from ingest.decode import decode
 from ingest.evaluate import Accepted, CustodyChange, EvaluateStage
 from ingest.events import process_event
+from ingest.forward import RulesForwarder
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.outbox import AlertDelivery
 from ingest.spool import DeadLetter, Spool, SpooledMessage
@@ -182,7 +183,22 @@ class IngestService:
         self.metrics.sources.append(self._source.stats)
         self.evaluate: EvaluateStage | None = None
         self.alerts: AlertDelivery | None = None
-        if rules:
+        # rules.mode "forward": no rules here; accepted samples go to the partitions' workers.
+        self.forwarder: RulesForwarder | None = None
+        if rules and settings.rules.mode == "forward":
+            self.forwarder = RulesForwarder(
+                fleet,
+                self._source.publish,
+                partitions=settings.rules.partitions,
+                written_through=lambda: self._drainer.written_through,
+                connected=self._source.connected.is_set,
+                journal_since=self._drain_spool.journal_since,
+                prune_journal=self._annotation_spool.prune_journal,
+            )
+            replaced = verdict.problem == "spool_replaced" and recovery is None
+            self.forwarder.resume(self._drain_spool.last_id(), spool_replaced=replaced)
+            self.metrics.sources.append(self.forwarder.stats)
+        elif rules:
             a = settings.alerts
             self.alerts = AlertDelivery(
                 self.registry,
@@ -230,6 +246,8 @@ class IngestService:
             targets["rules"] = self.evaluate.run
         if self.alerts is not None:
             targets["alerts"] = self.alerts.run
+        if self.forwarder is not None:
+            targets["forward"] = self.forwarder.run
         self._threads = {n: guarded(n, t, health, stopping) for n, t in targets.items()}
         for t in self._threads.values():
             t.start()
@@ -266,6 +284,10 @@ class IngestService:
             self.alerts.stop()
             if "alerts" in threads:
                 threads["alerts"].join(left(keep_s=min(3.0, timeout_s / 2)))
+        if self.forwarder is not None:  # the rest is in the rules journal: recomputes later
+            self.forwarder.stop()
+            if "forward" in threads:
+                threads["forward"].join(left(keep_s=min(3.0, timeout_s / 2)))
         self._source.stop()
         self._discard_queued()
         if self.evaluate is not None:
@@ -319,6 +341,7 @@ class IngestService:
         m = self.metrics
         while time.monotonic() < deadline:
             idle = self.evaluate is None or self.evaluate.idle()
+            idle = idle and (self.forwarder is None or self.forwarder.idle())
             if m.received_messages == self._enqueued and m.spool_depth_messages == 0 and idle:
                 return True
             time.sleep(0.05)
@@ -446,13 +469,14 @@ class IngestService:
         if messages:
             m.receive_lag_s = (self._clock_ms() - messages[-1].received_ms) / 1000.0
             self._drainer.wake()
-        if self.evaluate is not None:
+        sink = self.evaluate or self.forwarder
+        if sink is not None:
             # Each message's points are in InfluxDB once the writer passes its own row (rows
             # of one group commit are consecutive). Receive time on the ingest clock, taken
             # when the message arrived (not after the group commit, whose queueing and fsync
             # would read as device clock skew): the clock the rules judge device clocks by.
             first_row = last_row - len(messages) + 1
-            self.evaluate.submit_many(
+            sink.submit_many(
                 Accepted(x[0], x[1], first_row + i, x[2], x[3])
                 if isinstance(x, tuple)
                 else replace(x, row_id=first_row + i)
@@ -493,6 +517,8 @@ class IngestService:
     def _on_written(self, messages: int, points: int) -> None:
         self.metrics.written_messages += messages
         self.metrics.written_points += points
+        if self.forwarder is not None:
+            self.forwarder.wake()
         self._watch.ok("writer")
         self.metrics.health.clear("influx_unavailable")
 
