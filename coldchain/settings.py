@@ -138,6 +138,9 @@ class RulesSettings(BaseModel):
     # A worker judges data gaps this far behind its clock (ms): samples reach it after their
     # InfluxDB write and a broker hop, and one in flight must not read as silence.
     silence_lag_ms: int = Field(default=5000, ge=0, le=3_600_000)
+    # A worker holds each forwarded item this long (wall seconds) to evaluate an asset's items
+    # in the order the ingest processes received them; longer than the forwarding delay.
+    reorder_s: float = Field(default=2.0, ge=0, le=600)
 
 
 ApiRole = Literal["admin", "operator", "integrator", "regulator"]

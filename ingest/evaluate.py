@@ -90,14 +90,11 @@ class EvaluateStage:
         recompute_interval_s: float = 2.0,
         rewrite_memory: int = 128,
         checkpoint_key: str = CHECKPOINT_KEY,
-        silence_lag_ms: int = 0,
     ) -> None:
         """``checkpoint_key``: the registry key this stage alone writes (a rules worker: one per
-        partition). ``silence_lag_ms``: data gaps are judged this much behind ``clock_ms`` (on
-        its scale), covering the delay with which samples reach a rules worker."""
+        partition, ``ingest.rules_worker``)."""
         self.engine = engine
         self._key = checkpoint_key
-        self._silence_lag_ms = silence_lag_ms
         self._fleet = fleet
         self._registry = registry
         self._influx = influx
@@ -461,13 +458,17 @@ class EvaluateStage:
         The asset's device clock is its newest device time heard plus the ingest time since;
         the gap rule judges each compartment's last recording against it.
         """
-        wall = self._clock_ms() - self._silence_lag_ms
+        wall = self._silence_clock_ms()
         out: list[Change] = []
         for asset_id, (newest, heard) in self._heard.items():
             if newest < 0 or asset_id in self._held:
                 continue
             out.extend(self.engine.tick_asset(asset_id, newest + max(0, wall - heard), wall))
         return out
+
+    def _silence_clock_ms(self) -> int:
+        """The ingest time data gaps are judged at (a rules worker judges on its watermark)."""
+        return self._clock_ms()
 
     def _add_pending(self, key: tuple[str, str], from_ms: int, row: int, hold: bool) -> None:
         old = self._pending.get(key)

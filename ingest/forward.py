@@ -22,26 +22,34 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+import statistics
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from coldchain.contract import Sample
+from coldchain.contract import Sample, ts_ms
 from coldchain.exceptions import ColdchainError
 from coldchain.fleet import Fleet
 from coldchain.rules import partition_of, rules_topic
 from ingest.outbox import PublishHandle
-from ingest.rules_io import Accepted, CustodyChange, RecomputeRequest
+from ingest.rules_io import Accepted, CustodyChange, Heartbeat, RecomputeRequest
 
-__all__ = ["ForwardedItem", "RulesForwarder", "decode_forwarded", "encode_forwarded"]
+__all__ = [
+    "ClockReference",
+    "ForwardedItem",
+    "RulesForwarder",
+    "decode_forwarded",
+    "encode_forwarded",
+]
 
 log = logging.getLogger("coldchain.ingest.forward")
 
-ForwardedItem = Accepted | CustodyChange | RecomputeRequest
+ForwardedItem = Accepted | CustodyChange | RecomputeRequest | Heartbeat
 
 
 class _Wire(BaseModel):
@@ -50,10 +58,12 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: Literal[1] = 1
-    kind: Literal["samples", "custody", "recompute"]
-    asset: str
+    kind: Literal["samples", "custody", "recompute", "heartbeat"]
+    asset: str = ""
     device: str = ""
     received_ms: int | None = None
+    ref_ms: int | None = None
+    source: str = ""
     samples: list[Sample] = []
     compartment: str = ""
     ts_ms: int = 0  # custody: the scan's time; recompute: from this device time (< 0: checkpoint)
@@ -68,7 +78,10 @@ def encode_forwarded(item: ForwardedItem) -> bytes:
             device=item.device_id,
             received_ms=item.received_ms,
             samples=list(item.samples),
+            ref_ms=item.ref_ms,
         )
+    elif isinstance(item, Heartbeat):
+        w = _Wire(kind="heartbeat", source=item.source, received_ms=item.received_ms)
     elif isinstance(item, CustodyChange):
         w = _Wire(kind="custody", asset=item.asset_id, compartment=item.compartment_id)
         w = w.model_copy(update={"ts_ms": item.ts_ms})
@@ -84,11 +97,43 @@ def decode_forwarded(payload: bytes, row_id: int) -> ForwardedItem:
         w = _Wire.model_validate_json(payload)
     except ValidationError as exc:
         raise ValueError(f"malformed forwarded rules item: {exc}") from exc
+    if w.kind != "heartbeat" and not w.asset:
+        raise ValueError(f"malformed forwarded rules item: a {w.kind} item needs its asset")
     if w.kind == "samples":
-        return Accepted(w.asset, w.samples, row_id, w.device, w.received_ms)
+        return Accepted(w.asset, w.samples, row_id, w.device, w.received_ms, w.ref_ms)
+    if w.kind == "heartbeat":
+        if not w.source or w.received_ms is None:
+            raise ValueError("malformed forwarded rules item: a heartbeat needs its source/time")
+        return Heartbeat(w.source, w.received_ms, row_id)
     if w.kind == "custody":
         return CustodyChange(w.asset, w.compartment, w.ts_ms, row_id)
     return RecomputeRequest(w.asset, w.ts_ms, row_id)
+
+
+class ClockReference:
+    """The fleet's clock reference as one ingest process sees it: the median offset (device
+    time - receive time, ms) of the devices heard live in the last ``window_ms`` of receive
+    time, capped at 0; 0 with fewer than ``min_fleet`` devices. The same quantity
+    ``coldchain.rules.ClockWatch`` computes over the whole fleet in a process with its rules in
+    process; a rules worker sees only its partitions, so the receiving process sends it along.
+    Recomputed at most every ``max_age_ms`` of receive time."""
+
+    def __init__(
+        self, window_ms: int = 600_000, min_fleet: int = 3, max_age_ms: int = 1_000
+    ) -> None:
+        self._window_ms, self._min_fleet, self._max_age_ms = window_ms, min_fleet, max_age_ms
+        self._devices: dict[str, tuple[int, int]] = {}  # device -> (received, offset)
+        self._ref, self._at = 0, -(2**62)
+
+    def observe(self, device_id: str, device_ms: int, received_ms: int) -> int:
+        """Record one live message; returns the reference at its receive time."""
+        self._devices[device_id] = (received_ms, device_ms - received_ms)
+        if received_ms - self._at >= self._max_age_ms or received_ms < self._at:
+            since = received_ms - self._window_ms
+            recent = [off for rec, off in self._devices.values() if rec >= since]
+            ref = round(statistics.median(recent)) if len(recent) >= self._min_fleet else 0
+            self._ref, self._at = min(0, ref), received_ms
+        return self._ref
 
 
 class RulesForwarder:
@@ -112,8 +157,11 @@ class RulesForwarder:
         ack_timeout_s: float = 10.0,
         prune_s: float = 1.0,
         batch: int = 1000,
+        source: str = "ingest",
     ) -> None:
         self._fleet = fleet
+        self._source = source
+        self._clock_ref = ClockReference()
         self._publish = publish
         self._partitions = partitions
         self._written_through = written_through
@@ -133,6 +181,7 @@ class RulesForwarder:
         self.forwarded_total = 0
         self.recompute_requests_total = 0
         self.republished_total = 0
+        self.heartbeats_total = 0
 
     def resume(self, backlog_row: int, *, spool_replaced: bool = False) -> None:
         """Queue recompute requests for what was acknowledged and maybe not forwarded before
@@ -163,6 +212,18 @@ class RulesForwarder:
                 self._submitted += 1
         self._wake.set()
 
+    def heartbeat(self, received_ms: int, row_id: int) -> None:
+        """Everything received before ``received_ms`` (this process's clock) has been
+        submitted, up to spool row ``row_id``: sent to every partition after those items (a
+        newer heartbeat replaces one still queued)."""
+        hb = Heartbeat(self._source, received_ms, row_id)
+        with self._lock:
+            if self._queue and isinstance(self._queue[-1], Heartbeat):
+                self._queue[-1] = hb
+            else:
+                self._queue.append(hb)
+        self._wake.set()
+
     def wake(self) -> None:
         """The writer advanced: look at the queue again."""
         self._wake.set()
@@ -172,8 +233,9 @@ class RulesForwarder:
         self._wake.set()
 
     def idle(self) -> bool:
-        """Nothing waits to be forwarded."""
-        return not self._queue
+        """Nothing but a heartbeat waits to be forwarded."""
+        with self._lock:
+            return all(isinstance(i, Heartbeat) for i in self._queue)
 
     def stats(self) -> dict[str, object]:
         return {
@@ -181,6 +243,7 @@ class RulesForwarder:
             "rules_forwarded": self.forwarded_total,
             "rules_forward_recompute_requests": self.recompute_requests_total,
             "rules_forward_republished": self.republished_total,
+            "rules_forward_heartbeats": self.heartbeats_total,
         }
 
     def run(self) -> None:
@@ -199,7 +262,9 @@ class RulesForwarder:
                     for _ in ready:
                         self._queue.popleft()
                 self._forwarded_row = max(self._forwarded_row, max(i.row_id for i in ready))
-                self.forwarded_total += len(ready)
+                beats = sum(isinstance(i, Heartbeat) for i in ready)
+                self.forwarded_total += len(ready) - beats
+                self.heartbeats_total += beats
                 self._maybe_prune()
         self._maybe_prune(force=True)
 
@@ -219,6 +284,13 @@ class RulesForwarder:
         handles: list[PublishHandle] = []
         try:
             for item in items:
+                if isinstance(item, Heartbeat):
+                    payload = encode_forwarded(item)
+                    for k in range(self._partitions):
+                        handles.append(self._publish(rules_topic(k), payload))
+                    continue
+                if isinstance(item, Accepted) and item.received_ms is not None:
+                    item = self._with_reference(item)
                 topic = rules_topic(partition_of(item.asset_id, self._partitions))
                 handles.append(self._publish(topic, encode_forwarded(item)))
         except (ValueError, RuntimeError, OSError) as exc:
@@ -241,6 +313,20 @@ class RulesForwarder:
                 log.warning("rules forward: no PUBACK within %g s, again", self._ack_timeout_s)
                 return False
         return True
+
+    def _with_reference(self, item: Accepted) -> Accepted:
+        """The item with this process's fleet clock reference (live single-sample messages
+        feed it, as they feed the clock watch)."""
+        assert item.received_ms is not None
+        if item.ref_ms is None:
+            if len(item.samples) == 1 and item.device_id:
+                ref = self._clock_ref.observe(
+                    item.device_id, ts_ms(item.samples[0]), item.received_ms
+                )
+            else:
+                ref = self._clock_ref._ref
+            item = replace(item, ref_ms=ref)
+        return item
 
     def _maybe_prune(self, force: bool = False) -> None:
         row, at = self._pruned

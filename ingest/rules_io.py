@@ -16,6 +16,7 @@ from coldchain.rules import Change
 __all__ = [
     "Accepted",
     "CustodyChange",
+    "Heartbeat",
     "Pending",
     "RecomputeRequest",
     "alert_key",
@@ -38,6 +39,18 @@ class Accepted:
     row_id: int
     device_id: str = ""
     received_ms: int | None = None
+    # A rules worker: the receiving ingest process's fleet clock reference (ms, <= 0).
+    ref_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """An ingest process (``source``) has forwarded everything it received before
+    ``received_ms`` (its clock): a rules worker's watermark. Never reaches the engine."""
+
+    source: str
+    received_ms: int
+    row_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,10 @@ Guarantees:
   excursion ids, which hash the rule and the start, repeat instead of doubling.
 - A partition's checkpoint is written by its owner only; a start resumes from it
   (``EvaluateStage.resume``), including its pending recomputes.
-- Data gaps are judged ``rules.silence_lag_ms`` behind the clock, which covers the forwarding
-  delay (InfluxDB write, broker hop): a sample in flight is not silence.
+- Items are evaluated in ingest receive-time order after a reorder buffer of
+  ``rules.reorder_s`` (``ingest.rules_order``), and data gaps are judged on receive times
+  ``rules.silence_lag_ms`` behind the clock: what one process with its rules in process would
+  find, as long as forwarding (InfluxDB write, broker hop) takes less than both.
 - Alerts: the outbox is delivered by every worker (``ingest.outbox``): at least once, a repeat
   always under the same idempotency key ``<excursion id>:<change>``.
 """
@@ -38,10 +40,11 @@ from coldchain.fleet import Fleet
 from coldchain.rules import partition_of, rules_topic
 from coldchain.settings import Settings
 from ingest.consumer import Delivery, MqttSource
-from ingest.evaluate import EvaluateStage
 from ingest.forward import decode_forwarded
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.outbox import AlertDelivery
+from ingest.rules_io import Heartbeat
+from ingest.rules_order import OrderedStage
 from ingest.service import build_engine
 from ingest.watchdog import guarded
 from registry import Registry, open_registry, wall_clock_ms
@@ -72,7 +75,7 @@ class _Partition:
             mqtt, self._deliver, (), clock_ms=worker.clock_ms, topics=(rules_topic(k),)
         )
         self.influx = InfluxClient(s.influx)
-        self.stage = EvaluateStage(
+        self.stage = OrderedStage(
             build_engine(s, worker.fleet, worker.registry),
             worker.fleet,
             worker.registry,
@@ -84,7 +87,8 @@ class _Partition:
             alerts_queued=lambda: worker.alerts.wake(),  # created after the partitions
             checkpoint_key=partition_checkpoint_key(k),
             checkpoint_s=s.rules.checkpoint_s,
-            silence_lag_ms=worker.silence_lag_ms,
+            reorder_s=s.rules.reorder_s,
+            lag_ms=worker.silence_lag_ms,
         )
         self._lock = threading.Lock()
         self._seq = 0
@@ -95,12 +99,16 @@ class _Partition:
 
     def _deliver(self, d: Delivery) -> None:
         """paho's thread: number the item, keep the delivery for its ack, queue the item."""
-        self.received_total += 1
         with self._lock:
             self._seq += 1
             seq = self._seq
         try:
             item = decode_forwarded(d.payload, seq)
+            if isinstance(item, Heartbeat):  # a watermark: acknowledged at once
+                self.stage.heartbeat(item)
+                self.source.ack(d)
+                return
+            self.received_total += 1
             if item.asset_id not in self._worker.fleet.assets:
                 raise ValueError(f"asset {item.asset_id!r} is not in this worker's fleet")
             if partition_of(item.asset_id, self._worker.partitions) != self.k:
@@ -119,7 +127,11 @@ class _Partition:
         self.stage.submit(item)
 
     def _ack_through(self, seq: int) -> None:
-        """The stage's thread, after a checkpoint covering items up to ``seq``: ack them."""
+        """The stage's thread, after a checkpoint covering items up to ``seq``: ack them (not
+        those still in the reorder buffer)."""
+        buffered = self.stage.buffered_min_row()
+        if buffered is not None:
+            seq = min(seq, buffered - 1)
         while True:
             with self._lock:
                 if not self._unacked or self._unacked[0][0] > seq:

@@ -185,6 +185,7 @@ class IngestService:
         self.alerts: AlertDelivery | None = None
         # rules.mode "forward": no rules here; accepted samples go to the partitions' workers.
         self.forwarder: RulesForwarder | None = None
+        self._beat_at = 0.0
         if rules and settings.rules.mode == "forward":
             self.forwarder = RulesForwarder(
                 fleet,
@@ -194,6 +195,7 @@ class IngestService:
                 connected=self._source.connected.is_set,
                 journal_since=self._drain_spool.journal_since,
                 prune_journal=self._annotation_spool.prune_journal,
+                source=settings.mqtt.client_id,
             )
             replaced = verdict.problem == "spool_replaced" and recovery is None
             self.forwarder.resume(self._drain_spool.last_id(), spool_replaced=replaced)
@@ -357,8 +359,9 @@ class IngestService:
         batch_max, linger_s = self.settings.spool.batch_max_messages, self.settings.spool.linger_ms
         linger_s /= 1000.0
         while not stopping.is_set():
+            self._heartbeat()
             try:
-                first = self._queue.get(timeout=0.2)
+                first = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
             if first is None:
@@ -375,6 +378,20 @@ class IngestService:
                     break
                 batch.append(item)
             self._commit(spool, batch)
+
+    def _heartbeat(self) -> None:
+        """Forward mode: tell the rules workers how far this process has received (the
+        oldest receive time still queued, else the clock): their watermark."""
+        fw = self.forwarder
+        if fw is None:
+            return
+        mono = time.monotonic()
+        if mono - self._beat_at < 0.1:
+            return
+        self._beat_at = mono
+        with self._queue.mutex:  # a peek: paho's thread only appends
+            head = self._queue.queue[0] if self._queue.queue else None
+        fw.heartbeat(head.received_ms if head is not None else self._clock_ms(), self._last_row)
 
     def _process(self, d: Delivery) -> tuple[Processed, CustodyChange | None] | None:
         """One delivery; None when the service stops while the registry is unavailable."""
