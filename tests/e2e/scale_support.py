@@ -30,6 +30,48 @@ ROOT = Path(__file__).resolve().parents[2]
 READY = "scale-support ready"
 
 
+class SharedWall:
+    """Epoch seconds minus the time spent paused: the test pauses every process's replay clock
+    and its publisher (``pause``/``resume``) through ``path``; processes read it on change."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: int | None = None
+        self._paused_s, self._since = 0.0, None
+
+    def _load(self) -> None:
+        try:
+            stamp = os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            return
+        if stamp != self._stamp:
+            data = json.loads(self.path.read_text())
+            self._stamp, self._paused_s, self._since = stamp, data["paused_s"], data["since"]
+
+    def __call__(self) -> float:
+        self._load()
+        return (time.time() if self._since is None else self._since) - self._paused_s
+
+    def _save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"paused_s": self._paused_s, "since": self._since}))
+        tmp.replace(self.path)
+
+    def start(self) -> None:
+        """Write the file: not paused."""
+        self._save()
+
+    def pause(self) -> None:
+        self._since = time.time()
+        self._save()
+
+    def resume(self) -> None:
+        assert self._since is not None
+        self._paused_s += time.time() - self._since
+        self._since = None
+        self._save()
+
+
 class Proc:
     """One subprocess of the run: ``role`` is ingest or rules; ``args`` its extra arguments."""
 
@@ -101,6 +143,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--end-ms", type=int, required=True)
     p.add_argument("--speedup", type=float, required=True)
     p.add_argument("--go", type=Path, required=True, help="holds the replay's wall-clock origin")
+    p.add_argument("--wall", type=Path, required=True, help="SharedWall's file")
     p.add_argument("--status", type=Path, required=True)
     p.add_argument("--partitions", default="all")
     p.add_argument("--client-id-prefix", default="coldchain-rules")
@@ -118,10 +161,11 @@ def main(argv: list[str]) -> int:
         datetime.fromtimestamp(args.start_ms / 1000, UTC),
         args.speedup,
         datetime.fromtimestamp(args.end_ms / 1000, UTC),
+        wall=SharedWall(args.wall),
     )
 
     def begin_when_go() -> None:  # the replay starts when the test writes its origin
-        while not args.go.exists():
+        while not args.go.exists():  # written whole (renamed into place)
             time.sleep(0.01)
         clock.begin(at_s=float(args.go.read_text()))
 
