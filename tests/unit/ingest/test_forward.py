@@ -172,3 +172,49 @@ def test_a_recompute_request_holds_the_asset_under_the_partition_key(tmp_path: o
         ("truck-1", "rear", 1_000),
     ]
     assert registry.load_checkpoint("rules-engine") is None  # never the shared key
+
+
+def test_a_worker_evaluates_in_receive_order_up_to_the_lowest_watermark(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from coldchain.rules import RulesEngine, load_presets
+    from coldchain.settings import InfluxSettings
+    from ingest.rules_io import Heartbeat
+    from ingest.rules_order import OrderedStage
+    from registry import open_registry, upgrade
+    from timeseries.client import InfluxClient
+
+    assert isinstance(tmp_path, Path)
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    upgrade(url)
+    f = Fleet([TRUCK])
+    stage = OrderedStage(
+        RulesEngine(f, load_presets()),
+        f,
+        open_registry(url),
+        InfluxClient(InfluxSettings(url="http://127.0.0.1:9")),  # never reached here
+        annotate=lambda lines: None,
+        written_through=lambda: 0,
+        clock_ms=lambda: 10_000,
+        reorder_s=3600.0,  # the fallback would hold everything: only watermarks release
+        lag_ms=0,
+    )
+
+    def item(row: int, received_ms: int) -> Accepted:
+        return Accepted("truck-1", [_sample(row)], row, "dev-1", received_ms)
+
+    # Two ingest processes; B's items arrive before A's older ones.
+    stage.submit(item(1, 300))  # via B
+    stage.submit(item(2, 100))  # via A
+    stage.heartbeat(Heartbeat("A", 250))
+    stage.heartbeat(Heartbeat("B", 400))
+    got = stage._take()
+    assert [i.row_id for i in got if i is not None] == [2]  # up to A's mark only
+    assert stage._silence_clock_ms() == 250  # silence judged at the watermark, not the clock
+    assert stage._state()["fed_through"] == 0  # row 1 waits in the buffer: not acknowledged
+    stage.submit(item(3, 200))  # A, received before its mark moved on
+    stage.heartbeat(Heartbeat("A", 500))
+    got = stage._take()
+    assert [i.row_id for i in got if i is not None] == [3, 1]  # receive-time order
+    assert stage._silence_clock_ms() == 400
+    assert stage._state()["fed_through"] == 3
