@@ -16,19 +16,26 @@ Guarantees:
   InfluxDB. A spool that was replaced has no journal: every asset gets a request from its
   checkpointed time. Repeats are harmless (the worker drops exact redeliveries; a recompute is
   idempotent).
+- Heartbeats: between groups the pipeline says how far this process has received (``pulse``);
+  the heartbeat goes to every partition after the items submitted before it, so a worker
+  knows every item this process received before that time has reached it (its watermark,
+  ``ingest.rules_order``). Each item carries this process's fleet clock reference
+  (``ClockReference``): clock skew is judged against the whole fleet, which a partition
+  does not see.
 - Never blocks the pipeline: items wait in memory (bounded by the spool's unwritten rows).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import statistics
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -158,10 +165,13 @@ class RulesForwarder:
         prune_s: float = 1.0,
         batch: int = 1000,
         source: str = "ingest",
+        heartbeat_s: float = 0.1,
     ) -> None:
         self._fleet = fleet
         self._source = source
         self._clock_ref = ClockReference()
+        self._heartbeat_s = heartbeat_s
+        self._beat_at = 0.0
         self._publish = publish
         self._partitions = partitions
         self._written_through = written_through
@@ -223,6 +233,21 @@ class RulesForwarder:
             else:
                 self._queue.append(hb)
         self._wake.set()
+
+    def pulse(
+        self, deliveries: queue.Queue[Any], clock_ms: Callable[[], int], last_row: int
+    ) -> None:
+        """The pipeline thread, between groups: a heartbeat (at most every ``heartbeat_s``)
+        at the oldest receive time still in ``deliveries`` (the service's delivery queue), or
+        the clock when it is empty; everything before it was submitted up to ``last_row``."""
+        mono = time.monotonic()
+        if mono - self._beat_at < self._heartbeat_s:
+            return
+        self._beat_at = mono
+        with deliveries.mutex:  # a peek: paho's thread only appends
+            head = deliveries.queue[0] if deliveries.queue else None
+        received = getattr(head, "received_ms", None)
+        self.heartbeat(received if received is not None else clock_ms(), last_row)
 
     def wake(self) -> None:
         """The writer advanced: look at the queue again."""

@@ -185,7 +185,6 @@ class IngestService:
         self.alerts: AlertDelivery | None = None
         # rules.mode "forward": no rules here; accepted samples go to the partitions' workers.
         self.forwarder: RulesForwarder | None = None
-        self._beat_at = 0.0
         if rules and settings.rules.mode == "forward":
             self.forwarder = RulesForwarder(
                 fleet,
@@ -380,18 +379,8 @@ class IngestService:
             self._commit(spool, batch)
 
     def _heartbeat(self) -> None:
-        """Forward mode: tell the rules workers how far this process has received (the
-        oldest receive time still queued, else the clock): their watermark."""
-        fw = self.forwarder
-        if fw is None:
-            return
-        mono = time.monotonic()
-        if mono - self._beat_at < 0.1:
-            return
-        self._beat_at = mono
-        with self._queue.mutex:  # a peek: paho's thread only appends
-            head = self._queue.queue[0] if self._queue.queue else None
-        fw.heartbeat(head.received_ms if head is not None else self._clock_ms(), self._last_row)
+        if self.forwarder is not None:  # forward mode: the rules workers' watermark
+            self.forwarder.pulse(self._queue, self._clock_ms, self._last_row)
 
     def _process(self, d: Delivery) -> tuple[Processed, CustodyChange | None] | None:
         """One delivery; None when the service stops while the registry is unavailable."""
