@@ -229,10 +229,14 @@ def _run(
             for e in (r.excursion for r in reg.find_excursions(superseded=False))
         )
         outbox = reg.outbox_entries()
+        deliveries = reg.alert_deliveries()
+    # Not delivered: an entry no deliverer routed yet, or a channel's delivery still pending.
+    undelivered = [o.key for o in outbox if o.routed_ms is None]
+    undelivered += [d.key for d in deliveries if d.state != "delivered"]
     return Outcome(
         excursions,
         Counter(o.key for o in outbox),
-        [o.key for o in outbox if o.delivered_ms is None],
+        undelivered,
         received,
         notes,
     )
