@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -21,6 +22,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+# bench/ingest.py would shadow the ingest package: the project root must come first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from coldchain.contract import device_topic
 from coldchain.rules import load_presets

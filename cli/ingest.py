@@ -39,14 +39,22 @@ def register(sub: Any) -> None:
         help="on SIGTERM/SIGINT, exit within this many seconds; what the writer has not "
         f"flushed by then stays in the spool (default {STOP_TIMEOUT_S:g})",
     )
+    p.add_argument(
+        "--rules",
+        choices=("inprocess", "forward"),
+        help="run the rules here (inprocess: one ingest process only) or forward accepted "
+        "samples to `coldchain rules` workers (default: COLDCHAIN_RULES__MODE, inprocess)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ingest.service import IngestService  # adapters load only when the command runs
 
-    overrides = {"fleet_path": args.fleet} if args.fleet else {}
+    overrides: dict[str, object] = {"fleet_path": args.fleet} if args.fleet else {}
     settings = load_settings(**overrides)
+    if args.rules:
+        settings.rules.mode = args.rules
     fleet = load_fleet(settings.fleet_path)
     service = IngestService(settings, fleet)
     stop = threading.Event()

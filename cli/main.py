@@ -28,6 +28,7 @@ SUBCOMMANDS = [
     "cli.ingest",
     "cli.init",
     "cli.keys",
+    "cli.rules",
     "cli.schema",
     "cli.shipments",
     "cli.simulate",

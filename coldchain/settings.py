@@ -24,6 +24,7 @@ __all__ = [
     "EpcisSettings",
     "InfluxSettings",
     "MqttSettings",
+    "RulesSettings",
     "Settings",
     "SpoolSettings",
     "ValidationSettings",
@@ -130,6 +131,28 @@ class AlertSettings(BaseModel):
     hold_s: float = Field(default=0.0, ge=0, le=3600)
 
 
+class RulesSettings(BaseModel):
+    """Where the rules engine runs (docs/architecture.md, "Rules owned per asset")."""
+
+    model_config = _SECTION
+
+    # "inprocess": each ingest process evaluates what it received (one ingest process only).
+    # "forward": ingest stores and forwards accepted samples to the partition topics
+    # coldchain/v1/rules/<k>, evaluated by `coldchain rules` workers (any number of ingests).
+    mode: Literal["inprocess", "forward"] = "inprocess"
+    # Partitions of the asset ids (stable hash mod this): the same in every process. Changing
+    # it moves assets between partitions: stop everything and let the workers drain first.
+    partitions: int = Field(default=8, ge=1, le=1024)
+    # A worker saves its partition's checkpoint, then acknowledges what it covers, this often.
+    checkpoint_s: float = Field(default=1.0, gt=0, le=600)
+    # A worker judges data gaps this far behind its clock (ms): samples reach it after their
+    # InfluxDB write and a broker hop, and one in flight must not read as silence.
+    silence_lag_ms: int = Field(default=5000, ge=0, le=3_600_000)
+    # A worker holds each forwarded item this long (wall seconds) to evaluate an asset's items
+    # in the order the ingest processes received them; longer than the forwarding delay.
+    reorder_s: float = Field(default=2.0, ge=0, le=600)
+
+
 ApiRole = Literal["admin", "operator", "integrator", "regulator"]
 
 
@@ -185,6 +208,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     alerts: AlertSettings = AlertSettings()
     epcis: EpcisSettings = EpcisSettings()
+    rules: RulesSettings = RulesSettings()
 
 
 def load_settings(**overrides: object) -> Settings:

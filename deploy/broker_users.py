@@ -115,6 +115,9 @@ def acl_text(users: BrokerUsers) -> str:
             "topic readwrite $share/+/coldchain/v1/devices/#",
             "topic readwrite coldchain/v1/ingest/+/probe",
             "topic readwrite $share/+/coldchain/v1/ingest/+/probe",
+            "# Scale-out (rules.mode=forward): forwards accepted samples to the rules partitions;",
+            '# `coldchain rules` workers read them (docs/operations.md, "Scaling out").',
+            "topic readwrite coldchain/v1/rules/#",
         ]
     for name in users.operators:
         out += ["", "# Operators' consoles and alert consumers read alerts.", f"user {name}"]

@@ -83,9 +83,12 @@ class MqttSource:
         kinds: tuple[str, ...] = ("telemetry",),
         health: Health | None = None,
         clock_ms: Callable[[], int] | None = None,
+        topics: tuple[str, ...] = (),
     ) -> None:
         """``clock_ms``: the ingest clock stamped on each delivery as ``received_ms`` (epoch
-        ms; default the wall clock; a replay passes its simulated clock)."""
+        ms; default the wall clock; a replay passes its simulated clock). ``topics``: topic
+        filters to subscribe to instead of the devices' ``kinds`` (a rules worker's
+        partition topic)."""
         self.settings = settings
         self._clock_ms = clock_ms if clock_ms is not None else _wall_ms
         self.kinds = kinds
@@ -104,6 +107,8 @@ class MqttSource:
             *(shared_subscription(group, k) if group else device_topic("+", k) for k in kinds),
             self._probe_subscription,
         ]
+        if topics:
+            self._subscriptions = [*topics, self._probe_subscription]
         self._messages = 0  # every message read, probes included; written by paho's thread
         self._delivering = False  # paho's thread is inside deliver() (pipeline backpressure)
         self._monitor: ProbeMonitor | None = None

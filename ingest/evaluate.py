@@ -47,6 +47,7 @@ from ingest.rules_io import (
     CustodyChange,
     FleetUpdate,
     Pending,
+    RecomputeRequest,
     alert_payload,
     clock_line,
     excursion_line,
@@ -63,7 +64,7 @@ CHECKPOINT_KEY = "rules-engine"
 # contract's default accepted sample age (30 days).
 _MAX_REPLAY_MS = 30 * 86_400_000
 
-Item = Accepted | CustodyChange
+Item = Accepted | CustodyChange | RecomputeRequest
 
 
 class EvaluateStage:
@@ -92,8 +93,12 @@ class EvaluateStage:
         checkpoint_s: float = 10.0,
         recompute_interval_s: float = 2.0,
         rewrite_memory: int = 128,
+        checkpoint_key: str = CHECKPOINT_KEY,
     ) -> None:
+        """``checkpoint_key``: the registry key this stage alone writes (a rules worker: one per
+        partition, ``ingest.rules_worker``)."""
         self.engine = engine
+        self._key = checkpoint_key
         self._fleet = fleet  # the rules thread's
         self._intake_fleet = fleet  # the pipeline's (newer until the rules thread catches up)
         self._registry = registry
@@ -151,7 +156,7 @@ class EvaluateStage:
         refers to (deleted, replaced, damaged and salvaged): its journal cannot say what came
         after the checkpoint, so every checkpointed compartment is recomputed from its
         checkpoint time, as for a checkpoint from before the journal existed."""
-        saved = self._registry.load_checkpoint(CHECKPOINT_KEY) or {}
+        saved = self._registry.load_checkpoint(self._key) or {}
         now = self._clock_ms()
         if saved:
             self.engine.restore(saved)
@@ -217,6 +222,9 @@ class EvaluateStage:
     def _spill(self, item: Item) -> None:
         if isinstance(item, CustodyChange):
             keys, from_ms = [(item.asset_id, item.compartment_id)], item.ts_ms
+        elif isinstance(item, RecomputeRequest):
+            comps = self._fleet.assets[item.asset_id].compartments
+            keys, from_ms = [(item.asset_id, c.id) for c in comps], item.from_ms
         else:
             asset = self._intake_fleet.assets.get(item.asset_id) or self._fleet.assets.get(
                 item.asset_id
@@ -360,7 +368,7 @@ class EvaluateStage:
     def _save_checkpoint(self, prune: bool = False) -> None:
         self._flush_evidence()
         state = self._state()
-        self._registry.save_checkpoint(CHECKPOINT_KEY, state)
+        self._registry.save_checkpoint(self._key, state)
         self._dirty = False
         self._after_checkpoint(state, prune)
 
@@ -394,6 +402,9 @@ class EvaluateStage:
         changes: list[Change] = []
         self._asset_row[asset_id] = max(self._asset_row.get(asset_id, 0), item.row_id)
         self._dirty = True
+        if isinstance(item, RecomputeRequest):
+            self._request_recompute(item)
+            return []
         if isinstance(item, CustodyChange):
             key = (asset_id, item.compartment_id)
             if asset_id in self._held:
@@ -494,13 +505,17 @@ class EvaluateStage:
         The asset's device clock is its newest device time heard plus the ingest time since;
         the gap rule judges each compartment's last recording against it.
         """
-        wall = self._clock_ms()
+        wall = self._silence_clock_ms()
         out: list[Change] = []
         for asset_id, (newest, heard) in self._heard.items():
             if newest < 0 or asset_id in self._held:
                 continue
             out.extend(self.engine.tick_asset(asset_id, newest + max(0, wall - heard), wall))
         return out
+
+    def _silence_clock_ms(self) -> int:
+        """The ingest time data gaps are judged at (a rules worker judges on its watermark)."""
+        return self._clock_ms()
 
     def _add_pending(self, key: tuple[str, str], from_ms: int, row: int, hold: bool) -> None:
         old = self._pending.get(key)
@@ -510,6 +525,16 @@ class EvaluateStage:
             old.widen(from_ms, row, hold)
         if hold:
             self._held.add(key[0])
+
+    def _request_recompute(self, rq: RecomputeRequest) -> None:
+        """Hold the asset and recompute it from ``rq.from_ms`` (< 0: its checkpointed time)."""
+        from_ms = rq.from_ms
+        comps = self._fleet.assets[rq.asset_id].compartments
+        if from_ms < 0:
+            times = [self.engine.evaluator(rq.asset_id, c.id).ts for c in comps]
+            from_ms = min((t for t in times if t >= 0), default=self._clock_ms() - _MAX_REPLAY_MS)
+        for comp in comps:
+            self._add_pending((rq.asset_id, comp.id), from_ms, rq.row_id, hold=True)
 
     def _ask_recompute(self, rc: RecomputeNeeded) -> None:
         key = (rc.asset_id, rc.compartment_id)
@@ -579,7 +604,7 @@ class EvaluateStage:
         try:
             self._registry.upsert_excursions(
                 [c.excursion for c in changes],
-                checkpoints={CHECKPOINT_KEY: state},
+                checkpoints={self._key: state},
                 alerts=[alert_message(c) for c in changes],
             )
         except RecordRejected as exc:

@@ -18,7 +18,9 @@ __all__ = [
     "Accepted",
     "CustodyChange",
     "FleetUpdate",
+    "Heartbeat",
     "Pending",
+    "RecomputeRequest",
     "alert_key",
     "alert_payload",
     "clock_line",
@@ -39,6 +41,18 @@ class Accepted:
     row_id: int
     device_id: str = ""
     received_ms: int | None = None
+    # A rules worker: the receiving ingest process's fleet clock reference (ms, <= 0).
+    ref_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """An ingest process (``source``) has forwarded everything it received before
+    ``received_ms`` (its clock): a rules worker's watermark. Never reaches the engine."""
+
+    source: str
+    received_ms: int
+    row_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +73,17 @@ class FleetUpdate:
 
     fleet: Fleet
     row_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecomputeRequest:
+    """Recompute every compartment of an asset from InfluxDB from ``from_ms`` (device time;
+    < 0: from what the checkpoint holds for it), holding its new samples until then. Sent by
+    an ingest process that restarted with acknowledged samples it had not forwarded yet."""
+
+    asset_id: str
+    from_ms: int
+    row_id: int = 0
 
 
 @dataclass

@@ -45,6 +45,7 @@ from ingest.decode import decode
 from ingest.evaluate import Accepted, CustodyChange, EvaluateStage
 from ingest.events import process_event
 from ingest.fleet_watch import FleetWatch, check_profiles
+from ingest.forward import RulesForwarder
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.mirror import RegistryMirror
 from ingest.outbox import AlertDelivery, build_alert_delivery
@@ -190,7 +191,23 @@ class IngestService:
         self.metrics.sources.append(self._source.stats)
         self.evaluate: EvaluateStage | None = None
         self.alerts: AlertDelivery | None = None
-        if rules:
+        # rules.mode "forward": no rules here; accepted samples go to the partitions' workers.
+        self.forwarder: RulesForwarder | None = None
+        if rules and settings.rules.mode == "forward":
+            self.forwarder = RulesForwarder(
+                fleet,
+                self._source.publish,
+                partitions=settings.rules.partitions,
+                written_through=lambda: self._drainer.written_through,
+                connected=self._source.connected.is_set,
+                journal_since=self._drain_spool.journal_since,
+                prune_journal=self._annotation_spool.prune_journal,
+                source=settings.mqtt.client_id,
+            )
+            replaced = verdict.problem == "spool_replaced" and recovery is None
+            self.forwarder.resume(self._drain_spool.last_id(), spool_replaced=replaced)
+            self.metrics.sources.append(self.forwarder.stats)
+        elif rules:
             a = settings.alerts
             self.alerts = build_alert_delivery(
                 a,
@@ -267,6 +284,8 @@ class IngestService:
             targets["alerts"] = self.alerts.run
         if self.mirror is not None:
             targets["mirror"] = lambda: self.mirror.run(stopping) if self.mirror else None
+        if self.forwarder is not None:
+            targets["forward"] = self.forwarder.run
         self._threads = {n: guarded(n, t, health, stopping) for n, t in targets.items()}
         for t in self._threads.values():
             t.start()
@@ -304,6 +323,10 @@ class IngestService:
             self.alerts.stop()
             if "alerts" in threads:
                 threads["alerts"].join(left(keep_s=min(3.0, timeout_s / 2)))
+        if self.forwarder is not None:  # the rest is in the rules journal: recomputes later
+            self.forwarder.stop()
+            if "forward" in threads:
+                threads["forward"].join(left(keep_s=min(3.0, timeout_s / 2)))
         self._source.stop()
         self._discard_queued()
         if self.evaluate is not None:
@@ -388,6 +411,7 @@ class IngestService:
         m = self.metrics
         while time.monotonic() < deadline:
             idle = self.evaluate is None or self.evaluate.idle()
+            idle = idle and (self.forwarder is None or self.forwarder.idle())
             if m.received_messages == self._enqueued and m.spool_depth_messages == 0 and idle:
                 return True
             time.sleep(0.05)
@@ -408,8 +432,9 @@ class IngestService:
             if time.monotonic() >= next_replay:
                 self._replay(spool, batch_max)
                 next_replay = time.monotonic() + REPLAY_POLL_S
+            self._heartbeat()
             try:
-                first = self._queue.get(timeout=0.2)
+                first = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
             if first is None:
@@ -427,6 +452,10 @@ class IngestService:
                 batch.append(item)
             self._swap_fleet()  # one reloaded while this group waited applies to it
             self._commit(spool, batch)
+
+    def _heartbeat(self) -> None:
+        if self.forwarder is not None:  # forward mode: the rules workers' watermark
+            self.forwarder.pulse(self._queue, self._clock_ms, self._last_row)
 
     def _process(self, d: Delivery) -> tuple[Processed, CustodyChange | None] | None:
         """One delivery; None when the service stops while the registry is unavailable."""
@@ -536,13 +565,14 @@ class IngestService:
             if not replays:
                 m.receive_lag_s = (self._clock_ms() - messages[-1].received_ms) / 1000.0
             self._drainer.wake()
-        if self.evaluate is not None:
+        sink = self.evaluate or self.forwarder
+        if sink is not None:
             # Each message's points are in InfluxDB once the writer passes its own row (rows
             # of one group commit are consecutive). Receive time on the ingest clock, taken
             # when the message arrived (not after the group commit, whose queueing and fsync
             # would read as device clock skew): the clock the rules judge device clocks by.
             first_row = last_row - len(messages) + 1
-            self.evaluate.submit_many(
+            sink.submit_many(
                 Accepted(x[0], x[1], first_row + i, x[2], x[3])
                 if isinstance(x, tuple)
                 else replace(x, row_id=first_row + i)
@@ -583,6 +613,8 @@ class IngestService:
     def _on_written(self, messages: int, points: int) -> None:
         self.metrics.written_messages += messages
         self.metrics.written_points += points
+        if self.forwarder is not None:
+            self.forwarder.wake()
         self._watch.ok("writer")
         self.metrics.health.clear("influx_unavailable")
 

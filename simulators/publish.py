@@ -368,17 +368,28 @@ class ReplayClock:
     for hours and open data gaps that never happened.
     """
 
-    def __init__(self, start: datetime, speedup: float, end: datetime | None = None) -> None:
+    def __init__(
+        self,
+        start: datetime,
+        speedup: float,
+        end: datetime | None = None,
+        wall: Callable[[], float] | None = None,
+    ) -> None:
+        """``wall``: epoch seconds (a test passes one it can pause, as it does to the
+        publisher's ``SimClock``)."""
         self._start_ms = start.timestamp() * 1000.0
         self._end_ms = math.inf if end is None else end.timestamp() * 1000.0
         self._speedup = speedup
+        self._wall = wall if wall is not None else lambda: time.time()
         self._wall0: float | None = None
 
-    def begin(self) -> None:
-        self._wall0 = time.time()
+    def begin(self, at_s: float | None = None) -> None:
+        """Start the replay now, or at wall-clock epoch second ``at_s`` (processes that share
+        one replay pass the same origin)."""
+        self._wall0 = self._wall() if at_s is None else at_s
 
     def __call__(self) -> int:
-        wall = time.time()
+        wall = self._wall()
         if self._wall0 is None:
             return int(self._start_ms)
         sim_ms = self._start_ms + (wall - self._wall0) * 1000.0 * self._speedup
@@ -398,8 +409,13 @@ def run_live(
     username: str | None = None,
     stop: threading.Event | None = None,
     on_publish: Callable[[SimMessage], None] | None = None,
+    from_s: float = 0.0,
+    wall: Callable[[], float] | None = None,
 ) -> PublishStats:
     """Replay a scenario to a broker: by default the window ending now, ``speedup`` x real time.
+    ``from_s``: publish only what the simulation sends from that many seconds after its start
+    on (the simulation still runs from the start; the replay's clock starts there). ``wall``:
+    the pacing clock (epoch seconds; a test passes one it can pause).
 
     Writes the ground truth to ``truth_path`` once the stream is complete (a stopped run writes
     none: its truth would claim messages that were never sent).
@@ -409,12 +425,19 @@ def run_live(
     fleet = scenario.fleet()
     pool, route = _open_pool(host, port, fleet.device_ids, connections, username)
     try:
-        stream = _primed(sim.messages())
+        messages = sim.messages()
+        if from_s:  # skipped before the clock starts, so the replay starts on time
+            first = next((m for m in messages if m.t_s >= from_s), None)
+            stream: Iterator[SimMessage] = (
+                messages if first is None else itertools.chain([first], messages)
+            )
+        else:
+            stream = _primed(messages)
         stats = publish_stream(
             stream,
             pool,
             route,
-            SimClock(start, speedup),
+            SimClock(start + timedelta(seconds=from_s), speedup, wall=wall or time.time),
             stop=stop,
             on_publish=on_publish,
         )

@@ -26,6 +26,7 @@ from coldchain.rules.excursion import Excursion, ExcursionStatus, RuleKind, Seve
 from coldchain.rules.integrity import Rewrite, RewriteWatch
 from coldchain.rules.late import merge
 from coldchain.rules.mkt import MktAccumulator, mean_kinetic_temperature
+from coldchain.rules.partition import parse_partitions, partition_of, rules_topic
 from coldchain.rules.plausible import plausible_limits
 from coldchain.rules.profiles import (
     Profile,
@@ -80,9 +81,12 @@ __all__ = [
     "mean_kinetic_temperature",
     "merge",
     "observations_from_sample",
+    "parse_partitions",
     "parse_profiles",
+    "partition_of",
     "plausible_limits",
     "prepare",
     "profile_at",
+    "rules_topic",
     "specs_for",
 ]

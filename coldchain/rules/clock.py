@@ -131,10 +131,17 @@ class ClockWatch:
         self._devices: dict[str, _Device] = {}
         self._ref = 0
         self._ref_at: int | None = None
+        # Set by a caller that sees only part of the fleet (a rules worker owns a partition):
+        # the reference as the receiving ingest process computed it over every device it heard.
+        self.external_reference_ms: int | None = None
 
     def reference_ms(self, received_ms: int, max_age_ms: int = 60_000) -> int:
         """The fleet's reference offset at ``received_ms`` (<= 0; 0 with too few devices),
-        recomputed when older than ``max_age_ms`` of receive time."""
+        recomputed when older than ``max_age_ms`` of receive time (``external_reference_ms``
+        instead, when set)."""
+        if self.external_reference_ms is not None:
+            self._ref = min(0, self.external_reference_ms)
+            return self._ref
         at = self._ref_at
         if at is None or received_ms - at >= max_age_ms or received_ms < at:
             since = received_ms - self.window_ms

@@ -1,0 +1,75 @@
+"""``coldchain rules``: run a rules worker for some partitions until SIGTERM/SIGINT.
+
+Scale-out (docs/operations.md, "Scaling out"): ingest processes started with
+``COLDCHAIN_RULES__MODE=forward`` (or ``coldchain ingest --rules forward``) store and forward
+accepted samples to ``coldchain/v1/rules/<k>``; each partition ``k`` of
+``COLDCHAIN_RULES__PARTITIONS`` is evaluated by the one worker holding the MQTT client id
+``coldchain-rules-<k>``. Start one worker per set of partitions, e.g. ``--partitions 0-3`` and
+``--partitions 4-7``; a worker killed is replaced by starting it again (anywhere) with the same
+partitions: it resumes from the partitions' registry checkpoints and the broker delivers what
+it queued meanwhile. Settings come from ``COLDCHAIN_*`` variables, as for ``ingest``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from coldchain.fleet import load_fleet
+from coldchain.settings import load_settings
+
+__all__ = ["register", "run"]
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "rules", help="run a rules worker for some partitions (scale-out: ingest --rules forward)"
+    )
+    p.add_argument(
+        "--partitions",
+        default="all",
+        help="partitions to own: 'all', '0,2', '0-3' (of COLDCHAIN_RULES__PARTITIONS; default all)",
+    )
+    p.add_argument("--fleet", type=Path, help="fleet file (default: COLDCHAIN_FLEET_PATH)")
+    p.add_argument(
+        "--client-id-prefix",
+        default="coldchain-rules",
+        help="MQTT client ids are PREFIX-<partition> (default coldchain-rules)",
+    )
+    p.add_argument("--stop-timeout-s", type=float, default=8.0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from coldchain.rules import parse_partitions
+    from ingest.rules_worker import RulesWorker  # adapters load only when the command runs
+
+    overrides = {"fleet_path": args.fleet} if args.fleet else {}
+    settings = load_settings(**overrides)
+    try:
+        owned = parse_partitions(args.partitions, settings.rules.partitions)
+    except ValueError as exc:
+        print(f"coldchain rules: --partitions: {exc}", file=sys.stderr)
+        return 2
+    fleet = load_fleet(settings.fleet_path)
+    worker = RulesWorker(settings, fleet, owned, client_id_prefix=args.client_id_prefix)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    worker.start()
+    print(
+        f"coldchain rules: partitions {owned} of {settings.rules.partitions}, "
+        f"MQTT {settings.mqtt.host}:{settings.mqtt.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    while not stop.wait(1.0):
+        pass
+    worker.stop(timeout_s=args.stop_timeout_s)
+    print(json.dumps(worker.stats(), sort_keys=True, default=str), flush=True)
+    return 0

@@ -1,0 +1,279 @@
+"""A rules worker (``coldchain rules``): the rules engine for the partitions it owns.
+
+Each owned partition ``k`` is one MQTT connection with the fixed client id
+``<prefix>-<k>`` (default ``coldchain-rules-<k>``), a persistent session
+(``clean_session=False``) subscribed QoS 1 to ``coldchain/v1/rules/<k>``, and one
+``EvaluateStage`` with its own engine and its own registry checkpoint ``rules-partition-<k>``.
+The broker allows one connection per client id, so a partition has one owner; it queues the
+partition's items while no owner is connected.
+
+Guarantees:
+- Every asset is evaluated in one place: ingest forwards its samples to its partition only
+  (``ingest.forward``), once they are in InfluxDB.
+- A forwarded item is acknowledged to the broker only after a checkpoint covering it is
+  committed (its changes, alerts queued in the outbox and the partition's engine state, in
+  one registry transaction): a worker killed at any point gets everything after its last
+  checkpoint again. What it had already evaluated comes back as late or repeated data (exact
+  repeats are dropped, older samples make the compartment recompute from InfluxDB), so the
+  excursion ids, which hash the rule and the start, repeat instead of doubling.
+- A partition's checkpoint is written by its owner only; a start resumes from it
+  (``EvaluateStage.resume``), including its pending recomputes.
+- Items are evaluated in ingest receive-time order after a reorder buffer of
+  ``rules.reorder_s`` (``ingest.rules_order``), and data gaps are judged on receive times
+  ``rules.silence_lag_ms`` behind the clock: what one process with its rules in process would
+  find, as long as forwarding (InfluxDB write, broker hop) takes less than both.
+- Alerts: the outbox is delivered by every worker (``ingest.outbox``): at least once, a repeat
+  always under the same idempotency key ``<excursion id>:<change>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from coldchain.exceptions import ColdchainError, WriteRejected
+from coldchain.fleet import Fleet
+from coldchain.rules import partition_of, rules_topic
+from coldchain.settings import Settings
+from ingest.consumer import Delivery, MqttSource
+from ingest.forward import decode_forwarded
+from ingest.metrics import IngestMetrics, MetricsServer
+from ingest.outbox import build_alert_delivery
+from ingest.rules_io import Heartbeat
+from ingest.rules_order import OrderedStage
+from ingest.service import build_engine
+from ingest.watchdog import guarded
+from registry import Registry, open_registry, wall_clock_ms
+from timeseries.client import InfluxClient
+
+__all__ = ["RulesWorker", "partition_checkpoint_key"]
+
+log = logging.getLogger("coldchain.rules.worker")
+
+# Forwarded samples are in InfluxDB before they are sent: a recompute never waits for a writer.
+_ALL_WRITTEN = sys.maxsize
+
+
+def partition_checkpoint_key(partition: int) -> str:
+    """The registry checkpoint key of one partition (written by its owner only)."""
+    return f"rules-partition-{partition}"
+
+
+class _Partition:
+    """One owned partition: its MQTT session, its rules stage and the unacknowledged items."""
+
+    def __init__(self, worker: RulesWorker, k: int, client_id: str) -> None:
+        self.k = k
+        self._worker = worker
+        s = worker.settings
+        mqtt = s.mqtt.model_copy(update={"client_id": client_id, "share_group": ""})
+        self.source = MqttSource(
+            mqtt, self._deliver, (), clock_ms=worker.clock_ms, topics=(rules_topic(k),)
+        )
+        self.influx = InfluxClient(s.influx)
+        self.stage = OrderedStage(
+            build_engine(s, worker.fleet, worker.registry),
+            worker.fleet,
+            worker.registry,
+            self.influx,
+            annotate=worker.annotate,
+            written_through=lambda: _ALL_WRITTEN,
+            clock_ms=worker.clock_ms,
+            prune_journal=self._ack_through,
+            alerts_queued=lambda: worker.alerts.wake(),  # created after the partitions
+            checkpoint_key=partition_checkpoint_key(k),
+            checkpoint_s=s.rules.checkpoint_s,
+            reorder_s=s.rules.reorder_s,
+            lag_ms=worker.silence_lag_ms,
+        )
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._unacked: deque[tuple[int, Delivery]] = deque()
+        self.received_total = 0
+        self.acked_total = 0
+        self.rejected_total = 0
+
+    def _deliver(self, d: Delivery) -> None:
+        """paho's thread: number the item, keep the delivery for its ack, queue the item."""
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        try:
+            item = decode_forwarded(d.payload, seq)
+            if isinstance(item, Heartbeat):  # a watermark: acknowledged at once
+                self.stage.heartbeat(item)
+                self.source.ack(d)
+                return
+            self.received_total += 1
+            if item.asset_id not in self._worker.fleet.assets:
+                raise ValueError(f"asset {item.asset_id!r} is not in this worker's fleet")
+            if partition_of(item.asset_id, self._worker.partitions) != self.k:
+                raise ValueError(
+                    f"asset {item.asset_id!r} is not in partition {self.k} of "
+                    f"{self._worker.partitions}: rules.partitions differs between processes"
+                )
+        except ValueError as exc:
+            # Cannot be evaluated here, ever: acknowledged so it does not block the partition.
+            self.rejected_total += 1
+            log.error("partition %d: forwarded item refused: %s", self.k, exc)
+            self.source.ack(d)
+            return
+        with self._lock:
+            self._unacked.append((seq, d))
+        self.stage.submit(item)
+
+    def _ack_through(self, seq: int) -> None:
+        """The stage's thread, after a checkpoint covering items up to ``seq``: ack them (not
+        those still in the reorder buffer)."""
+        buffered = self.stage.buffered_min_row()
+        if buffered is not None:
+            seq = min(seq, buffered - 1)
+        while True:
+            with self._lock:
+                if not self._unacked or self._unacked[0][0] > seq:
+                    return
+                _, d = self._unacked.popleft()
+            self.acked_total += self.source.ack(d)
+
+    def unacked(self) -> int:
+        return len(self._unacked)
+
+    def stats(self) -> dict[str, object]:
+        return {
+            f"rules_partition_{self.k}_received": self.received_total,
+            f"rules_partition_{self.k}_acked": self.acked_total,
+            f"rules_partition_{self.k}_refused": self.rejected_total,
+            f"rules_partition_{self.k}_unacked": len(self._unacked),
+        }
+
+
+class RulesWorker:
+    """``start()``, then ``stop()``: the rules for ``owned`` partitions of ``settings.rules``.
+
+    ``clock_ms``: the clock data gaps and detection times are judged on (a replay passes its
+    simulated clock); ``silence_lag_ms`` defaults to ``settings.rules.silence_lag_ms``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        fleet: Fleet,
+        owned: list[int],
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        *,
+        client_id_prefix: str = "coldchain-rules",
+        silence_lag_ms: int | None = None,
+    ) -> None:
+        if not owned:
+            raise ValueError("a rules worker needs at least one partition")
+        self.settings = settings
+        self.fleet = fleet
+        self.partitions = settings.rules.partitions
+        self.clock_ms = clock_ms
+        lag = settings.rules.silence_lag_ms if silence_lag_ms is None else silence_lag_ms
+        self.silence_lag_ms = lag
+        self.metrics = IngestMetrics()
+        self._stopping = threading.Event()
+        self.registry: Registry = open_registry(settings.registry_url)
+        self._annotations = InfluxClient(settings.influx)
+        self._annotate_lock = threading.Lock()
+        self._unwritten: list[str] = []
+        a = settings.alerts
+        self._parts = [_Partition(self, k, f"{client_id_prefix}-{k}") for k in owned]
+        first = self._parts[0].source
+        # Routed and delivered like ingest's (docs/alerts.md); leases keep workers from
+        # sending the same delivery at once.
+        self.alerts = build_alert_delivery(
+            a,
+            self.registry,
+            publish=first.publish,
+            connected=first.connected.is_set,
+            clock_ms=wall_clock_ms,
+            owner=f"{client_id_prefix}-{'-'.join(str(k) for k in owned)}",
+        )
+        for p in self._parts:
+            p.source.health = self.metrics.health
+            self.metrics.sources.extend([p.stage.stats, p.stats])
+        self.metrics.sources.append(self.alerts.stats)
+        self._threads: dict[str, threading.Thread] = {}
+        self._server: MetricsServer | None = None
+
+    @property
+    def owned(self) -> list[int]:
+        return [p.k for p in self._parts]
+
+    def start(self, wait_connected_s: float = 10.0) -> None:
+        """Resume every partition from its checkpoint, then connect (the broker delivers what
+        it queued meanwhile)."""
+        for p in self._parts:
+            p.stage.resume(0)
+        targets: dict[str, Callable[[], None]] = {f"rules-{p.k}": p.stage.run for p in self._parts}
+        targets["alerts"] = self.alerts.run
+        health = self.metrics.health
+        self._threads = {n: guarded(n, t, health, self._stopping) for n, t in targets.items()}
+        for t in self._threads.values():
+            t.start()
+        if self.settings.metrics_port:
+            self._server = MetricsServer(self.metrics, self.settings.metrics_port)
+            self._server.start()
+        for p in self._parts:
+            p.source.start()
+        deadline = time.monotonic() + wait_connected_s
+        for p in self._parts:
+            if not p.source.wait_connected(max(0.0, deadline - time.monotonic())):
+                log.warning("partition %d: MQTT not connected yet; paho keeps retrying", p.k)
+
+    def stop(self, timeout_s: float = 8.0) -> None:
+        """Checkpoint every partition (without catching up) and acknowledge what the checkpoint
+        covers; the rest comes back from the broker to the next owner."""
+        deadline = time.monotonic() + timeout_s
+        self._stopping.set()
+        for p in self._parts:
+            p.stage.stop(catch_up=False)
+        for p in self._parts:
+            t = self._threads.get(f"rules-{p.k}")
+            if t is not None:
+                t.join(max(0.1, deadline - time.monotonic() - 1.0))
+        self.alerts.stop()
+        if "alerts" in self._threads:
+            self._threads["alerts"].join(max(0.1, deadline - time.monotonic() - 1.0))
+        for p in self._parts:
+            p.source.stop(timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
+        if self._server is not None:
+            self._server.stop()
+        self._flush_annotations()
+        for p in self._parts:
+            p.influx.close()
+        self._annotations.close()
+        self.registry.close()
+
+    def idle(self) -> bool:
+        """Nothing queued or pending in any partition, and every item acknowledged."""
+        return all(p.stage.idle() and not p.unacked() for p in self._parts)
+
+    def stats(self) -> dict[str, object]:
+        return self.metrics.snapshot()
+
+    def annotate(self, lines: list[str]) -> None:
+        """Excursion and clock annotations straight to InfluxDB (a worker has no spool); kept
+        and retried with the next ones while InfluxDB fails (the registry holds the truth)."""
+        with self._annotate_lock:
+            self._unwritten.extend(lines)
+        self._flush_annotations()
+
+    def _flush_annotations(self) -> None:
+        with self._annotate_lock:
+            lines, self._unwritten = self._unwritten, []
+            if not lines:
+                return
+            try:
+                self._annotations.write("\n".join(lines).encode())
+            except WriteRejected as exc:  # refused for good: retrying would block the rest
+                log.error("annotations refused by InfluxDB (%d lines): %s", len(lines), exc)
+            except ColdchainError as exc:
+                log.warning("annotations not written yet (%d lines): %s", len(lines), exc)
+                self._unwritten = lines + self._unwritten[-100_000:]
