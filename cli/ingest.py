@@ -12,13 +12,10 @@ does not check is refused and the fleet in force stays: docs/operations.md, "Onb
 from __future__ import annotations
 
 import argparse
-import json
-import signal
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
+from cli.serve import serve
 from coldchain.fleet import load_fleet
 from coldchain.settings import load_settings
 
@@ -57,20 +54,11 @@ def run(args: argparse.Namespace) -> int:
         settings.rules.mode = args.rules
     fleet = load_fleet(settings.fleet_path)
     service = IngestService(settings, fleet)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    # SIGHUP: re-read the fleet file now (it is also polled, COLDCHAIN_FLEET_RELOAD_S).
-    signal.signal(signal.SIGHUP, lambda *_: service.reload_fleet())
-    service.start()
-    print(
+    banner = (
         f"coldchain ingest: {len(fleet.device_ids)} devices registered, "
-        f"MQTT {settings.mqtt.host}:{settings.mqtt.port}, InfluxDB {settings.influx.url}",
-        file=sys.stderr,
-        flush=True,
+        f"MQTT {settings.mqtt.host}:{settings.mqtt.port}, InfluxDB {settings.influx.url}"
     )
-    while not stop.wait(1.0):
-        pass
-    service.stop(timeout_s=args.stop_timeout_s)
-    print(json.dumps(service.stats(), sort_keys=True), flush=True)
-    return 0
+    # SIGHUP: re-read the fleet file now (it is also polled, COLDCHAIN_FLEET_RELOAD_S).
+    return serve(
+        service, banner, stop_timeout_s=args.stop_timeout_s, on_hangup=service.reload_fleet
+    )

@@ -13,13 +13,11 @@ it queued meanwhile. Settings come from ``COLDCHAIN_*`` variables, as for ``inge
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
+from cli.serve import serve
 from coldchain.fleet import load_fleet
 from coldchain.settings import load_settings
 
@@ -58,18 +56,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     fleet = load_fleet(settings.fleet_path)
     worker = RulesWorker(settings, fleet, owned, client_id_prefix=args.client_id_prefix)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    worker.start()
-    print(
+    banner = (
         f"coldchain rules: partitions {owned} of {settings.rules.partitions}, "
-        f"MQTT {settings.mqtt.host}:{settings.mqtt.port}",
-        file=sys.stderr,
-        flush=True,
+        f"MQTT {settings.mqtt.host}:{settings.mqtt.port}"
     )
-    while not stop.wait(1.0):
-        pass
-    worker.stop(timeout_s=args.stop_timeout_s)
-    print(json.dumps(worker.stats(), sort_keys=True, default=str), flush=True)
-    return 0
+    return serve(worker, banner, stop_timeout_s=args.stop_timeout_s)
