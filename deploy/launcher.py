@@ -12,6 +12,7 @@ import contextlib
 import http.client
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -34,10 +35,30 @@ class ServiceError(RuntimeError):
     """A service binary is missing, failed to start, or did not answer in time."""
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for outgoing connections (Linux default 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port *below* the kernel's ephemeral range. A service keeps its port
+    across a restart (a broker restart test, influxd keeping its data): a port from the
+    ephemeral range could be taken meanwhile as the local port of any outgoing connection on
+    the machine, and the restart would fail with "address in use"."""
+    low = min(_ephemeral_low(), 65536)
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10_000, low) if low > 11_000 else 0
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise ServiceError(f"no free loopback port between 10000 and {low}")
 
 
 def _port_free(port: int) -> bool:

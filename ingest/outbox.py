@@ -12,7 +12,8 @@ Guarantees (docs/alerts.md):
   again: a receiver may see a repeat, always under the same idempotency ``key``, never a loss.
 - No two deliverers send the same row at once: a round *claims* rows with a lease
   (``lease_owner``/``lease_until_ms``) longer than the channel can take for the batch; a
-  deliverer that died leaves its lease to run out, and the row is claimed again.
+  deliverer that died leaves its lease to run out, and the row is claimed again (at once by
+  the same deliverer restarted: it releases the leases of its own name as it starts).
 - Retries: a failed delivery is due again after ``retry_base_s`` doubling per attempt up to
   ``retry_max_s``; the attempts and the last error stay on the row. Channels are delivered in
   parallel, so a dead receiver delays only its own channel.
@@ -136,6 +137,11 @@ class AlertDelivery:
             self.close()
 
     def _run(self) -> None:
+        try:  # our own name's leases are a previous incarnation's: due again now
+            if released := self._registry.release_alert_leases(self._owner):
+                log.info("alert delivery: released %d leases of a previous run", released)
+        except ColdchainError as exc:  # not needed for correctness: they run out anyway
+            log.warning("alert delivery: could not release old leases: %s", exc)
         while not self._stop.is_set():
             try:
                 busy = self.deliver_round() > 0

@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -335,6 +335,27 @@ class AlertOutbox:
                         lease_until_ms=None,
                     )
                 )
+
+    def release_alert_leases(self, owner: str) -> int:
+        """Release the leases held under ``owner`` (the name given to
+        ``claim_alert_deliveries``) on pending rows, so they are due again at once; returns how
+        many. A deliverer calls it as it starts: a lease of its name is a previous incarnation's
+        that died mid-round, and waiting for it to run out (minutes for a large batch) would
+        delay those alerts for nothing. Owner names must be unique per running deliverer (the
+        process's MQTT client id, which the broker keeps unique)."""
+        prefix = f"{owner[:60]}:"
+        d = AlertDeliveryRow
+        with self._read("releasing alert leases") as session, session.begin():
+            done = session.execute(
+                update(d)
+                .where(
+                    d.state == "pending",
+                    func.substr(d.lease_owner, 1, len(prefix)) == prefix,
+                )
+                .values(lease_owner=None, lease_until_ms=None)
+                .execution_options(synchronize_session=False)
+            )
+            return int(done.rowcount)  # type: ignore[attr-defined]
 
     def outbox_entries(self, *, routed: bool | None = None) -> list[OutboxEntry]:
         """Every queued notification (``routed``: only routed / only unrouted ones), by id."""

@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from pprint import pformat
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -202,10 +203,19 @@ def _run(
         notes["published"] = stats.to_dict()
         if victim:
             assert killer_done.wait(60), "the killed process did not come back"
-        assert _settled(procs, 120), {
-            n: {k: v for k, v in p.status().items() if "rules" in k or k == "idle"}
-            for n, p in procs.items()
-        }
+        if not _settled(procs, 120):
+            # Say which process is not idle and what it holds, not a truncated dict.
+            detail = {
+                n: {
+                    k: v
+                    for k, v in p.status().items()
+                    if k == "idle"
+                    or k.endswith(("_unacked", "_received", "_depth", "buffered"))
+                    or k.startswith(("rules_watermark", "received_messages"))
+                }
+                for n, p in procs.items()
+            }
+            pytest.fail("the processes did not settle within 120 s:\n" + pformat(detail))
         notes["status"] = {n: p.status() for n, p in procs.items()}
     finally:
         for p in procs.values():

@@ -10,7 +10,14 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from deploy.launcher import MOSQUITTO_CONFIG_DIR, Influxd, Mosquitto, ServiceError, Services
+from deploy.launcher import (
+    MOSQUITTO_CONFIG_DIR,
+    Influxd,
+    Mosquitto,
+    ServiceError,
+    Services,
+    free_port,
+)
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.integration
@@ -230,3 +237,10 @@ def test_a_service_that_cannot_start_says_why(tmp_path: Path) -> None:
         assert f"port {first.port} on 127.0.0.1 is already in use" in str(info.value)
     finally:
         first.cleanup()
+
+
+def test_free_ports_lie_below_the_ephemeral_range() -> None:
+    """Ports the kernel gives outgoing connections could be taken while a service restarts."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert all(10_000 <= p < low for p in ports)

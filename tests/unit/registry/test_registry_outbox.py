@@ -154,6 +154,20 @@ def test_a_lease_that_ran_out_is_taken_over_and_the_late_outcome_ignored(reg: Re
     assert (row.state, row.delivered_ms, row.last_error) == ("delivered", now + 1_002, "")
 
 
+def test_a_restarted_deliverer_releases_only_its_own_leases(reg: Registry) -> None:
+    _routed(reg, 3, ("mqtt",))
+    now = reg.alert_deliveries()[0].next_attempt_ms
+    mine = reg.claim_alert_deliveries(
+        "mqtt", owner="ingest-1", lease_ms=600_000, now_ms=now, limit=2
+    )
+    other = reg.claim_alert_deliveries("mqtt", owner="ingest-10", lease_ms=600_000, now_ms=now)
+    assert len(mine) == 2 and len(other) == 1
+    assert reg.release_alert_leases("ingest-1") == 2  # not ingest-10's, whose name it prefixes
+    again = reg.claim_alert_deliveries("mqtt", owner="ingest-1", lease_ms=1, now_ms=now + 1)
+    assert sorted(d.id for d in again) == sorted(d.id for d in mine)
+    assert reg.release_alert_leases("nobody") == 0
+
+
 def test_an_acknowledgement_queues_its_alert_in_its_transaction(reg: Registry) -> None:
     exc = _exc(severity="critical")
     reg.upsert_excursions([exc])
