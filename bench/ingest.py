@@ -14,16 +14,23 @@ started by the launcher, loopback only, and stops by itself.
   durable spool (fsync per group commit), acks and InfluxDB writes, until the last point is
   confirmed by InfluxDB, with the rules engine on (``evaluated_msgs_per_s``: until the rules
   have evaluated the last sample too); ``ingest_without_rules``: the same with rules off.
+- ``scale_out``: 2 ingest processes (``rules.mode = "forward"``, one subscription group, each its
+  own client id and spool) + 1 rules worker owning every partition, each an OS process of its
+  own, draining the same backlog (``bench/scale_out.py``): ``msgs_per_s`` until the last point
+  is confirmed in InfluxDB, ``evaluated_msgs_per_s`` until the worker evaluated the last sample.
   Draining a pre-queued backlog keeps the load generator's CPU out of
   the measurement for both the baseline and the project.
 - ``latency``: publish -> confirmed in InfluxDB at a steady rate (default 2,000 msg/s); the
   device time in each payload is its publish time, read back from the confirmed write body.
   The publisher runs in a process of its own, so it neither shares ingest's GIL nor misses
   its rate.
-- ``memory``: resident set size of this (the ingest) process sampled through the steady-rate
-  phase.
+- ``memory`` (in ``latency``): resident set size of this (the ingest) process sampled every
+  second through the steady-rate phase; growth is last minus first after the first fifth
+  (warm-up).
 
-Usage: ``uv run python bench/ingest.py [--messages 100000] [--rate 2000] [--steady-s 30]``
+Usage: ``uv run python bench/ingest.py [--messages 100000] [--rate 2000] [--steady-s 30]``.
+The issue 12 RSS target is over a 10-minute steady run: ``--steady-s 600`` (about 13 minutes
+in all with the default backlog).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.scale_out import bench_scale_out
 from coldchain.contract import PointEncoder, parse_message, shared_subscription
 from coldchain.settings import (
     InfluxSettings,
@@ -321,7 +329,12 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--devices", type=int, default=500)
     ap.add_argument("--rate", type=float, default=2000.0)
-    ap.add_argument("--steady-s", type=float, default=30.0)
+    ap.add_argument(
+        "--steady-s",
+        type=float,
+        default=30.0,
+        help="steady-rate phase (latency, RSS); 600 for the 10-minute RSS run",
+    )
     args = ap.parse_args()
 
     fleet = make_fleet(args.devices)
@@ -344,6 +357,14 @@ def main() -> None:
         raw_points, n_points = bench_influx_raw(services, messages, PointEncoder(fleet), fleet)
         spine = bench_ingest(services, root, fleet, messages, rules=False)
         ingest = bench_ingest(services, root, fleet, messages, rules=True)
+        scale = bench_scale_out(
+            services,
+            root,
+            _settings(services, root, "bench_scale"),
+            len(messages),
+            lambda: _prequeue(services, messages),
+            lambda cid: _discard_session(services.mosquitto.port, cid),
+        )
         latency = bench_latency(services, root, fleet, args.rate, args.steady_s)
 
     points_per_msg = n_points / len(messages)
@@ -368,6 +389,11 @@ def main() -> None:
         "ratio_ingest_to_counting_subscriber": round(ingest["msgs_per_s"] / counting, 3),
         "ratio_ingest_without_rules_to_counting_subscriber": round(
             spine["msgs_per_s"] / counting, 3
+        ),
+        "scale_out_2_ingest_1_rules_worker": {k: round(v, 3) for k, v in scale.items()},
+        "ratio_scale_out_to_counting_subscriber": round(scale["msgs_per_s"] / counting, 3),
+        "ratio_scale_out_evaluated_to_counting_subscriber": round(
+            scale["evaluated_msgs_per_s"] / counting, 3
         ),
         "latency": latency,
     }
