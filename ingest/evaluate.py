@@ -136,6 +136,7 @@ class EvaluateStage:
         self._asset_row: dict[str, int] = {}
         self._recomputed_at: dict[tuple[str, str], float] = {}
         self._pruned = (0, 0.0)  # (row, monotonic time) of the last journal prune
+        self._saved_fed = 0  # fed_through of the last checkpoint saved
         self._quick_stop = False
         self.changes_total = 0
         self.recomputes_total = 0
@@ -302,6 +303,11 @@ class EvaluateStage:
                 if now >= next_checkpoint and self._dirty:
                     self._save_checkpoint()
                     next_checkpoint = now + self._checkpoint_s
+                elif self._saved_fed > self._pruned[0]:
+                    # A checkpoint came too soon after the last prune (a worker's ack) to
+                    # prune: do it once the interval passed, not only when new work comes (a
+                    # worker's last items of a burst would stay unacknowledged until then).
+                    self._after_checkpoint({"fed_through": self._saved_fed})
             except ColdchainError as exc:
                 # A store failed (registry or InfluxDB). Streaming state is intact; changes and
                 # evidence stay queued and the checkpoint does not move until they are stored.
@@ -376,6 +382,8 @@ class EvaluateStage:
         """The journal is not needed through the checkpoint's ``fed_through`` any more (at
         most one prune per checkpoint interval: each is a spool transaction)."""
         fed = state.get("fed_through")
+        if isinstance(fed, int):
+            self._saved_fed = max(self._saved_fed, fed)
         row, at = self._pruned
         mono = time.monotonic()
         if isinstance(fed, int) and fed > row and (force or mono - at >= self._checkpoint_s):

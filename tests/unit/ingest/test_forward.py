@@ -218,3 +218,47 @@ def test_a_worker_evaluates_in_receive_order_up_to_the_lowest_watermark(tmp_path
     assert [i.row_id for i in got if i is not None] == [3, 1]  # receive-time order
     assert stage._silence_clock_ms() == 400
     assert stage._state()["fed_through"] == 3
+
+
+def test_a_prune_skipped_for_its_interval_happens_without_new_work(tmp_path: object) -> None:
+    """A worker acknowledges forwarded items by pruning: a checkpoint saved too soon after the
+    last prune must still be acknowledged once the interval passed, with no new item coming
+    (else a burst's last items stay unacknowledged and the broker holds them)."""
+    import threading
+    import time
+    from pathlib import Path
+
+    from coldchain.rules import RulesEngine, load_presets
+    from coldchain.settings import InfluxSettings
+    from ingest.evaluate import EvaluateStage
+    from registry import open_registry, upgrade
+    from timeseries.client import InfluxClient
+
+    assert isinstance(tmp_path, Path)
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    upgrade(url)
+    f = Fleet([TRUCK])
+    pruned: list[int] = []
+    stage = EvaluateStage(
+        RulesEngine(f, load_presets()),
+        f,
+        open_registry(url),
+        InfluxClient(InfluxSettings(url="http://127.0.0.1:9")),  # never reached here
+        annotate=lambda lines: None,
+        written_through=lambda: 0,
+        clock_ms=lambda: 1_790_000_000_000,
+        prune_journal=pruned.append,
+        checkpoint_s=0.5,
+        checkpoint_key="rules-partition-1",
+    )
+    stage._after_checkpoint({"fed_through": 5})
+    stage._after_checkpoint({"fed_through": 9})  # within the interval: not yet
+    assert pruned == [5]
+    runner = threading.Thread(target=stage.run, daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 30
+    while 9 not in pruned and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pruned[:2] == [5, 9]  # by the loop, before any stop forces it
+    stage.stop()
+    runner.join(30)
