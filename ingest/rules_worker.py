@@ -157,6 +157,10 @@ class _Partition:
             f"rules_partition_{self.k}_acked": self.acked_total,
             f"rules_partition_{self.k}_refused": self.rejected_total,
             f"rules_partition_{self.k}_unacked": len(self._unacked),
+            # Liveness probes this partition's connection got back (its ACL lets it probe).
+            f"rules_partition_{self.k}_mqtt_probes_returned": self.source.stats()[
+                "mqtt_probes_returned"
+            ],
         }
 
 
