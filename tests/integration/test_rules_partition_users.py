@@ -13,6 +13,7 @@ a connection's messages in order, and the earlier publisher's PUBACK came first.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -32,8 +33,16 @@ from deploy.launcher import Mosquitto, Services
 from ingest.forward import encode_forwarded
 from ingest.rules_io import Accepted
 from ingest.rules_worker import RulesWorker
+from ingest.service import IngestService
 from tests.harness import spine_settings, wait_for
-from tests.integration.test_broker_isolation import DEV_A, INGEST, Broker, Client, telemetry
+from tests.integration.test_broker_isolation import (
+    DEV_A,
+    DEV_B,
+    INGEST,
+    Broker,
+    Client,
+    telemetry,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -154,6 +163,64 @@ def test_partition_users_keep_one_session_each_and_get_their_forwarded_items(
     finally:
         worker.stop()
         ingest.close()
+
+
+def test_a_forward_mode_ingest_feeds_the_partition_users(
+    broker: Broker, services: Services, unique_name: str, tmp_path: Path
+) -> None:
+    """The real path: devices publish telemetry, an IngestService (rules.mode=forward, its own
+    broker user: write-only on the rules topics) stores and forwards it, and the worker's two
+    partition users each get their asset's readings."""
+    fleet = load_fleet(FLEET)
+    devices = {0: DEV_B, 1: DEV_A}  # truck-gs-01 is in partition 0, truck-jy-01 in 1
+    assert [partition_of(a, PARTITIONS) for a in ("truck-gs-01", "truck-jy-01")] == [0, 1]
+    assert {k: d.removesuffix("-tcu") for k, d in devices.items()} == {
+        0: "truck-gs-01",
+        1: "truck-jy-01",
+    }
+    worker_settings = _worker_settings(
+        services, broker, unique_name, tmp_path, partition_users=True
+    )
+    ingest_mqtt = worker_settings.mqtt.model_copy(
+        update={
+            "username": INGEST,
+            "password": broker.secrets[INGEST],
+            "client_id": INGEST,
+            "share_group": "",
+        }
+    )
+    ingest_rules = worker_settings.rules.model_copy(update={"mode": "forward"})
+    ingest_settings = worker_settings.model_copy(
+        update={"mqtt": ingest_mqtt, "rules": ingest_rules}
+    )
+    before = _broker_log(broker)
+    worker = RulesWorker(worker_settings, fleet, [0, 1])
+    service = IngestService(ingest_settings, fleet)
+    worker.start(wait_connected_s=30)
+    service.start(wait_connected_s=30)
+    senders = {k: Client(broker, d) for k, d in devices.items()}
+    now = datetime.now(UTC)
+    try:
+        for k, device in devices.items():
+            assert senders[k].connected()
+            for seq in range(3):
+                ts = now - timedelta(minutes=3 - seq)
+                body = {"v": 1, "device_id": device, "ts": ts.isoformat(), "seq": seq}
+                body["temps_c"] = {"front-air": -18.0, "front-prod": -18.5}
+                assert senders[k].publish(telemetry(device), json.dumps(body).encode())
+        assert wait_for(
+            lambda: all(worker.stats()[f"rules_partition_{k}_acked"] == 3 for k in devices), 60
+        ), (worker.stats(), service.metrics.snapshot())
+        assert [worker.stats()[f"rules_partition_{k}_refused"] for k in devices] == [0, 0]
+        assert service.dead_letters() == []
+        log = _broker_log(broker)[len(before) :]
+        for name in (rules_client_id(0), rules_client_id(1), INGEST):
+            assert _connections(log, name) == 1 and _takeovers(log, name) == 0, log
+    finally:
+        for c in senders.values():
+            c.close()
+        service.stop()
+        worker.stop()
 
 
 def test_without_partition_users_the_partitions_take_each_others_session(
