@@ -4,7 +4,8 @@
 
 A worker owning partitions 0 and 1 with ``rules.partition_users`` logs each partition in as
 ``coldchain-rules-<k>``: each keeps its own session (connected once, never taken over) and
-evaluates the items the ingest user forwards to it. The ACL keeps partitions and devices apart.
+evaluates the items the ingest user forwards to it (wire items, then a real forward-mode
+IngestService fed by devices). The ACL keeps partitions and devices apart.
 Connections and takeovers are read from the broker's own log (``log_type notice``).
 
 "Never arrives" is checked with a later message on a path that does arrive: mosquitto routes
