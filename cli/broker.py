@@ -11,6 +11,7 @@ read the new files. docs/operations.md, "Broker users".
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,15 @@ def register(sub: Any) -> None:
         action="append",
         help="may write every device's topics (trusted gateways, the simulator's multiplexing)",
     )
+    p.add_argument(
+        "--rules-partitions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="scale-out: one user per rules partition, coldchain-rules-0 .. coldchain-rules-<N-1> "
+        "(N = COLDCHAIN_RULES__PARTITIONS), sharing one secret (key coldchain-rules-* in "
+        "--secrets); default 0: none (rules run inside ingest)",
+    )
     p.set_defaults(func=run)
 
 
@@ -57,23 +67,30 @@ def run(args: argparse.Namespace) -> int:
         DEFAULT_INGEST_USERS,
         DEFAULT_OPERATOR_USERS,
         BrokerUsers,
+        BrokerUsersError,
         fleet_device_users,
         parse_names,
         write_broker_users,
     )
 
     fleet_path = args.fleet or load_settings().fleet_path
-    users = BrokerUsers(
-        devices=fleet_device_users(load_fleet(fleet_path)),
-        ingest=parse_names(args.ingest_user, DEFAULT_INGEST_USERS),
-        operators=parse_names(args.operator_user, DEFAULT_OPERATOR_USERS),
-        gateways=parse_names(args.gateway_user, ()),
-    )
+    try:
+        users = BrokerUsers(
+            devices=fleet_device_users(load_fleet(fleet_path)),
+            ingest=parse_names(args.ingest_user, DEFAULT_INGEST_USERS),
+            operators=parse_names(args.operator_user, DEFAULT_OPERATOR_USERS),
+            gateways=parse_names(args.gateway_user, ()),
+            rules_partitions=args.rules_partitions,
+        )
+    except BrokerUsersError as exc:
+        print(f"coldchain broker users: {exc}", file=sys.stderr)
+        return 2
     generated = write_broker_users(
         users, password_file=args.passwd, acl_file=args.acl, secrets_file=args.secrets
     )
     print(
-        f"{args.passwd}: {len(users.all())} users ({len(users.devices)} devices); "
+        f"{args.passwd}: {len(users.all())} users ({len(users.devices)} devices, "
+        f"{len(users.rules)} rules partitions); "
         f"ACL {args.acl}; secrets in {args.secrets}"
     )
     if generated:

@@ -7,7 +7,10 @@ accepted samples to ``coldchain/v1/rules/<k>``; each partition ``k`` of
 ``coldchain-rules-<k>``. Start one worker per set of partitions, e.g. ``--partitions 0-3`` and
 ``--partitions 4-7``; a worker killed is replaced by starting it again (anywhere) with the same
 partitions: it resumes from the partitions' registry checkpoints and the broker delivers what
-it queued meanwhile. Settings come from ``COLDCHAIN_*`` variables, as for ``ingest``.
+it queued meanwhile. On a broker that binds client ids to usernames, set
+``COLDCHAIN_RULES__PARTITION_USERS=true``: partition ``k`` then logs in as user
+``coldchain-rules-<k>`` with ``COLDCHAIN_MQTT__PASSWORD`` (``coldchain broker users
+--rules-partitions N``). Settings come from ``COLDCHAIN_*`` variables, as for ``ingest``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from cli.serve import serve
 from coldchain.fleet import load_fleet
+from coldchain.rules import RULES_CLIENT_ID_PREFIX
 from coldchain.settings import load_settings
 
 __all__ = ["register", "run"]
@@ -36,8 +40,9 @@ def register(sub: Any) -> None:
     p.add_argument("--fleet", type=Path, help="fleet file (default: COLDCHAIN_FLEET_PATH)")
     p.add_argument(
         "--client-id-prefix",
-        default="coldchain-rules",
-        help="MQTT client ids are PREFIX-<partition> (default coldchain-rules)",
+        default=RULES_CLIENT_ID_PREFIX,
+        help="MQTT client ids are PREFIX-<partition> (default coldchain-rules; must be the "
+        "default with COLDCHAIN_RULES__PARTITION_USERS, the broker users' names)",
     )
     p.add_argument("--stop-timeout-s", type=float, default=8.0)
     p.set_defaults(func=run)
@@ -55,7 +60,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"coldchain rules: --partitions: {exc}", file=sys.stderr)
         return 2
     fleet = load_fleet(settings.fleet_path)
-    worker = RulesWorker(settings, fleet, owned, client_id_prefix=args.client_id_prefix)
+    try:
+        worker = RulesWorker(settings, fleet, owned, client_id_prefix=args.client_id_prefix)
+    except ValueError as exc:
+        print(f"coldchain rules: {exc}", file=sys.stderr)
+        return 2
     banner = (
         f"coldchain rules: partitions {owned} of {settings.rules.partitions}, "
         f"MQTT {settings.mqtt.host}:{settings.mqtt.port}"

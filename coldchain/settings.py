@@ -151,6 +151,10 @@ class RulesSettings(BaseModel):
     # A worker holds each forwarded item this long (wall seconds) to evaluate an asset's items
     # in the order the ingest processes received them; longer than the forwarding delay.
     reorder_s: float = Field(default=2.0, ge=0, le=600)
+    # A worker's partition k connects as broker user coldchain-rules-<k> (its client id) with
+    # COLDCHAIN_MQTT__PASSWORD, the secret all partition users share (`coldchain broker users
+    # --rules-partitions N`): needed where the broker binds client ids to usernames.
+    partition_users: bool = False
 
 
 ApiRole = Literal["admin", "operator", "integrator", "regulator"]

@@ -2,12 +2,16 @@
 
 One MQTT user per device (username = device id, which the broker also takes as the client id:
 ``use_username_as_clientid true`` in deploy/mosquitto/mosquitto.conf), one per ingest process,
-and the operators' (alert consumers') users. The password file is hashed by mosquitto's own
+the operators' (alert consumers') users, and with ``rules_partitions`` N one user per rules
+partition (``coldchain-rules-<k>``, the partition's fixed client id, so the client-id binding
+keeps each partition's session its own). The password file is hashed by mosquitto's own
 ``mosquitto_passwd -U`` (a plain ``user:password`` file hashed in place), written next to the
 target and renamed over it, so a broker reading it never sees half a file and no existing file
 is ever recreated by ``mosquitto_passwd -c``. Secrets come from a secrets file (YAML mapping
 username -> password, mode 0600); users without one get a generated secret, added to that file
-and returned so the caller can show it once. docs/operations.md, "Broker users".
+and returned so the caller can show it once. The rules partition users share one secret, kept
+under the key ``coldchain-rules-*`` (RULES_SECRET_KEY: not a valid username, so it names no
+user): a worker owning several partitions needs one password. docs/operations.md, "Broker users".
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ import yaml
 
 from coldchain.exceptions import ColdchainError
 from coldchain.fleet import Fleet
+from coldchain.rules import RULES_CLIENT_ID_PREFIX, rules_client_id, rules_topic
 
 __all__ = [
     "DEFAULT_INGEST_USERS",
     "DEFAULT_OPERATOR_USERS",
+    "RULES_SECRET_KEY",
     "BrokerUsers",
     "BrokerUsersError",
     "acl_text",
@@ -40,6 +46,8 @@ __all__ = [
 
 DEFAULT_INGEST_USERS = ("coldchain-ingest-1",)
 DEFAULT_OPERATOR_USERS = ("coldchain-operator",)
+# The secrets-file key of the one secret every rules partition user shares.
+RULES_SECRET_KEY = f"{RULES_CLIENT_ID_PREFIX}-*"
 # A username goes into the password file (``user:hash``) and the ACL (``user NAME``); the
 # device id pattern of the telemetry contract (docs/telemetry.md) is safe in both.
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -55,15 +63,23 @@ class BrokerUsersError(ColdchainError):
 class BrokerUsers:
     """Who may connect: devices (write below their own topics), ingest processes (read all
     device topics through their share group, publish alerts and their liveness probe),
-    operators (read alerts) and gateways (write any device's topics: trusted field gateways
-    and the simulator's multiplexing mode, docs/simulators.md)."""
+    operators (read alerts), gateways (write any device's topics: trusted field gateways
+    and the simulator's multiplexing mode, docs/simulators.md) and ``rules_partitions`` rules
+    partition users ``coldchain-rules-<k>``, k in 0 .. N-1 (read their partition's topic,
+    publish alerts; 0: none, when rules run inside ingest)."""
 
     devices: tuple[str, ...]
     ingest: tuple[str, ...] = DEFAULT_INGEST_USERS
     operators: tuple[str, ...] = DEFAULT_OPERATOR_USERS
     gateways: tuple[str, ...] = ()
+    rules_partitions: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.rules_partitions <= 1024:  # RulesSettings.partitions' bounds
+            raise BrokerUsersError(
+                f"rules partitions must be 0 .. 1024 (COLDCHAIN_RULES__PARTITIONS), "
+                f"got {self.rules_partitions}"
+            )
         seen: set[str] = set()
         for name in self.all():
             if not _USERNAME.match(name):
@@ -75,8 +91,13 @@ class BrokerUsers:
                 raise BrokerUsersError(f"username {name!r} is given twice (each needs its own)")
             seen.add(name)
 
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """The rules partition users, ``coldchain-rules-0`` .. ``coldchain-rules-<N-1>``."""
+        return tuple(rules_client_id(k) for k in range(self.rules_partitions))
+
     def all(self) -> list[str]:
-        return [*self.devices, *self.ingest, *self.operators, *self.gateways]
+        return [*self.devices, *self.ingest, *self.operators, *self.gateways, *self.rules]
 
 
 def fleet_device_users(fleet: Fleet) -> tuple[str, ...]:
@@ -115,9 +136,10 @@ def acl_text(users: BrokerUsers) -> str:
             "topic readwrite $share/+/coldchain/v1/devices/#",
             "topic readwrite coldchain/v1/ingest/+/probe",
             "topic readwrite $share/+/coldchain/v1/ingest/+/probe",
-            "# Scale-out (rules.mode=forward): forwards accepted samples to the rules partitions;",
-            '# `coldchain rules` workers read them (docs/operations.md, "Scaling out").',
-            "topic readwrite coldchain/v1/rules/#",
+            "# Scale-out (rules.mode=forward): forwards accepted samples to the rules",
+            "# partitions (write only); the `coldchain rules` workers' partition users read",
+            '# them (docs/operations.md, "Scaling out").',
+            "topic write coldchain/v1/rules/#",
         ]
     for name in users.operators:
         out += ["", "# Operators' consoles and alert consumers read alerts.", f"user {name}"]
@@ -129,6 +151,18 @@ def acl_text(users: BrokerUsers) -> str:
             "# device's topics, so give it only to gateways you operate.",
             f"user {name}",
             "topic write coldchain/v1/devices/#",
+        ]
+    for k, name in enumerate(users.rules):
+        probe = f"coldchain/v1/ingest/{name}/probe"  # ingest/liveness.py, the MqttSource's probe
+        out += [
+            "",
+            f"# Rules partition {k}'s owner (`coldchain rules`, partition users on): reads its",
+            "# partition only, publishes alerts, and probes its own connection's liveness.",
+            f"user {name}",
+            f"topic read {rules_topic(k)}",
+            "topic write coldchain/v1/alerts/#",
+            f"topic readwrite {probe}",
+            f"topic readwrite $share/{name}-probe/{probe}",
         ]
     return "\n".join(out) + "\n"
 
@@ -191,19 +225,27 @@ def write_broker_users(
     """Write the hashed password file and the ACL for ``users``.
 
     Passwords come from ``secrets_file``; users it lacks get a generated one (24 random bytes,
-    URL-safe), added to it (mode 0600). Secrets of users no longer listed stay in the file but
-    not in the password file (the broker refuses them). Returns the generated secrets only,
-    for showing once. Raises BrokerUsersError (see the class)."""
+    URL-safe), added to it (mode 0600). Rules partition users all take the secret under
+    RULES_SECRET_KEY (generated the same way when missing). Secrets of users no longer listed
+    stay in the file but not in the password file (the broker refuses them). Returns the
+    generated secrets only (by user, or RULES_SECRET_KEY), for showing once. Raises
+    BrokerUsersError (see the class)."""
     known = _read_secrets(secrets_file)
-    generated = {
-        name: secrets.token_urlsafe(_SECRET_BYTES) for name in users.all() if name not in known
-    }
+    rules = set(users.rules)
+    keys = [name for name in users.all() if name not in rules]
+    if rules:
+        keys.append(RULES_SECRET_KEY)
+    generated = {key: secrets.token_urlsafe(_SECRET_BYTES) for key in keys if key not in known}
     if generated:
         _write_private(
             secrets_file, yaml.safe_dump(known | generated, sort_keys=True, allow_unicode=True)
         )
     everyone = known | generated
-    _hash_password_file({name: everyone[name] for name in users.all()}, password_file)
+
+    def secret(name: str) -> str:
+        return everyone[RULES_SECRET_KEY if name in rules else name]
+
+    _hash_password_file({name: secret(name) for name in users.all()}, password_file)
     acl_file.write_text(acl_text(users))
     return generated
 

@@ -4,6 +4,10 @@ Each owned partition ``k`` is one MQTT connection with the fixed client id
 ``<prefix>-<k>`` (default ``coldchain-rules-<k>``), a persistent session
 (``clean_session=False``) subscribed QoS 1 to ``coldchain/v1/rules/<k>``, and one
 ``EvaluateStage`` with its own engine and its own registry checkpoint ``rules-partition-<k>``.
+With ``rules.partition_users`` each connection authenticates as its client id (the broker user
+``coldchain-rules-<k>`` of ``coldchain broker users --rules-partitions N``) with the shared
+``mqtt.password``: a broker that takes the username as client id then still gives every
+partition its own session.
 The broker allows one connection per client id, so a partition has one owner; it queues the
 partition's items while no owner is connected.
 
@@ -37,7 +41,7 @@ from collections.abc import Callable
 
 from coldchain.exceptions import ColdchainError, WriteRejected
 from coldchain.fleet import Fleet
-from coldchain.rules import partition_of, rules_topic
+from coldchain.rules import RULES_CLIENT_ID_PREFIX, partition_of, rules_client_id, rules_topic
 from coldchain.settings import Settings
 from ingest.consumer import Delivery, MqttSource
 from ingest.forward import decode_forwarded
@@ -70,7 +74,12 @@ class _Partition:
         self.k = k
         self._worker = worker
         s = worker.settings
-        mqtt = s.mqtt.model_copy(update={"client_id": client_id, "share_group": ""})
+        update: dict[str, object] = {"client_id": client_id, "share_group": ""}
+        if s.rules.partition_users:
+            # The broker binds client ids to usernames (use_username_as_clientid): each
+            # partition is its own user, so its session stays its own.
+            update["username"] = client_id
+        mqtt = s.mqtt.model_copy(update=update)
         self.source = MqttSource(
             mqtt, self._deliver, (), clock_ms=worker.clock_ms, topics=(rules_topic(k),)
         )
@@ -148,6 +157,10 @@ class _Partition:
             f"rules_partition_{self.k}_acked": self.acked_total,
             f"rules_partition_{self.k}_refused": self.rejected_total,
             f"rules_partition_{self.k}_unacked": len(self._unacked),
+            # Liveness probes this partition's connection got back (its ACL lets it probe).
+            f"rules_partition_{self.k}_mqtt_probes_returned": self.source.stats()[
+                "mqtt_probes_returned"
+            ],
         }
 
 
@@ -156,6 +169,8 @@ class RulesWorker:
 
     ``clock_ms``: the clock data gaps and detection times are judged on (a replay passes its
     simulated clock); ``silence_lag_ms`` defaults to ``settings.rules.silence_lag_ms``.
+    Raises ValueError with no partition, or with ``rules.partition_users`` and a client-id
+    prefix other than the broker users' ``coldchain-rules``.
     """
 
     def __init__(
@@ -165,11 +180,16 @@ class RulesWorker:
         owned: list[int],
         clock_ms: Callable[[], int] = wall_clock_ms,
         *,
-        client_id_prefix: str = "coldchain-rules",
+        client_id_prefix: str = RULES_CLIENT_ID_PREFIX,
         silence_lag_ms: int | None = None,
     ) -> None:
         if not owned:
             raise ValueError("a rules worker needs at least one partition")
+        if settings.rules.partition_users and client_id_prefix != RULES_CLIENT_ID_PREFIX:
+            raise ValueError(
+                f"rules.partition_users: the broker users are {RULES_CLIENT_ID_PREFIX}-<k> "
+                f"(coldchain broker users --rules-partitions), not {client_id_prefix}-<k>"
+            )
         self.settings = settings
         self.fleet = fleet
         self.partitions = settings.rules.partitions
@@ -183,7 +203,7 @@ class RulesWorker:
         self._annotate_lock = threading.Lock()
         self._unwritten: list[str] = []
         a = settings.alerts
-        self._parts = [_Partition(self, k, f"{client_id_prefix}-{k}") for k in owned]
+        self._parts = [_Partition(self, k, rules_client_id(k, client_id_prefix)) for k in owned]
         first = self._parts[0].source
         # Routed and delivered like ingest's (docs/alerts.md); leases keep workers from
         # sending the same delivery at once.

@@ -26,7 +26,13 @@ from coldchain.rules.excursion import Excursion, ExcursionStatus, RuleKind, Seve
 from coldchain.rules.integrity import Rewrite, RewriteWatch
 from coldchain.rules.late import merge
 from coldchain.rules.mkt import MktAccumulator, mean_kinetic_temperature
-from coldchain.rules.partition import parse_partitions, partition_of, rules_topic
+from coldchain.rules.partition import (
+    RULES_CLIENT_ID_PREFIX,
+    parse_partitions,
+    partition_of,
+    rules_client_id,
+    rules_topic,
+)
 from coldchain.rules.plausible import plausible_limits
 from coldchain.rules.profiles import (
     Profile,
@@ -49,6 +55,7 @@ from coldchain.rules.state import CHECKPOINT_VERSION, dump_checkpoint, load_chec
 
 __all__ = [
     "CHECKPOINT_VERSION",
+    "RULES_CLIENT_ID_PREFIX",
     "BatchResult",
     "Change",
     "ChangeKind",
@@ -87,6 +94,7 @@ __all__ = [
     "plausible_limits",
     "prepare",
     "profile_at",
+    "rules_client_id",
     "rules_topic",
     "specs_for",
 ]

@@ -11,9 +11,18 @@ from __future__ import annotations
 
 import zlib
 
-__all__ = ["parse_partitions", "partition_of", "rules_topic"]
+__all__ = [
+    "RULES_CLIENT_ID_PREFIX",
+    "parse_partitions",
+    "partition_of",
+    "rules_client_id",
+    "rules_topic",
+]
 
 _PREFIX = "coldchain/v1/rules"
+# A worker's partition k connects as ``coldchain-rules-<k>``; ``coldchain broker users
+# --rules-partitions N`` writes broker users with exactly these names (docs/operations.md).
+RULES_CLIENT_ID_PREFIX = "coldchain-rules"
 
 
 def partition_of(asset_id: str, partitions: int) -> int:
@@ -28,6 +37,13 @@ def rules_topic(partition: int) -> str:
     """The MQTT topic carrying partition ``partition``'s forwarded samples, custody changes and
     recompute requests (``coldchain/v1/rules/<partition>``)."""
     return f"{_PREFIX}/{partition}"
+
+
+def rules_client_id(partition: int, prefix: str = RULES_CLIENT_ID_PREFIX) -> str:
+    """The MQTT client id (and, with partition users, the broker username) of partition
+    ``partition``'s owner: ``<prefix>-<partition>`` (default ``coldchain-rules-<k>``). The broker
+    allows one connection per client id, so a partition has one owner."""
+    return f"{prefix}-{partition}"
 
 
 def parse_partitions(spec: str, partitions: int) -> list[int]:

@@ -11,8 +11,10 @@ import yaml
 
 from cli.main import main as coldchain
 from coldchain.fleet import load_fleet
-from coldchain.settings import ValidationSettings
+from coldchain.rules import rules_client_id, rules_topic
+from coldchain.settings import Settings, ValidationSettings
 from deploy.broker_users import (
+    RULES_SECRET_KEY,
     BrokerUsers,
     BrokerUsersError,
     acl_text,
@@ -71,6 +73,54 @@ def test_malformed_or_repeated_usernames_are_refused(users: dict[str, tuple[str,
         BrokerUsers(**users)
 
 
+def _blocks(acl: str) -> dict[str, list[str]]:
+    """User name -> its ACL lines (comments and blank lines left out)."""
+    return {
+        b.splitlines()[0]: [ln for ln in b.splitlines()[1:] if ln and not ln.startswith("#")]
+        for b in acl.split("\nuser ")[1:]
+    }
+
+
+def test_rules_partition_users_read_only_their_partition_and_publish_alerts() -> None:
+    blocks = _blocks(acl_text(BrokerUsers(devices=("d1",), rules_partitions=3)))
+    for k in range(3):
+        name = rules_client_id(k)  # the worker's client id for partition k
+        assert name == f"coldchain-rules-{k}"
+        probe = f"coldchain/v1/ingest/{name}/probe"
+        assert blocks[name] == [
+            f"topic read {rules_topic(k)}",
+            "topic write coldchain/v1/alerts/#",
+            f"topic readwrite {probe}",
+            f"topic readwrite $share/{name}-probe/{probe}",
+        ]
+    assert "coldchain-rules-3" not in blocks
+    # Ingest forwards to every partition but reads none of them (it never subscribes there).
+    ingest = blocks["coldchain-ingest-1"]
+    assert "topic write coldchain/v1/rules/#" in ingest
+    assert not [ln for ln in ingest if "rules" in ln and ln.split()[1] != "write"]
+    # Default: no rules users at all (rules run inside ingest).
+    assert not [n for n in _blocks(acl_text(BrokerUsers(devices=()))) if "rules" in n]
+
+
+@pytest.mark.parametrize("partitions", [-1, 1025])
+def test_a_rules_partition_count_out_of_range_is_refused(partitions: int) -> None:
+    with pytest.raises(BrokerUsersError, match=r"rules partitions must be 0 \.\. 1024"):
+        BrokerUsers(devices=(), rules_partitions=partitions)
+
+
+def test_a_device_named_like_a_rules_partition_user_is_refused() -> None:
+    with pytest.raises(BrokerUsersError, match="given twice"):
+        BrokerUsers(devices=("coldchain-rules-1",), rules_partitions=2)
+
+
+def test_the_worker_prefix_must_be_the_broker_users_with_partition_users() -> None:
+    from ingest.rules_worker import RulesWorker
+
+    settings = Settings(rules={"partition_users": True})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"coldchain-rules-<k>"):
+        RulesWorker(settings, load_fleet(FLEET), [0], client_id_prefix="other")
+
+
 def _hashed(passwd: Path, user: str, password: str) -> bool:
     """The line of ``user`` is a mosquitto PBKDF2-SHA512 hash ($7$), not the plain secret.
     That the broker accepts the secret is tested against mosquitto (test_broker_isolation)."""
@@ -102,6 +152,26 @@ def test_secrets_are_generated_once_kept_private_and_reused(tmp_path: Path) -> N
     assert [ln.split(":")[0] for ln in lines] == more.all()
 
 
+def test_rules_partition_users_share_one_secret_under_one_key(tmp_path: Path) -> None:
+    files = {
+        "password_file": tmp_path / "passwd",
+        "acl_file": tmp_path / "acl",
+        "secrets_file": tmp_path / "secrets.yaml",
+    }
+    generated = write_broker_users(BrokerUsers(devices=("d1",), rules_partitions=2), **files)
+    # One secret for every partition user, kept under the documented key, not per user.
+    assert set(generated) == {"d1", "coldchain-ingest-1", "coldchain-operator", RULES_SECRET_KEY}
+    shared = generated[RULES_SECRET_KEY]
+    names = [ln.split(":")[0] for ln in (tmp_path / "passwd").read_text().splitlines()]
+    assert names[-2:] == ["coldchain-rules-0", "coldchain-rules-1"]
+    assert all(_hashed(tmp_path / "passwd", f"coldchain-rules-{k}", shared) for k in range(2))
+    # More partitions: the new users take the kept secret; nothing is generated.
+    assert write_broker_users(BrokerUsers(devices=("d1",), rules_partitions=4), **files) == {}
+    assert yaml.safe_load((tmp_path / "secrets.yaml").read_text())[RULES_SECRET_KEY] == shared
+    names = [ln.split(":")[0] for ln in (tmp_path / "passwd").read_text().splitlines()]
+    assert names[-4:] == [f"coldchain-rules-{k}" for k in range(4)]
+
+
 def test_a_secrets_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets.yaml"
     secrets.write_text("d1: pw\n")
@@ -131,6 +201,13 @@ def test_the_cli_writes_users_for_the_whole_fleet(
     assert all(f"{n}: {secrets[n]}" in out for n in names)  # shown once...
     assert coldchain(args) == 0
     assert "generated" not in capsys.readouterr().out  # ...and not again
+    assert coldchain([*args, "--rules-partitions", "2"]) == 0
+    out = capsys.readouterr().out
+    secrets = yaml.safe_load((tmp_path / "s.yaml").read_text())
+    assert f"{RULES_SECRET_KEY}: {secrets[RULES_SECRET_KEY]}" in out
+    assert "user coldchain-rules-1\n" in (tmp_path / "acl").read_text()
+    assert coldchain([*args, "--rules-partitions", "-1"]) == 2
+    assert "rules partitions must be" in capsys.readouterr().err
 
 
 def test_client_ids_are_bound_to_usernames_on_every_listener() -> None:

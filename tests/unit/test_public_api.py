@@ -148,6 +148,7 @@ PINNED: dict[str, list[str]] = {
         "BrokerUsersError",
         "DEFAULT_INGEST_USERS",
         "DEFAULT_OPERATOR_USERS",
+        "RULES_SECRET_KEY",
         "acl_text",
         "fleet_device_users",
         "parse_names",
