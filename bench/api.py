@@ -64,6 +64,8 @@ LEGS = [
     ("store-sz", "z1", 48, None),
 ]
 
+LISTED = 1_000  # shipments in the registry for the listing
+
 
 def _comp(cid: str) -> Compartment:
     return Compartment(
@@ -275,6 +277,8 @@ def _run(args: argparse.Namespace, rng: random.Random, url: str, tmp: Path) -> d
         out_of_range_s=1500.0,
         returned_ms=spans[1][2] + 630 * MIN,
     )
+    for i in range(LISTED - 1):  # a registry with more than one page of shipments
+        reg.create_shipment(f"SHP-L{i:04d}", profile="chilled", actor="bench", created_ms=T0)
     reg.upsert_excursions([spike])
     reg.acknowledge_excursion(spike.id, by="qa", comment="checked")
     at_ms = spans[-1][3] + HOUR
@@ -312,6 +316,16 @@ def _run(args: argparse.Namespace, rng: random.Random, url: str, tmp: Path) -> d
         pdf = get("/report.pdf", tz="Asia/Shanghai").content
         first_pdf = time.perf_counter() - t
         pdf_s = _time(lambda: get("/report.pdf", tz="Asia/Shanghai"), max(3, runs // 3))
+        # Listing: one page of 100 over HTTP, beside the registry query the route runs.
+        n_list = max(50, runs * 5)
+        t = time.perf_counter()
+        for _ in range(n_list):
+            http.get("/v1/shipments", params={"limit": "100"}).raise_for_status()
+        listing_rps = n_list / (time.perf_counter() - t)
+        t = time.perf_counter()
+        for _ in range(n_list):
+            reg.find_shipments(limit=100)
+        registry_rps = n_list / (time.perf_counter() - t)
         out = {
             "bench": "api",
             "shipment": {
@@ -331,6 +345,12 @@ def _run(args: argparse.Namespace, rng: random.Random, url: str, tmp: Path) -> d
             "influxql": _stats(influx_s) | {"requests_per_trace": len(statements)},
             "report_html": _stats(html_s),
             "report_pdf": _stats(pdf_s) | {"first_ms": round(first_pdf * 1000, 1)},
+            "listing": {
+                "shipments": LISTED,
+                "page": 100,
+                "requests_per_s": round(listing_rps, 1),
+                "baseline_registry_queries_per_s": round(registry_rps, 1),
+            },
             "targets_ms": {"trace_p95": 300, "report_html": 1000, "report_pdf": 3000},
         }
     if args.big:
