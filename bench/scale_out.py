@@ -49,6 +49,7 @@ def _child(role: str, settings: Settings, status: str, go: Event, stop: Event) -
 
     logging.basicConfig(level=logging.WARNING, format=f"{role} %(name)s %(message)s")
     from coldchain.fleet import load_fleet
+    from ingest.heap import settle_heap
     from ingest.rules_worker import RulesWorker
     from ingest.service import IngestService
 
@@ -73,6 +74,7 @@ def _child(role: str, settings: Settings, status: str, go: Event, stop: Event) -
     _write_status(path, {"ready": True})
     if role == "ingest":
         go.wait()
+    settle_heap()  # as `coldchain ingest` and `coldchain rules` do
     cpu0 = time.process_time()
     service.start()
     while not stop.wait(0.05):

@@ -95,6 +95,7 @@ def _load_scenario(name: str) -> Any:
 def _run(args: argparse.Namespace, root: Path) -> int:
     from coldchain.settings import InfluxSettings, MqttSettings, Settings, SpoolSettings
     from deploy.launcher import Services
+    from ingest.heap import settle_heap
     from ingest.service import IngestService
     from registry import open_registry, upgrade
     from simulators.publish import ReplayClock, replay_window, run_live
@@ -120,6 +121,7 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         clock = ReplayClock(start, args.speedup, end)
         # The rules judge silence (data gaps) and detection times on the replay's clock.
         service = IngestService(settings, fleet, clock_ms=clock)
+        settle_heap()  # as `coldchain ingest` does
         service.start()
         published = _PublishedReadings(fleet)
         _say(

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ingest.heap import settle_heap
+
 __all__ = ["Service", "serve"]
 
 
@@ -33,12 +35,13 @@ def serve(
 ) -> int:
     """Start ``service``, print ``banner`` on stderr, wait for SIGTERM/SIGINT, stop it within
     ``stop_timeout_s`` and print its stats as JSON; SIGHUP calls ``on_hangup`` when given.
-    Returns the exit status (0)."""
+    Returns the exit status (0). The heap is settled first (``ingest.heap.settle_heap``)."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if on_hangup is not None:
         signal.signal(signal.SIGHUP, lambda *_: on_hangup())
+    settle_heap()  # what start-up built lives as long as the process
     service.start()
     print(banner, file=sys.stderr, flush=True)
     while not stop.wait(1.0):
