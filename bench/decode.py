@@ -1,7 +1,7 @@
 """Decode/validate/encode cost per message (``process_delivery``); prints ONE JSON object.
 
 The ingest pipeline thread's per-message Python work, without MQTT, SQLite or InfluxDB: what
-``ingest.service.process_delivery`` costs on
+``ingest.pipeline.process_delivery`` costs on
 
 - ``good_single``: ~200-byte single-sample messages from the load generator (the common case,
   taken by the strict fast path);
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from coldchain.contract import Limits, PointEncoder
 from ingest.consumer import Delivery
 from ingest.decode import decode
-from ingest.service import process_delivery
+from ingest.pipeline import process_delivery
 from ingest.validate import validate
 from simulators.loadgen import SeededLoad, make_fleet
 

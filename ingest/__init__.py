@@ -1,7 +1,8 @@
 """Ingest: MQTT -> decode -> validate -> durable spool -> ack -> InfluxDB, and the rules.
 
 Stages, one module each: ``decode``, ``validate``, ``spool``, ``write``, ``evaluate`` (rules)
-and ``events`` (custody scans); ``consumer`` is the MQTT adapter, ``service`` wires them,
+and ``events`` (custody scans); ``pipeline`` runs the first four per group of deliveries
+(commit, then acknowledge); ``consumer`` is the MQTT adapter, ``service`` wires them,
 ``metrics`` exposes counters and ``health`` the raised problems behind ``/healthz``;
 ``spool_guard`` (identity, damaged files, the disk reserve) and ``watchdog`` (threads that die)
 keep failures visible and recoverable.
@@ -13,7 +14,8 @@ from ingest.evaluate import Accepted, CustodyChange, EvaluateStage
 from ingest.events import EventOutcome, process_event
 from ingest.health import Health
 from ingest.metrics import IngestMetrics, MetricsServer
-from ingest.service import IngestService, Processed, process_delivery
+from ingest.pipeline import Pipeline, Processed, process_delivery
+from ingest.service import IngestService
 from ingest.spool import DeadLetter, Spool, SpooledMessage
 from ingest.validate import Validated, validate
 from ingest.write import SpoolDrainer
@@ -31,6 +33,7 @@ __all__ = [
     "IngestService",
     "MetricsServer",
     "MqttSource",
+    "Pipeline",
     "Processed",
     "Spool",
     "SpoolDrainer",

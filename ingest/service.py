@@ -1,24 +1,21 @@
-"""The ingest service: wires MQTT source -> decode -> validate -> spool -> ack, the writer and
-the rules engine. This module is the bootstrap: it builds every stage from ``Settings``.
+"""The ingest service: wires MQTT source -> pipeline (decode, validate, spool, ack) -> the
+writer and the rules engine. This module is the bootstrap: it builds every stage from
+``Settings``.
 
-Threads: paho's network loop (enqueues deliveries), the pipeline (group commit per batch, then
-acks), the writer (drains the spool to InfluxDB), the evaluator (rules over what was
-acknowledged) and housekeeping. Work in flight is bounded by the delivery queue
+Threads: paho's network loop (enqueues deliveries), the pipeline (``ingest.pipeline``: group
+commit per batch, then acks), the writer (drains the spool to InfluxDB), the evaluator (rules
+over what was acknowledged) and housekeeping. Work in flight is bounded by the delivery queue
 (``mqtt.max_inflight``): when it is full paho's thread waits, and so does the broker, until the
 pipeline has made a batch durable and acknowledged it.
 
 Guarantees (docs/operations.md, "Failures and recovery"):
-- Nothing is acknowledged that is not durable: a group whose spool commit or custody
-  registration fails is held (no ack) and retried with backoff while a health problem
-  (``spool_unwritable``, ``registry_unavailable``) says so; it clears by itself on recovery.
+- Nothing is acknowledged that is not durable (``ingest.pipeline``).
 - A thread that dies raises ``pipeline_dead``/``writer_dead``/``rules_dead`` (ingest.watchdog).
 - At start the spool is checked (damaged: moved aside, ``spool_corrupt``) and compared with
   the identity the registry recorded (deleted or replaced: ``spool_replaced``); both stay raised
   until an operator accepts them (``coldchain spool accept``).
 - The fleet file reloads on change or SIGHUP (ingest.fleet_watch); a checked new fleet is
   swapped in between two groups, for validation, encoding, events and the rules alike.
-- Dead letters queued by ``coldchain deadletters replay`` go through the pipeline between
-  groups, with their original receive time, each exactly once (ingest.replay).
 - ``stop()`` returns within ``timeout_s`` (default ``STOP_TIMEOUT_S``): it finishes the group
   being committed and its acks, checkpoints the rules without letting them catch up, lets the
   writer flush until the deadline and leaves the rest in the spool.
@@ -26,85 +23,36 @@ Guarantees (docs/operations.md, "Failures and recovery"):
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
-from typing import NamedTuple
+from collections.abc import Callable
 
-from coldchain.contract import Limits, PointEncoder, Sample, ts_ms
-from coldchain.exceptions import SpoolError, StoreError, TelemetryRejected
+from coldchain.exceptions import SpoolError, StoreError
 from coldchain.fleet import Fleet
 from coldchain.rules import ProfileAssignment, RulesEngine, load_presets
 from coldchain.settings import Settings
 from ingest.consumer import Delivery, MqttSource
-from ingest.decode import decode
-from ingest.evaluate import Accepted, CustodyChange, EvaluateStage
-from ingest.events import process_event
+from ingest.evaluate import EvaluateStage
 from ingest.fleet_watch import FleetWatch, check_profiles
 from ingest.forward import RulesForwarder
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.mirror import RegistryMirror
 from ingest.outbox import AlertDelivery, build_alert_delivery
-from ingest.replay import outcome
-from ingest.spool import DeadLetter, Spool, SpooledMessage
+from ingest.pipeline import Pipeline
+from ingest.spool import Spool, SpooledMessage
 from ingest.spool_guard import DiskReserve, SpoolWatch, check_identity, open_spool
-from ingest.validate import validate
 from ingest.watchdog import guarded
 from ingest.write import SpoolDrainer
 from registry import Registry, open_registry, wall_clock_ms
 from timeseries.client import InfluxClient
 
-__all__ = ["STOP_TIMEOUT_S", "IngestService", "Processed", "process_delivery"]
+__all__ = ["STOP_TIMEOUT_S", "IngestService", "build_engine"]
 
 log = logging.getLogger("coldchain.ingest")
 
 STOP_TIMEOUT_S = 8.0  # stop() returns within this (a container runtime's default grace is 10 s)
 HOUSEKEEPING_S = 5.0  # spool high-water to the registry, operator acceptance, disk reserve
-REPLAY_POLL_S = 1.0  # how often the pipeline looks for dead letters queued for replay
-_RETRY_MAX_S = 5.0  # backoff ceiling while the spool or the registry fails (acks held)
-
-
-class Processed(NamedTuple):
-    """What one delivery became: points to spool, dead letters, samples for the rules."""
-
-    spooled: SpooledMessage | None
-    dead: list[DeadLetter]
-    asset_id: str | None = None
-    samples: Sequence[Sample] = ()
-
-
-def _dead(d: Delivery, exc: TelemetryRejected, payload: bytes) -> DeadLetter:
-    return DeadLetter(
-        d.received_ms, d.topic, exc.device_id, exc.reason, exc.field, exc.value, exc.detail, payload
-    )
-
-
-def process_delivery(
-    d: Delivery, fleet: Fleet, encoder: PointEncoder, limits: Limits, max_payload_bytes: int
-) -> Processed:
-    """Decode, validate and encode one telemetry delivery. Never raises on bad input."""
-    try:
-        validated = validate(
-            decode(d.topic, d.payload, max_payload_bytes), fleet, d.received_ms, limits
-        )
-    except TelemetryRejected as exc:
-        return Processed(None, [_dead(d, exc, d.payload)])
-    # Every letter of a message references its full payload (stored once by the spool).
-    dead = [_dead(d, exc, d.payload) for exc in validated.rejected]
-    if not validated.samples:
-        return Processed(None, dead)
-    lines = encoder.encode(validated.device_id, validated.asset, validated.samples, d.received_ms)
-    from_ms = min(ts_ms(s) for s in validated.samples)  # for the rules journal
-    return Processed(
-        SpooledMessage(d.received_ms, validated.device_id, lines, from_ms),
-        dead,
-        validated.asset.id,
-        validated.samples,
-    )
 
 
 def build_engine(settings: Settings, fleet: Fleet, registry: Registry) -> RulesEngine:
@@ -139,14 +87,7 @@ class IngestService:
         self.settings = settings
         self.fleet = fleet
         self._clock_ms = clock_ms
-        # The bound on messages in flight inside this process. MQTT 5 Receive Maximum asks the
-        # broker for the same bound, but mosquitto 2.0 honours it only for the first window, so
-        # a full queue blocks paho's network thread and TCP backpressure does the rest.
-        self._queue: queue.Queue[Delivery | None] = queue.Queue(settings.mqtt.max_inflight)
-        self._encoder = PointEncoder(fleet)
         v = settings.validation
-        self._limits = Limits(v.max_future_skew_s, v.max_sample_age_s)
-        self._enqueued = 0  # written only by paho's thread
         self._stopping = threading.Event()
         self.metrics = IngestMetrics()
         health = self.metrics.health
@@ -164,17 +105,36 @@ class IngestService:
         if verdict.problem is not None:
             self.metrics.spool_replaced += verdict.problem == "spool_replaced" and recovery is None
             health.raise_problem(verdict.problem, verdict.detail)
-        self._last_row = self._recorded_row = self._drain_spool.high_water()
+        self._recorded_row = self._drain_spool.high_water()
         self._reserve = DiskReserve(
             sp.path.with_name(sp.path.name + ".reserve"), sp.reserve_mb << 20
         )
         self._watch = SpoolWatch(self.metrics, self._reserve)
         if not self._reserve.take():
             self._watch.waiting()
-        self._pipeline_spool = Spool(*spool_args, rules_journal=rules)
+        pipeline_spool = Spool(*spool_args, rules_journal=rules)
         self._annotation_spool = Spool(*spool_args)  # used by the evaluator thread only
+        # The bound on messages in flight inside this process is the pipeline's queue. MQTT 5
+        # Receive Maximum asks the broker for the same bound, but mosquitto 2.0 honours it only
+        # for the first window, so a full queue blocks paho's network thread and TCP
+        # backpressure does the rest.
+        self.pipeline = Pipeline(
+            settings,
+            fleet,
+            pipeline_spool,
+            self.registry,
+            self.metrics,
+            self._watch,
+            self._stopping,
+            clock_ms,
+            ack=self._ack,
+            committed=self._committed,
+            take_fleet=self._fleet_taken,
+            on_fleet=self._on_fleet,
+            last_row=self._recorded_row,
+        )
         kinds = ("telemetry", "events") if rules else ("telemetry",)
-        self._source = MqttSource(settings.mqtt, self._enqueue, kinds, clock_ms=clock_ms)
+        self._source = MqttSource(settings.mqtt, self.pipeline.enqueue, kinds, clock_ms=clock_ms)
         self._writer = InfluxClient(settings.influx)
         self._drainer = SpoolDrainer(
             self._drain_spool,
@@ -207,6 +167,9 @@ class IngestService:
             replaced = verdict.problem == "spool_replaced" and recovery is None
             self.forwarder.resume(self._drain_spool.last_id(), spool_replaced=replaced)
             self.metrics.sources.append(self.forwarder.stats)
+            forwarder = self.forwarder
+            self.pipeline.sink = forwarder
+            self.pipeline.heartbeat = lambda q, row: forwarder.pulse(q, clock_ms, row)
         elif rules:
             a = settings.alerts
             self.alerts = build_alert_delivery(
@@ -237,8 +200,9 @@ class IngestService:
             replaced = verdict.problem == "spool_replaced" and recovery is None
             self.evaluate.resume(self._drain_spool.last_id(), spool_replaced=replaced)
             self.metrics.sources.append(self.evaluate.stats)
+            self.pipeline.sink = self.evaluate
         self.mirror: RegistryMirror | None = None
-        self._spools = [self._drain_spool, self._pipeline_spool, self._annotation_spool]
+        self._spools = [self._drain_spool, pipeline_spool, self._annotation_spool]
         if rules and settings.mirror_interval_s > 0:  # registry facts for the dashboards
             self._spools.append(Spool(*spool_args))  # its own handle: its own thread
             counts = self._spools[-1].dead_letter_counts
@@ -273,7 +237,7 @@ class IngestService:
             log.warning("could not ensure database: %s", exc)
         health, stopping = self.metrics.health, self._stopping
         targets: dict[str, Callable[[], None]] = {
-            "pipeline": self._pipeline,
+            "pipeline": self.pipeline.run,
             "writer": self._drainer.run,
             "housekeeping": self._housekeeping,
             "fleet": self._fleet_watch.run,
@@ -318,7 +282,7 @@ class IngestService:
         threads = self._threads
         if "pipeline" in threads:
             threads["pipeline"].join(left(keep_s=min(3.0, timeout_s / 2)))
-        self._discard_queued()
+        self.pipeline.discard_queued()
         if self.alerts is not None:  # what is not acknowledged yet is sent after the restart
             self.alerts.stop()
             if "alerts" in threads:
@@ -328,7 +292,7 @@ class IngestService:
             if "forward" in threads:
                 threads["forward"].join(left(keep_s=min(3.0, timeout_s / 2)))
         self._source.stop()
-        self._discard_queued()
+        self.pipeline.discard_queued()
         if self.evaluate is not None:
             self.evaluate.stop(catch_up=False)
             if "rules" in threads:
@@ -358,51 +322,20 @@ class IngestService:
             spool.close()
         self.registry.close()
 
-    def _discard_queued(self) -> None:
-        """Drop deliveries not yet committed (never acknowledged: the broker redelivers them),
-        so that paho's thread, maybe blocked on a full queue, can finish."""
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                return
-
-    def _enqueue(self, delivery: Delivery) -> None:
-        if self._stopping.is_set():
-            return  # not acknowledged: the broker redelivers it after the restart
-        self._enqueued += 1
-        self._queue.put(delivery)
-
     def reload_fleet(self) -> None:
         """Re-read the fleet file now (SIGHUP); it applies from the next group if it checks."""
         self._fleet_watch.request()
 
-    def _swap_fleet(self) -> None:
+    def _fleet_taken(self) -> Fleet | None:
+        return self._fleet_watch.take()
+
+    def _on_fleet(self, fleet: Fleet) -> None:
         """Pipeline thread, between groups: put a reloaded fleet in force everywhere."""
-        fleet = self._fleet_watch.take()
-        if fleet is None:
-            return
         self.fleet = fleet
-        self._encoder = PointEncoder(fleet)
         if self.evaluate is not None:
             self.evaluate.update_fleet(fleet)
         if self.mirror is not None:  # read once per pass: a reference swap is enough
             self.mirror.fleet = fleet
-
-    def _replay(self, spool: Spool, limit: int) -> None:
-        """Pipeline thread, between groups: one group of dead letters queued for replay."""
-        try:
-            items = spool.queued_replays(limit)
-            known = [i for i in items if self.fleet.is_known_device(i.device_id)]
-            why = "device not in the running ingest's fleet (reload pending?)"
-            taken = {i.letter_id for i in known}
-            spool.refuse_replays((i.letter_id, why) for i in items if i.letter_id not in taken)
-        except SpoolError as exc:  # the spool's trouble shows in the next append
-            log.warning("dead-letter replay: %s", exc)
-            return
-        if known:
-            batch = [Delivery(i.topic, i.payload, 0, 0, i.received_ms, -1) for i in known]
-            self._commit(spool, batch, [i.letter_id for i in known])
 
     def wait_drained(self, timeout_s: float) -> bool:
         """True once every message received so far is in InfluxDB (or dead-lettered) and the
@@ -412,7 +345,11 @@ class IngestService:
         while time.monotonic() < deadline:
             idle = self.evaluate is None or self.evaluate.idle()
             idle = idle and (self.forwarder is None or self.forwarder.idle())
-            if m.received_messages == self._enqueued and m.spool_depth_messages == 0 and idle:
+            if (
+                m.received_messages == self.pipeline.enqueued
+                and m.spool_depth_messages == 0
+                and idle
+            ):
                 return True
             time.sleep(0.05)
         return False
@@ -421,164 +358,6 @@ class IngestService:
         """The metrics snapshot (counters, health, the rules stage's gauges)."""
         return self.metrics.snapshot()
 
-    # -- threads ----------------------------------------------------------------------------
-    def _pipeline(self) -> None:
-        spool, stopping = self._pipeline_spool, self._stopping
-        batch_max, linger_s = self.settings.spool.batch_max_messages, self.settings.spool.linger_ms
-        linger_s /= 1000.0
-        next_replay = 0.0
-        while not stopping.is_set():
-            self._swap_fleet()
-            if time.monotonic() >= next_replay:
-                self._replay(spool, batch_max)
-                next_replay = time.monotonic() + REPLAY_POLL_S
-            self._heartbeat()
-            try:
-                first = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if first is None:
-                break
-            batch = [first]
-            if linger_s:
-                time.sleep(linger_s)
-            while len(batch) < batch_max:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    break
-                batch.append(item)
-            self._swap_fleet()  # one reloaded while this group waited applies to it
-            self._commit(spool, batch)
-
-    def _heartbeat(self) -> None:
-        if self.forwarder is not None:  # forward mode: the rules workers' watermark
-            self.forwarder.pulse(self._queue, self._clock_ms, self._last_row)
-
-    def _process(self, d: Delivery) -> tuple[Processed, CustodyChange | None] | None:
-        """One delivery; None when the service stops while the registry is unavailable."""
-        max_bytes = self.settings.validation.max_payload_bytes
-        if not d.topic.endswith("/events"):
-            return process_delivery(d, self.fleet, self._encoder, self._limits, max_bytes), None
-        delay = 0.5
-        while True:
-            try:
-                out = process_event(
-                    d.topic, d.payload, self.fleet, self.registry, max_bytes, d.received_ms
-                )
-                break
-            except TelemetryRejected as exc:
-                return Processed(None, [_dead(d, exc, d.payload)]), None
-            except StoreError as exc:
-                # The registry is locked or down: the scan is not recorded, so nothing of this
-                # group may be acknowledged. Hold it and retry (paho's queue fills meanwhile).
-                self.metrics.registry_errors += 1
-                self.metrics.health.raise_problem(
-                    "registry_unavailable",
-                    f"custody scan not recorded ({exc}); acks held, retrying in {delay:.1f} s",
-                )
-                if self._stopping.wait(delay):
-                    return None
-                delay = min(delay * 2, _RETRY_MAX_S)
-        if delay > 0.5:
-            self.metrics.health.clear("registry_unavailable")
-        device = d.topic.split("/")[-2]
-        custody = CustodyChange(*out.custody) if out.custody else None
-        return Processed(SpooledMessage(d.received_ms, device, out.lines), []), custody
-
-    def _append(
-        self,
-        spool: Spool,
-        messages: list[SpooledMessage],
-        dead: list[DeadLetter],
-        replayed: Sequence[tuple[int, str, str]] = (),
-    ) -> int:
-        """Commit a group, retrying (acks held) while the spool fails; -1 when the service
-        stops first (nothing of the group is acknowledged)."""
-        watch, delay = self._watch, 0.5
-        while True:
-            if watch.ready():
-                try:
-                    last_row = spool.append(messages, dead, replayed)
-                    watch.ok("append")
-                    return last_row
-                except SpoolError as exc:
-                    watch.failed(exc, "append")
-                    # After a failed write SQLite's connection may keep a stale state.
-                    with contextlib.suppress(SpoolError):
-                        spool.reopen()
-            else:
-                watch.waiting()
-            if self._stopping.wait(delay):
-                return -1
-            delay = min(delay * 2, _RETRY_MAX_S)
-
-    def _commit(self, spool: Spool, batch: list[Delivery], replays: Sequence[int] = ()) -> None:
-        """Process, spool and acknowledge a group. ``replays``: the group is dead letters
-        replayed (their ids, in order): marked replayed with it, nothing to acknowledge."""
-        m = self.metrics
-        outcomes: list[tuple[int, str, str]] = []
-        messages: list[SpooledMessage] = []
-        dead: list[DeadLetter] = []
-        # (index of the message's spool row in this group, what the rules get)
-        to_rules: list[tuple[int, tuple[str, Sequence[Sample], str, int] | CustodyChange]] = []
-        for d in batch:
-            result = self._process(d)
-            if result is None:
-                return  # stopping: nothing of this group is acknowledged
-            processed, custody = result
-            if processed.spooled is not None:
-                messages.append(processed.spooled)
-            idx = len(messages) - 1
-            if processed.asset_id is not None and processed.spooled is not None:
-                spooled = processed.spooled
-                to_rules.append(
-                    (idx, (processed.asset_id, processed.samples, spooled.device_id, d.received_ms))
-                )
-            if custody is not None:
-                to_rules.append((idx, custody))
-            dead.extend(processed.dead)
-            if replays:
-                what = outcome(processed.spooled is not None, [x.reason for x in processed.dead])
-                outcomes.append((replays[len(outcomes)], "replayed", what))
-        last_row = self._append(spool, messages, dead, outcomes)
-        if last_row < 0:
-            return
-        self._last_row = max(self._last_row, last_row)
-        if replays:
-            m.replayed_messages += len(batch)
-        else:  # only now is everything durable: acknowledge.
-            m.received_messages += len(batch)
-        m.accepted_messages += len(messages)
-        m.accepted_samples += sum(len(x[1]) for _, x in to_rules if isinstance(x, tuple))
-        m.spooled_points += sum(len(x.lines) for x in messages)
-        for dl in dead:
-            m.dead_letters[dl.reason] += 1
-        for d in batch if not replays else ():
-            if self._source.ack(d):
-                m.acked_messages += 1
-            else:
-                m.stale_acks_dropped += d.qos > 0
-        if messages:
-            if not replays:
-                m.receive_lag_s = (self._clock_ms() - messages[-1].received_ms) / 1000.0
-            self._drainer.wake()
-        sink = self.evaluate or self.forwarder
-        if sink is not None:
-            # Each message's points are in InfluxDB once the writer passes its own row (rows
-            # of one group commit are consecutive). Receive time on the ingest clock, taken
-            # when the message arrived (not after the group commit, whose queueing and fsync
-            # would read as device clock skew): the clock the rules judge device clocks by.
-            first_row = last_row - len(messages) + 1
-            sink.submit_many(
-                Accepted(x[0], x[1], first_row + i, x[2], x[3])
-                if isinstance(x, tuple)
-                else replace(x, row_id=first_row + i)
-                for i, x in to_rules
-            )
-
     def _housekeeping(self) -> None:
         """Every ``HOUSEKEEPING_S``: record the spool's high-water mark in the registry, clear
         an accepted spool problem, take the disk reserve back once space returned."""
@@ -586,8 +365,8 @@ class IngestService:
         while not self._stopping.wait(HOUSEKEEPING_S):
             self._watch.poll()
             try:
-                if self._last_row > self._recorded_row:
-                    row = self._last_row
+                row = self.pipeline.last_row
+                if row > self._recorded_row:
                     self.registry.advance_spool_high_water(client, self._spool_id, row)
                     self._recorded_row = row
                 if self._spool_problem is not None:
@@ -598,6 +377,13 @@ class IngestService:
                         self._spool_problem = None
             except StoreError as exc:
                 log.warning("housekeeping: registry unavailable, retrying: %s", exc)
+
+    # -- callbacks ------------------------------------------------------------------------------
+    def _ack(self, delivery: Delivery) -> bool:
+        return self._source.ack(delivery)
+
+    def _committed(self) -> None:
+        self._drainer.wake()
 
     def _annotate(self, lines: list[str]) -> None:
         try:

@@ -28,8 +28,8 @@ from dashboards import render
 from deploy.launcher import Services
 from ingest.consumer import Delivery
 from ingest.mirror import RegistryMirror
+from ingest.pipeline import process_delivery
 from ingest.rules_io import excursion_line
-from ingest.service import process_delivery
 from registry import Registry, open_registry, upgrade
 from simulators import library_scenario
 from simulators.engine import Simulation

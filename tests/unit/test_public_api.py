@@ -116,6 +116,7 @@ PINNED: dict[str, list[str]] = {
         "IngestService",
         "MetricsServer",
         "MqttSource",
+        "Pipeline",
         "Processed",
         "Spool",
         "SpoolDrainer",

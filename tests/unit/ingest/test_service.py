@@ -1,4 +1,4 @@
-"""``ingest.service.process_delivery``: one delivery -> (spooled message | None, dead letters)."""
+"""``ingest.pipeline.process_delivery``: one delivery -> (spooled message | None, dead letters)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from coldchain.contract import Limits, PointEncoder
 from ingest.consumer import Delivery
-from ingest.service import process_delivery
+from ingest.pipeline import process_delivery
 from tests.unit.support import NOW_MS, TOPIC, batch, dumps, fleet, sample, single
 
 LIMITS = Limits(max_future_skew_s=300.0, max_sample_age_s=86400.0)
