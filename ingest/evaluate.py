@@ -30,23 +30,27 @@ Guarantees:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from coldchain.contract import ts_ms
 from coldchain.exceptions import ColdchainError, RecordRejected
 from coldchain.fleet import Fleet
 from coldchain.rules import Change, RecomputeNeeded, Rewrite, RewriteWatch, RulesEngine
 from ingest.outbox import alert_message
-from ingest.recompute import close_removed, recompute_compartment, restart_recomputes
+from ingest.recompute import (
+    PendingRecomputes,
+    close_removed,
+    journal_everything,
+    recompute_compartment,
+    restart_recomputes,
+)
+from ingest.rules_inbox import Item, RulesInbox
 from ingest.rules_io import (
     Accepted,
     CustodyChange,
     FleetUpdate,
-    Pending,
     RecomputeRequest,
     alert_payload,
     clock_line,
@@ -63,8 +67,6 @@ CHECKPOINT_KEY = "rules-engine"
 # How far back a restart without a journal reads when the checkpoint knows nothing: the
 # contract's default accepted sample age (30 days).
 _MAX_REPLAY_MS = 30 * 86_400_000
-
-Item = Accepted | CustodyChange | RecomputeRequest
 
 
 class EvaluateStage:
@@ -100,7 +102,6 @@ class EvaluateStage:
         self.engine = engine
         self._key = checkpoint_key
         self._fleet = fleet  # the rules thread's
-        self._intake_fleet = fleet  # the pipeline's (newer until the rules thread catches up)
         self._registry = registry
         self._influx = influx
         self._alerts_queued = alerts_queued
@@ -109,16 +110,14 @@ class EvaluateStage:
         self._clock_ms = clock_ms
         self._journal_since = journal_since
         self._prune_journal = prune_journal
-        # A deque and one wake-up per group commit, not a queue.Queue: its lock and condition
-        # per item cost the pipeline thread ~7% of its time (py-spy, bench/ingest.py).
-        self._inbox: deque[Item | FleetUpdate | None] = deque()
-        self._wake = threading.Event()
-        self._max_queue = max_queue
+        self._inbox = RulesInbox(fleet, max_queue)
+        self._wake = self._inbox.wake
         self._tick_s = tick_s
         self._checkpoint_s = checkpoint_s
         self._recompute_interval_s = recompute_interval_s
-        self._pending: dict[tuple[str, str], Pending] = {}
-        self._held: set[str] = set()  # assets waiting for a recompute that rebuilds them
+        self._recomputes = PendingRecomputes()
+        # Aliases, never rebound: the compartments to recompute, the assets held until then.
+        self._pending, self._held = self._recomputes.items, self._recomputes.held
         # asset -> (newest device time heard, ingest clock when heard): its device clock.
         self._heard: dict[str, tuple[int, int]] = {}
         self._rewrites = RewriteWatch(rewrite_memory)
@@ -126,12 +125,6 @@ class EvaluateStage:
         self._jumps: dict[str, deque[tuple[int, int]]] = {}  # asset -> recent clock jumps
         self._unapplied: list[Change] = []
         self._dirty = False
-        # Written by the pipeline thread under _lock: the queue, spills, the last row.
-        self._lock = threading.Lock()
-        self._submitted = 0
-        self._submitted_row = 0
-        self._spilled_total = 0
-        self._spilled: dict[tuple[str, str], tuple[int, int]] = {}
         self._done = 0  # written by this stage's thread only
         self._asset_row: dict[str, int] = {}
         self._recomputed_at: dict[tuple[str, str], float] = {}
@@ -164,84 +157,31 @@ class EvaluateStage:
             # Removed while stopped: closed as a reload would; recorded by the first round.
             self._unapplied.extend(close_removed(saved, self._fleet, self._registry))
         if spool_replaced:
-            journal = self._journal_everything(saved)
+            floor_ms = self._clock_ms() - _MAX_REPLAY_MS
+            journal = journal_everything(self.engine, self._fleet, saved, floor_ms)
         else:
             journal = self._journal_since(int(saved.get("fed_through") or 0))
         todo, heard = restart_recomputes(self.engine, self._fleet, saved, journal)
         for key, from_ms in todo.items():
-            self._add_pending(key, from_ms, backlog_row, hold=True)
+            self._recomputes.add(key, from_ms, backlog_row, hold=True)
         # Silence counts from this start.
         self._heard.update((a, (ts, now)) for a, ts in heard.items())
         if self._held:
             log.info("rules: %d assets held for their restart recompute", len(self._held))
 
-    def _journal_everything(self, saved: dict[str, Any]) -> dict[str, int]:
-        """Stand-in for a lost journal: every device of the fleet, from its asset's oldest
-        checkpointed device time, else the oldest of the whole checkpoint (an asset the
-        checkpoint does not know may have reported after it), else the accepted sample age."""
-        oldest: dict[str, int] = {}
-        for entry in saved.get("compartments", []):
-            asset = str(entry["asset"])
-            ts = self.engine.evaluator(asset, str(entry["compartment"])).ts
-            if ts >= 0 and asset in self._fleet.assets:
-                oldest[asset] = min(ts, oldest.get(asset, ts))
-        floor = min(oldest.values(), default=self._clock_ms() - _MAX_REPLAY_MS)
-        return {
-            device: oldest.get(asset.id, floor)
-            for asset in self._fleet.assets.values()
-            for device in asset.devices
-        }
-
-    # -- intake (pipeline thread) ----------------------------------------------------------------
+    # -- intake (pipeline thread): ingest.rules_inbox --------------------------------------------
     def submit(self, item: Item) -> None:
-        self.submit_many((item,))
+        self._inbox.submit_many((item,))
 
     def submit_many(self, items: Iterable[Item]) -> None:
-        """Never blocks: when the rules fall behind, ingest must not. An item that does not fit
-        in the queue is evaluated later from InfluxDB, by a recompute of its compartments."""
-        inbox, limit = self._inbox, self._max_queue
-        with self._lock:  # one group at a time, as a checkpoint sees it (fed_through)
-            for item in items:
-                self._submitted += 1
-                self._submitted_row = max(self._submitted_row, item.row_id)
-                if len(inbox) < limit:
-                    inbox.append(item)
-                else:
-                    self._spill(item)
-                    self._spilled_total += 1
-        self._wake.set()
+        """Never blocks (``RulesInbox.submit_many``): an item that does not fit in the queue is
+        evaluated later from InfluxDB, by a recompute of its compartments."""
+        self._inbox.submit_many(items)
 
     def update_fleet(self, fleet: Fleet) -> None:
         """From the pipeline thread, between two groups: evaluate what is submitted from now on
         against ``fleet`` (the rules thread applies it in order, ``RulesEngine.apply_fleet``)."""
-        with self._lock:
-            self._intake_fleet = fleet
-            self._submitted += 1
-            self._inbox.append(FleetUpdate(fleet, self._submitted_row + 1))
-        self._wake.set()
-
-    def _spill(self, item: Item) -> None:
-        if isinstance(item, CustodyChange):
-            keys, from_ms = [(item.asset_id, item.compartment_id)], item.ts_ms
-        elif isinstance(item, RecomputeRequest):
-            comps = self._fleet.assets[item.asset_id].compartments
-            keys, from_ms = [(item.asset_id, c.id) for c in comps], item.from_ms
-        else:
-            asset = self._intake_fleet.assets.get(item.asset_id) or self._fleet.assets.get(
-                item.asset_id
-            )
-            if asset is None:  # removed from the fleet meanwhile: nothing left to evaluate
-                return
-            comps = asset.compartments
-            keys = [(item.asset_id, c.id) for c in comps]
-            from_ms = min(ts_ms(s) for s in item.samples)
-        for key in keys:
-            old = self._spilled.get(key)
-            self._spilled[key] = (
-                (from_ms, item.row_id)
-                if old is None
-                else (min(old[0], from_ms), max(old[1], item.row_id))
-            )
+        self._inbox.update_fleet(fleet)
 
     def stop(self, *, catch_up: bool = True) -> None:
         """Stop the thread, which saves a checkpoint last. With ``catch_up`` it first evaluates
@@ -249,15 +189,15 @@ class EvaluateStage:
         becomes recomputes saved in the checkpoint (a restart runs them from InfluxDB), so a
         shutdown does not wait for the rules to catch up."""
         self._quick_stop = not catch_up
-        self._inbox.append(None)
-        self._wake.set()
+        self._inbox.close()
 
     def idle(self) -> bool:
         """Nothing queued, being evaluated or waiting for a recompute."""
+        inbox = self._inbox
         return (
-            self._done + self._spilled_total == self._submitted
+            self._done + inbox.spilled_total == inbox.submitted
             and not self._pending
-            and not self._spilled
+            and not inbox.has_spilled()
         )
 
     def stats(self) -> dict[str, object]:
@@ -268,7 +208,7 @@ class EvaluateStage:
             "rules_recomputes": self.recomputes_total,
             "rules_recomputes_pending": len(self._pending),
             "rules_errors": self.errors_total,
-            "rules_spilled": self._spilled_total,
+            "rules_spilled": self._inbox.spilled_total,
             "rules_changes_rejected": self.rejected_total,
             "rules_rewrites": self.rewrites_total,
             "rules_redeliveries": self.redeliveries_total,
@@ -320,10 +260,7 @@ class EvaluateStage:
                 break
         if self._quick_stop:
             # A quick stop: what is still queued becomes recomputes saved in the checkpoint.
-            while self._inbox:
-                left = self._inbox.popleft()
-                if left is not None and not isinstance(left, FleetUpdate):
-                    self._spill(left)
+            self._inbox.spill_queued()
             self._take_spilled()
         try:
             self._apply([])
@@ -332,39 +269,18 @@ class EvaluateStage:
             log.error("rules: final checkpoint failed (the restart recomputes): %s", exc)
 
     def _take_spilled(self) -> None:
-        if not self._spilled:
-            return
-        with self._lock:
-            spilled, self._spilled = self._spilled, {}
-        for key, (from_ms, row) in spilled.items():
-            self._add_pending(key, from_ms, row, hold=True)
+        for key, (from_ms, row) in self._inbox.take_spilled().items():
+            self._recomputes.add(key, from_ms, row, hold=True)
 
     def _take(self, max_items: int = 500) -> list[Item | FleetUpdate | None]:
         """What is queued now (up to ``max_items``), waiting briefly for the first: one
         registry transaction per round, not per message."""
-        if not self._inbox:
-            self._wake.wait(0.2)
-            # Cleared before draining: whatever is appended from here on sets it again.
-            self._wake.clear()
-        items: list[Item | FleetUpdate | None] = []
-        pop = self._inbox.popleft
-        while len(items) < max_items:
-            try:
-                item = pop()
-            except IndexError:
-                break
-            items.append(item)
-            if item is None:
-                break
-        return items
+        return self._inbox.take(max_items)
 
     def _state(self) -> dict[str, object]:
         """The checkpoint: engine state, pending recomputes (spills included) and
         ``fed_through``: every spool row up to it was fed or is pending."""
-        with self._lock:  # no group is half submitted
-            head = self._inbox[0] if self._inbox else None
-            fed = self._submitted_row if head is None else head.row_id - 1
-            spilled = dict(self._spilled)
+        fed, spilled = self._inbox.fed_through()
         pending = {k: p.from_ms for k, p in self._pending.items()}
         for k, (from_ms, _) in spilled.items():
             pending[k] = min(from_ms, pending.get(k, from_ms))
@@ -399,9 +315,8 @@ class EvaluateStage:
         except ColdchainError as exc:  # e.g. an asset the engine does not know (any more)
             self.errors_total += 1
             log.error("rules could not evaluate a message of %s: %s", item.asset_id, exc)
-            with self._lock:
-                if item.asset_id in self._fleet.assets:
-                    self._spill(item)
+            if item.asset_id in self._fleet.assets:
+                self._inbox.spill(item)
             return []
 
     def _feed(self, item: Item) -> list[Change]:
@@ -416,7 +331,7 @@ class EvaluateStage:
         if isinstance(item, CustodyChange):
             key = (asset_id, item.compartment_id)
             if asset_id in self._held:
-                self._add_pending(key, item.ts_ms, item.row_id, hold=True)
+                self._recomputes.add(key, item.ts_ms, item.row_id, hold=True)
                 return []
             res = self.engine.custody_change(asset_id, item.compartment_id, item.ts_ms, now)
         else:
@@ -442,7 +357,7 @@ class EvaluateStage:
                     changes.extend(rep.changes)
                     self._note_jump(item, times[0], rep.jump_ms, rep.offset_ms)
                 for comp in self._fleet.assets[asset_id].compartments:
-                    self._add_pending((asset_id, comp.id), min(times), item.row_id, hold=True)
+                    self._recomputes.add((asset_id, comp.id), min(times), item.row_id, hold=True)
                 self.held_total += 1
                 return changes
             res = self.engine.feed(
@@ -462,15 +377,9 @@ class EvaluateStage:
         """The rules thread's side of ``update_fleet``: the engine's compartments and profiles,
         then what this stage keeps per asset or compartment (gap clock, recomputes, holds)."""
         changes = self.engine.apply_fleet(fleet, self._clock_ms())
-        self._fleet = fleet
-        for key in [k for k in self._pending if not fleet.has_compartment(*k)]:
-            del self._pending[key]
-        with self._lock:
-            for key in [k for k in self._spilled if not fleet.has_compartment(*k)]:
-                del self._spilled[key]
-        self._held = {
-            a for a in self._held if any(k[0] == a and p.hold for k, p in self._pending.items())
-        }
+        self._fleet = self._inbox.fleet = fleet
+        self._recomputes.drop(lambda key: fleet.has_compartment(*key))
+        self._inbox.drop_spilled(lambda key: fleet.has_compartment(*key))
         for asset_id in [a for a in self._heard if a not in fleet.assets]:
             del self._heard[asset_id]
         self._dirty = True
@@ -525,15 +434,6 @@ class EvaluateStage:
         """The ingest time data gaps are judged at (a rules worker judges on its watermark)."""
         return self._clock_ms()
 
-    def _add_pending(self, key: tuple[str, str], from_ms: int, row: int, hold: bool) -> None:
-        old = self._pending.get(key)
-        if old is None:
-            self._pending[key] = Pending(from_ms, row, hold)
-        else:
-            old.widen(from_ms, row, hold)
-        if hold:
-            self._held.add(key[0])
-
     def _request_recompute(self, rq: RecomputeRequest) -> None:
         """Hold the asset and recompute it from ``rq.from_ms`` (< 0: its checkpointed time)."""
         from_ms = rq.from_ms
@@ -542,11 +442,11 @@ class EvaluateStage:
             times = [self.engine.evaluator(rq.asset_id, c.id).ts for c in comps]
             from_ms = min((t for t in times if t >= 0), default=self._clock_ms() - _MAX_REPLAY_MS)
         for comp in comps:
-            self._add_pending((rq.asset_id, comp.id), from_ms, rq.row_id, hold=True)
+            self._recomputes.add((rq.asset_id, comp.id), from_ms, rq.row_id, hold=True)
 
     def _ask_recompute(self, rc: RecomputeNeeded) -> None:
         key = (rc.asset_id, rc.compartment_id)
-        self._add_pending(key, rc.from_ms, self._asset_row.get(rc.asset_id, 0), hold=False)
+        self._recomputes.add(key, rc.from_ms, self._asset_row.get(rc.asset_id, 0), hold=False)
 
     def _run_pending(self) -> None:
         if not self._pending:
@@ -566,9 +466,7 @@ class EvaluateStage:
                 continue
             self._recompute(key[0], key[1], p.from_ms)
             self._recomputed_at[key] = mono
-            del self._pending[key]  # only once it succeeded
-            if not any(k[0] == key[0] and q.hold for k, q in self._pending.items()):
-                self._held.discard(key[0])
+            self._recomputes.done(key)  # only once it succeeded
 
     def _recompute(self, asset_id: str, comp_id: str, from_ms: int) -> None:
         now = self._clock_ms()

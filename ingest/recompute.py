@@ -4,21 +4,63 @@ the engine merge (docs/rules.md sections 7 and 13)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from coldchain.fleet import Asset, Fleet
 from coldchain.rules import Change, RulesEngine, make_observation, observations_from_sample
+from ingest.rules_io import Pending
 from registry import Registry
 from timeseries.client import InfluxClient
 from timeseries.reads import read_clock_jumps, read_samples
 
-__all__ = ["DEVICE_KINDS", "close_removed", "recompute_compartment", "restart_recomputes"]
+__all__ = [
+    "DEVICE_KINDS",
+    "PendingRecomputes",
+    "close_removed",
+    "journal_everything",
+    "recompute_compartment",
+    "restart_recomputes",
+]
 
 # Records about a device, not a compartment: never part of a compartment's recompute.
 DEVICE_KINDS = frozenset({"clock_skew"})
 _AHEAD_MS = 300_000  # device clocks may run this far ahead of the ingest clock
+
+
+class PendingRecomputes:
+    """The compartments waiting for a recompute from InfluxDB (``items``), and the assets held
+    until theirs ran (``held``: their new samples join the recompute instead of the streaming
+    state, see ``Pending.hold``). One thread (the rules') uses it."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], Pending] = {}
+        self.held: set[str] = set()
+
+    def add(self, key: tuple[str, str], from_ms: int, row: int, hold: bool) -> None:
+        """Recompute ``key`` from device time ``from_ms`` once spool row ``row`` is written
+        (widening a recompute already asked for)."""
+        old = self.items.get(key)
+        if old is None:
+            self.items[key] = Pending(from_ms, row, hold)
+        else:
+            old.widen(from_ms, row, hold)
+        if hold:
+            self.held.add(key[0])
+
+    def done(self, key: tuple[str, str]) -> None:
+        """``key`` was recomputed: its asset is released once no holding recompute is left."""
+        del self.items[key]
+        if not any(k[0] == key[0] and p.hold for k, p in self.items.items()):
+            self.held.discard(key[0])
+
+    def drop(self, keep: Callable[[tuple[str, str]], bool]) -> None:
+        """Forget the compartments ``keep`` refuses (removed by a fleet reload)."""
+        for key in [k for k in self.items if not keep(k)]:
+            del self.items[key]
+        holding = {k[0] for k, p in self.items.items() if p.hold}
+        self.held.intersection_update(holding)
 
 
 def recompute_compartment(
@@ -110,6 +152,27 @@ def restart_recomputes(
             ts = engine.evaluator(asset.id, comp.id).ts
             add((asset.id, comp.id), min(from_ms, ts) if ts >= 0 else from_ms)
     return todo, heard
+
+
+def journal_everything(
+    engine: RulesEngine, fleet: Fleet, saved: Mapping[str, Any], floor_ms: int
+) -> dict[str, int]:
+    """Stand-in for a lost rules journal (device -> oldest device time to recompute from):
+    every device of ``fleet``, from its asset's oldest checkpointed device time (``saved``,
+    already loaded into ``engine``), else the oldest of the whole checkpoint (an asset the
+    checkpoint does not know may have reported after it), else ``floor_ms``."""
+    oldest: dict[str, int] = {}
+    for entry in saved.get("compartments", []):
+        asset = str(entry["asset"])
+        ts = engine.evaluator(asset, str(entry["compartment"])).ts
+        if ts >= 0 and asset in fleet.assets:
+            oldest[asset] = min(ts, oldest.get(asset, ts))
+    floor = min(oldest.values(), default=floor_ms)
+    return {
+        device: oldest.get(asset.id, floor)
+        for asset in fleet.assets.values()
+        for device in asset.devices
+    }
 
 
 def close_removed(saved: Mapping[str, Any], fleet: Fleet, registry: Registry) -> list[Change]:

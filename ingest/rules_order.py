@@ -29,7 +29,8 @@ import time
 from collections import deque
 from typing import Any
 
-from ingest.evaluate import EvaluateStage, Item
+from ingest.evaluate import EvaluateStage
+from ingest.rules_inbox import Item
 from ingest.rules_io import Accepted, FleetUpdate, Heartbeat
 
 __all__ = ["OrderedStage"]
