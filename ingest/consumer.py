@@ -30,7 +30,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, cast
 
 import paho.mqtt.client as mqtt
@@ -296,6 +296,18 @@ class MqttSource:
             return False
         self._client.ack(delivery.mid, delivery.qos)
         return True
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> int:
+        """Acknowledge a group of durable deliveries with one queued write; returns how many
+        were acknowledged (the others: QoS 0, or their connection is gone and the broker
+        redelivers them)."""
+        generation = self._generation
+        mids = [d.mid for d in deliveries if d.qos == 1 and d.generation == generation]
+        self._client.ack_many(mids)
+        others = [d for d in deliveries if d.qos > 1 and d.generation == generation]
+        for d in others:  # QoS 2: paho's own handshake
+            self._client.ack(d.mid, d.qos)
+        return len(mids) + len(others)
 
     def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
         """QoS 1 publish on this connection (alerts); paho queues it while disconnected. The

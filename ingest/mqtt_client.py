@@ -19,7 +19,8 @@ What changes, and why it is safe:
 - Messages go straight to ``on_message`` when no per-topic callback is registered, instead of
   through paho's topic-filter trie for every message.
 - ``ack`` of a QoS 1 message queues the same 4-byte PUBACK paho builds, without paho's debug
-  log call and format parsing per ack (the ingest pipeline acknowledges every message).
+  log call and format parsing per ack; ``ack_many`` queues a whole group's PUBACKs as one
+  packet entry (the ingest pipeline acknowledges every message, a group at a time).
 
 It overrides paho's ``ack`` and private ``_sock_recv``, ``_packet_queue``, ``_packet_write``
 and ``_handle_on_message`` (and reads ``_manual_ack``), pinned by the lock file;
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -39,6 +41,7 @@ __all__ = ["BatchedClient"]
 
 _PUBACK = 0x40
 _PUBACK_PACKET = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id
+_PUBACK_WORD = (_PUBACK << 24) | (2 << 16)  # the same 4 bytes as one big-endian word, id 0
 _READ_BYTES = 256 * 1024
 _MAX_COALESCED = 8192  # PUBACKs are 4 bytes (MQTT 3.1.1) or a few more (MQTT 5)
 
@@ -101,6 +104,30 @@ class BatchedClient(mqtt.Client):
                     raise
 
     # -- writes ----------------------------------------------------------------------------
+    def ack_many(self, mids: Sequence[int]) -> None:
+        """Acknowledge QoS 1 messages ``mids`` (in order) with one queued packet holding their
+        PUBACKs back to back: one queue entry and one wake-up for a whole group instead of one
+        per message. MQTT allows any number of control packets in one TCP write."""
+        if not mids:
+            return
+        if not self._manual_ack or self._thread is None or self._sockpairW is None:
+            for mid in mids:
+                self.ack(mid, 1)
+            return
+        packet = struct.pack(f"!{len(mids)}I", *(_PUBACK_WORD | mid for mid in mids))
+        self._out_packet.append(
+            {
+                "command": _PUBACK,
+                "mid": 0,
+                "qos": 1,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": None,
+            }
+        )
+        self._wake()
+
     def ack(self, mid: int, qos: int) -> MQTTErrorCode:
         if qos == 1 and self._manual_ack:
             return self._packet_queue(_PUBACK, _PUBACK_PACKET.pack(_PUBACK, 2, mid), mid, 1)
@@ -127,13 +154,16 @@ class BatchedClient(mqtt.Client):
                 "info": info,
             }
         )
+        self._wake()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _wake(self) -> None:
         # One wake-up per batch: the flag is cleared when the network thread starts writing,
         # and anything queued after that point wakes it again.
-        if not self._wake_pending:
+        if not self._wake_pending and self._sockpairW is not None:
             self._wake_pending = True
             with contextlib.suppress(BlockingIOError):  # the pair is full of wake-ups already
                 self._sockpairW.send(b"0")
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def loop_write(self) -> MQTTErrorCode:
         self._wake_pending = False

@@ -101,7 +101,8 @@ def process_delivery(
 class Pipeline:
     """The pipeline thread (``run``) and its intake (``enqueue``, from paho's thread).
 
-    ``ack(delivery)`` acknowledges one delivery (False: its connection is gone);
+    ``ack_many(deliveries)`` acknowledges a group and returns how many it acknowledged (the
+    others' connection is gone, or they were QoS 0);
     ``committed()`` is called after each group commit that spooled points (wakes the writer);
     ``take_fleet()`` returns a reloaded fleet to apply, else None, and ``on_fleet(fleet)`` puts
     it in force elsewhere; ``heartbeat(queue, last_row)`` runs between groups (forward mode).
@@ -119,7 +120,7 @@ class Pipeline:
         stopping: threading.Event,
         clock_ms: Callable[[], int],
         *,
-        ack: Callable[[Delivery], bool],
+        ack_many: Callable[[Sequence[Delivery]], int],
         committed: Callable[[], None],
         take_fleet: Callable[[], Fleet | None],
         on_fleet: Callable[[Fleet], None],
@@ -143,7 +144,7 @@ class Pipeline:
         self._watch = watch
         self._stopping = stopping
         self._clock_ms = clock_ms
-        self._ack = ack
+        self._ack_many = ack_many
         self._committed = committed
         self._take_fleet = take_fleet
         self._on_fleet = on_fleet
@@ -319,13 +320,9 @@ class Pipeline:
         for dl in dead:
             m.dead_letters[dl.reason] += 1
         if not replays:
-            acked = 0
-            for d in batch:
-                if self._ack(d):
-                    acked += 1
-                else:
-                    m.stale_acks_dropped += d.qos > 0
+            acked = self._ack_many(batch)
             m.acked_messages += acked
+            m.stale_acks_dropped += sum(d.qos > 0 for d in batch) - acked
         if messages:
             if not replays:
                 m.receive_lag_s = (self._clock_ms() - messages[-1].received_ms) / 1000.0

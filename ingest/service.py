@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from coldchain.exceptions import SpoolError, StoreError
 from coldchain.fleet import Fleet
@@ -127,7 +127,7 @@ class IngestService:
             self._watch,
             self._stopping,
             clock_ms,
-            ack=self._ack,
+            ack_many=self._ack_many,
             committed=self._committed,
             take_fleet=self._fleet_taken,
             on_fleet=self._on_fleet,
@@ -379,8 +379,8 @@ class IngestService:
                 log.warning("housekeeping: registry unavailable, retrying: %s", exc)
 
     # -- callbacks ------------------------------------------------------------------------------
-    def _ack(self, delivery: Delivery) -> bool:
-        return self._source.ack(delivery)
+    def _ack_many(self, deliveries: Sequence[Delivery]) -> int:
+        return self._source.ack_many(deliveries)
 
     def _committed(self) -> None:
         self._drainer.wake()

@@ -192,3 +192,40 @@ def test_an_exception_in_on_message_is_raised_unless_suppressed() -> None:
         client._handle_on_message(msg)
     client.suppress_exceptions = True
     client._handle_on_message(msg)  # logged, not raised: as paho does
+
+
+def test_ack_many_queues_the_pubacks_paho_builds_as_one_packet_and_one_wake_up(
+    pair: tuple[BatchedClient, socket.socket],
+) -> None:
+    client, theirs = pair
+    client._manual_ack = True
+    plain = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="p", manual_ack=True)
+    mids = [1, 258, 65535, 7]
+    for mid in mids:
+        plain.ack(mid, 1)
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    client._sockpairW, client._thread = wake_w, object()  # as under loop_start()
+    try:
+        client.ack_many(mids)
+        assert wake_r.recv(1000) == b"0"
+        assert len(client._out_packet) == 1
+        expected = b"".join(bytes(p["packet"]) for p in plain._out_packet)
+        assert bytes(client._out_packet[0]["packet"]) == expected
+        client.ack_many([])  # nothing to send: nothing queued
+        assert len(client._out_packet) == 1
+        client.loop_write()
+        assert theirs.recv(4096) == expected  # on the wire, in order
+    finally:
+        client._sockpairW, client._thread = None, None
+        wake_r.close()
+        wake_w.close()
+
+
+def test_ack_many_without_the_network_thread_falls_back_to_one_ack_each() -> None:
+    client = BatchedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="f", manual_ack=True)
+    client.ack_many([3, 4])
+    assert [bytes(p["packet"]) for p in client._out_packet] == [
+        bytes([PUBACK, 2, 0, 3]),
+        bytes([PUBACK, 2, 0, 4]),
+    ]
