@@ -34,7 +34,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -350,7 +349,7 @@ class RulesForwarder:
                 )
             else:
                 ref = self._clock_ref._ref
-            item = replace(item, ref_ms=ref)
+            item = item._replace(ref_ms=ref)
         return item
 
     def _maybe_prune(self, force: bool = False) -> None:

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 from coldchain.contract import Sample
 from coldchain.fleet import Fleet
@@ -28,12 +29,13 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
+class Accepted(NamedTuple):
     """Validated samples of one message, and the spool row that holds their points.
 
     ``device_id`` and ``received_ms`` (the receive time on the ingest clock) let the stage
     watch the device's clock and its rewrites; without them the samples are only evaluated.
+    (A NamedTuple: one is made per message on the hot path, ~1 us cheaper than a frozen
+    dataclass.)
     """
 
     asset_id: str
