@@ -51,7 +51,7 @@ def _deliver(args: argparse.Namespace) -> int:
     # A connection to the broker only when the routing file has an MQTT channel.
     mqtt = None
     if any(c.type == "mqtt" for c in routing.channels.values()):
-        mqtt = MqttPublisher(m.host, m.port, f"{m.client_id}-alerts"[:64], m.username, m.password)
+        mqtt = MqttPublisher(m, f"{m.client_id}-alerts"[:64])
     registry = open_registry(settings.registry_url)
     try:
         stage = build_alert_delivery(

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from coldchain.exceptions import ConfigError
@@ -64,6 +64,21 @@ class MqttSettings(BaseModel):
     probe_interval_s: float = Field(default=5.0, gt=0, le=3600)
     probe_missed_intervals: int = Field(default=3, ge=1, le=1000)
     disconnected_grace_s: float = Field(default=15.0, ge=0, le=86400)
+    # TLS to the broker (its TLS listener, 8883 in deploy/mosquitto/mosquitto.conf), for ingest
+    # processes and rules workers on other machines than the broker. Set: the connection is
+    # TLS 1.2+, the broker's certificate verified against this CA (PEM) and its host name.
+    # A client certificate and key (PEM) are sent when the broker asks for one.
+    tls_ca_path: FilePath | None = None
+    tls_cert_path: FilePath | None = None
+    tls_key_path: FilePath | None = None
+
+    @model_validator(mode="after")
+    def _tls_files_go_together(self) -> MqttSettings:
+        if (self.tls_cert_path is None) != (self.tls_key_path is None):
+            raise ValueError("tls_cert_path and tls_key_path are given together or not at all")
+        if self.tls_cert_path is not None and self.tls_ca_path is None:
+            raise ValueError("a client certificate needs tls_ca_path (the broker's CA)")
+        return self
 
 
 class InfluxSettings(BaseModel):

@@ -38,6 +38,7 @@ from coldchain.alerts.config import (
 )
 from coldchain.contract import alert_topic
 from coldchain.exceptions import ConfigError
+from coldchain.settings import MqttSettings
 from registry import ChannelDelivery
 
 __all__ = [
@@ -335,25 +336,22 @@ class MqttPublisher:
     """A publishing-only MQTT connection for ``coldchain alerts deliver`` (no ingest here):
     client id ``<mqtt.client_id>-alerts``, clean session, reconnecting by itself."""
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        client_id: str,
-        username: str | None = None,
-        password: str | None = None,
-    ) -> None:
+    def __init__(self, settings: MqttSettings, client_id: str) -> None:
+        """``settings``: the broker's address, user and TLS (``mqtt`` settings)."""
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
+        from ingest.mqtt_client import use_tls
+
         self.connected = threading.Event()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        if username:
-            self._client.username_pw_set(username, password)
+        if settings.username:
+            self._client.username_pw_set(settings.username, settings.password)
+        use_tls(self._client, settings)
         self._client.on_connect = lambda *_: self.connected.set()
         self._client.on_disconnect = lambda *_: self.connected.clear()
         self._client.reconnect_delay_set(1, 30)
-        self._client.connect_async(host, port)
+        self._client.connect_async(settings.host, settings.port)
         self._client.loop_start()
 
     def publish(self, topic: str, payload: bytes) -> PublishHandle:

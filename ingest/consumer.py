@@ -44,7 +44,7 @@ from coldchain.contract import device_topic, shared_subscription
 from coldchain.settings import MqttSettings
 from ingest.health import Health
 from ingest.liveness import ProbeAction, ProbeMonitor, probe_subscription, probe_topic
-from ingest.mqtt_client import BatchedClient
+from ingest.mqtt_client import BatchedClient, use_tls
 
 __all__ = ["Delivery", "MqttSource"]
 
@@ -126,6 +126,7 @@ class MqttSource:
         )
         if settings.username:
             client.username_pw_set(settings.username, settings.password)
+        use_tls(client, settings)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

@@ -30,6 +30,7 @@ tests/unit/ingest/test_mqtt_client.py fails if their shape changes.
 from __future__ import annotations
 
 import contextlib
+import ssl
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -37,13 +38,39 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-__all__ = ["BatchedClient"]
+from coldchain.exceptions import ConfigError
+from coldchain.settings import MqttSettings
+
+__all__ = ["BatchedClient", "use_tls"]
 
 _PUBACK = 0x40
 _PUBACK_PACKET = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id
 _PUBACK_WORD = (_PUBACK << 24) | (2 << 16)  # the same 4 bytes as one big-endian word, id 0
 _READ_BYTES = 256 * 1024
 _MAX_COALESCED = 8192  # PUBACKs are 4 bytes (MQTT 3.1.1) or a few more (MQTT 5)
+
+
+def use_tls(client: mqtt.Client, settings: MqttSettings) -> None:
+    """Connect ``client`` over TLS when ``settings.tls_ca_path`` is set (TLS 1.2 or newer, the
+    broker's certificate checked against that CA and its host name; the client certificate and
+    key when given). Raises ``ConfigError`` naming the option whose file ssl cannot load."""
+    if settings.tls_ca_path is None:
+        return
+    ca, cert, key = settings.tls_ca_path, settings.tls_cert_path, settings.tls_key_path
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_verify_locations(cafile=str(ca))
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError("COLDCHAIN_MQTT__TLS_CA_PATH", str(ca), f"not a CA (PEM): {exc}") from exc
+    if cert is not None and key is not None:
+        try:
+            context.load_cert_chain(certfile=str(cert), keyfile=str(key))
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                "COLDCHAIN_MQTT__TLS_CERT_PATH", str(cert), f"certificate and key: {exc}"
+            ) from exc
+    client.tls_set_context(context)
 
 
 class BatchedClient(mqtt.Client):

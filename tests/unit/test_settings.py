@@ -71,6 +71,7 @@ def test_overrides_win() -> None:
         ("COLDCHAIN_API__PORT", "0", "greater than or equal to 1"),
         ("COLDCHAIN_MQTT__PROBE_INTERVAL_S", "0", "greater than 0"),
         ("COLDCHAIN_MQTT__SHARE_GROUP", "a/b", "pattern"),
+        ("COLDCHAIN_MQTT__TLS_CA_PATH", "/nonexistent/ca.crt", "does not point to a file"),
     ],
 )
 def test_bad_value_names_the_variable_and_value(
@@ -108,3 +109,18 @@ def test_unparsable_section_json_is_a_config_error(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert info.value.option == "COLDCHAIN_MQTT" and info.value.value == "{not json"
+
+
+def test_a_client_certificate_needs_its_key_and_a_ca(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pem = tmp_path / "x.pem"
+    pem.write_text("-")
+    monkeypatch.setenv("COLDCHAIN_MQTT__TLS_CERT_PATH", str(pem))
+    with pytest.raises(ConfigError, match="tls_cert_path and tls_key_path are given together"):
+        load_settings()
+    monkeypatch.setenv("COLDCHAIN_MQTT__TLS_KEY_PATH", str(pem))
+    with pytest.raises(ConfigError, match="a client certificate needs tls_ca_path"):
+        load_settings()
+    monkeypatch.setenv("COLDCHAIN_MQTT__TLS_CA_PATH", str(pem))
+    assert load_settings().mqtt.tls_key_path == pem
