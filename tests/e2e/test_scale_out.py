@@ -19,7 +19,6 @@ imported what they need: a start costs milliseconds, not seconds of CPU.
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 import time
@@ -40,6 +39,7 @@ from coldchain.settings import InfluxSettings, MqttSettings, Settings, SpoolSett
 from deploy.launcher import Services
 from registry import open_registry
 from simulators import Scenario, library_scenario
+from simulators.device import SimMessage
 from simulators.publish import replay_window, run_live
 from tests.e2e.faults_support.probes import discard_session
 from tests.e2e.scale_support import Proc, SharedWall, Zygote
@@ -51,8 +51,8 @@ pytestmark = pytest.mark.e2e
 SPEEDUP = 600.0
 FROM_S = 5 * 3600 + 50 * 60
 TO_S = 10 * 3600 + 5 * 60
-# The kill comes after this share of the replay's messages: at 7h45m, in the backlog's wake.
-KILL_AT = 0.45
+# The kill comes with the first message of this scenario time: in the backlog's wake.
+KILL_AT_S = 7 * 3600 + 45 * 60
 SEED = 7
 PARTITIONS = 4
 OWNERS = {"rules-a": "0,1", "rules-b": "2,3"}
@@ -116,7 +116,7 @@ def _run(
     fault: str | None = None,
 ) -> Outcome:
     """One replay of the scenario on an empty migrated registry; ``fault``: "kill_worker" or
-    "kill_ingest" at ``KILL_AT``."""
+    "kill_ingest" at ``KILL_AT_S``."""
     root.mkdir(parents=True)
     scenario = _scenario()
     fleet = scenario.fleet()
@@ -176,18 +176,18 @@ def _run(
             p.launch()
         for p in procs.values():
             p.wait_ready()
-        total = _replayed_messages(start)
         published = [0]
         victim = {"kill_worker": "rules-b", "kill_ingest": "ingest-1"}.get(fault or "")
         killer_done = threading.Event()
 
-        def on_publish(msg: object) -> None:
+        def on_publish(msg: SimMessage) -> None:
             if published[0] == 0:
                 tmp = go.with_suffix(".tmp")  # renamed into place: never read half written
                 tmp.write_text(repr(wall()))
                 tmp.replace(go)
             published[0] += 1
-            if victim and published[0] == int(total * KILL_AT):
+            if victim and msg.t_s >= KILL_AT_S and "kill" not in notes:
+                notes["kill"] = msg.t_s
                 threading.Thread(target=_kill_and_restart, daemon=True).start()
 
         def _kill_and_restart() -> None:
@@ -279,15 +279,6 @@ def _run(
         custody,
         notes,
     )
-
-
-@functools.cache
-def _replayed_messages(start: Any) -> int:
-    """How many messages the replay publishes (computed once: seconds of CPU)."""
-    from simulators.engine import Simulation
-
-    messages = Simulation(_scenario(), start=start, seed=SEED).messages()
-    return sum(1 for m in messages if m.t_s >= FROM_S)
 
 
 def _settled(procs: dict[str, Proc], timeout_s: float) -> bool:
