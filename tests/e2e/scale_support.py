@@ -41,10 +41,11 @@ class SharedWall:
     """Epoch seconds minus the time spent paused: the test pauses every process's replay clock
     and its publisher (``pause``/``resume``) through ``path``; processes read it on change.
 
-    A pause takes effect ``PAUSE_LEAD_S`` after ``pause()`` returns, and the clock then stops
-    at that moment: a process that last read the file before the pause was written has only
-    read times before it, so no process has stamped a time past the one the clock stops at
-    (it would otherwise hold items back in a rules worker's reorder buffer until the resume).
+    A pause takes effect ``PAUSE_LEAD_S`` after it is written (``pause()`` returns once it
+    did), and the clock stops at that moment: a process that last read the file before the
+    pause was written has only read times before it, so no process has stamped a time past the
+    one the clock stops at (such an item would wait in a rules worker's reorder buffer until
+    the resume).
     """
 
     PAUSE_LEAD_S = 0.2
