@@ -26,12 +26,13 @@ import pytest
 from coldchain.contract import device_topic
 from coldchain.fleet import Asset, Compartment, Fleet, SensorSpec
 from coldchain.rules import partition_of
+from coldchain.settings import InfluxSettings, MqttSettings, Settings, SpoolSettings
 from deploy.launcher import Services
 from ingest.rules_worker import partition_checkpoint_key
 from registry import open_registry
 from simulators.loadgen import LoadPublisher
 from tests.e2e.faults_support.probes import discard_session
-from tests.harness import settings_env, spine_settings, wait_for
+from tests.harness import settings_env, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -120,12 +121,15 @@ def test_ingest_forward_and_rules_commands_raise_stop_and_resume(
     services: Services, pg_registry_url: str, unique_name: str, tmp_path: Path
 ) -> None:
     assert sorted(partition_of(t, PARTITIONS) for t in TRUCKS) == [0, 1]
-    settings = spine_settings(services, unique_name, tmp_path)
+    settings = Settings(
+        fleet_path=tmp_path / "fleet.yaml",
+        registry_url=pg_registry_url,
+        mqtt=MqttSettings(port=services.mosquitto.port, client_id=f"ingest-{unique_name}"[:64]),
+        influx=InfluxSettings(url=services.influxd.url, database=unique_name, retry_max_s=1.0),
+        spool=SpoolSettings(path=tmp_path / "spool.sqlite3"),
+    )
     settings.fleet_path.write_text(Fleet([_asset(t) for t in TRUCKS]).to_yaml())
-    env = settings_env(settings) | {
-        "COLDCHAIN_REGISTRY_URL": pg_registry_url,
-        "COLDCHAIN_RULES__PARTITIONS": str(PARTITIONS),
-    }
+    env = settings_env(settings) | {"COLDCHAIN_RULES__PARTITIONS": str(PARTITIONS)}
     prefix = f"{unique_name}-rules"[:50]
     ingest = _Command(
         ["ingest", "--rules", "forward"], env, tmp_path / "ingest.log", "coldchain ingest:"
