@@ -11,6 +11,8 @@ it queued meanwhile. On a broker that binds client ids to usernames, set
 ``COLDCHAIN_RULES__PARTITION_USERS=true``: partition ``k`` then logs in as user
 ``coldchain-rules-<k>`` with ``COLDCHAIN_MQTT__PASSWORD`` (``coldchain broker users
 --rules-partitions N``). Settings come from ``COLDCHAIN_*`` variables, as for ``ingest``.
+On SIGHUP, or when the fleet file changes, the fleet reloads without a restart, as in ingest
+(docs/operations.md, "Onboarding without restarts").
 """
 
 from __future__ import annotations
@@ -69,4 +71,4 @@ def run(args: argparse.Namespace) -> int:
         f"coldchain rules: partitions {owned} of {settings.rules.partitions}, "
         f"MQTT {settings.mqtt.host}:{settings.mqtt.port}"
     )
-    return serve(worker, banner, stop_timeout_s=args.stop_timeout_s)
+    return serve(worker, banner, stop_timeout_s=args.stop_timeout_s, on_hangup=worker.reload_fleet)

@@ -28,6 +28,11 @@ Guarantees:
   find, as long as forwarding (InfluxDB write, broker hop) takes less than both.
 - Alerts: the outbox is delivered by every worker (``ingest.outbox``): at least once, a repeat
   always under the same idempotency key ``<excursion id>:<change>``.
+- The fleet file reloads as in ingest (``ingest.fleet_watch``: every ``fleet_reload_s``, at
+  once on ``reload_fleet()``/SIGHUP; a file that does not check is refused and the fleet in
+  force stays), applied in order with the items. An item of an asset the fleet in force does
+  not know first makes the worker look at the file again (an ingest process may have reloaded
+  it first): an asset added to the fleet is evaluated from its first forwarded item.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from coldchain.fleet import Fleet
 from coldchain.rules import RULES_CLIENT_ID_PREFIX, partition_of, rules_client_id, rules_topic
 from coldchain.settings import Settings
 from ingest.consumer import Delivery, MqttSource
+from ingest.fleet_watch import FleetWatch, check_profiles
 from ingest.forward import decode_forwarded
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.outbox import build_alert_delivery
@@ -118,6 +124,8 @@ class _Partition:
                 self.source.ack(d)
                 return
             self.received_total += 1
+            if item.asset_id not in self._worker.fleet.assets:
+                self._worker.catch_up_fleet()  # ingest may have reloaded the file first
             if item.asset_id not in self._worker.fleet.assets:
                 raise ValueError(f"asset {item.asset_id!r} is not in this worker's fleet")
             if partition_of(item.asset_id, self._worker.partitions) != self.k:
@@ -219,6 +227,18 @@ class RulesWorker:
             p.source.health = self.metrics.health
             self.metrics.sources.extend([p.stage.stats, p.stats])
         self.metrics.sources.append(self.alerts.stats)
+        profiles = self._parts[0].stage.engine.profiles
+        self._fleet_lock = threading.Lock()
+        self._fleet_wake = threading.Event()
+        self._fleet_watch = FleetWatch(
+            settings.fleet_path,
+            self.metrics.health,
+            self._stopping,
+            current=fleet,
+            interval_s=settings.fleet_reload_s,
+            check=lambda new: check_profiles(new, profiles),
+        )
+        self.metrics.sources.append(self._fleet_watch.stats)
         self._threads: dict[str, threading.Thread] = {}
         self._server: MetricsServer | None = None
 
@@ -233,6 +253,7 @@ class RulesWorker:
             p.stage.resume(0)
         targets: dict[str, Callable[[], None]] = {f"rules-{p.k}": p.stage.run for p in self._parts}
         targets["alerts"] = self.alerts.run
+        targets["fleet"] = self._watch_fleet
         health = self.metrics.health
         self._threads = {n: guarded(n, t, health, self._stopping) for n, t in targets.items()}
         for t in self._threads.values():
@@ -252,6 +273,7 @@ class RulesWorker:
         covers; the rest comes back from the broker to the next owner."""
         deadline = time.monotonic() + timeout_s
         self._stopping.set()
+        self._fleet_wake.set()
         for p in self._parts:
             p.stage.stop(catch_up=False)
         for p in self._parts:
@@ -270,6 +292,34 @@ class RulesWorker:
             p.influx.close()
         self._annotations.close()
         self.registry.close()
+
+    def reload_fleet(self) -> None:
+        """Re-read the fleet file now (SIGHUP; safe from a signal handler: sets an event)."""
+        self._fleet_wake.set()
+
+    def catch_up_fleet(self) -> None:
+        """Put in force the fleet file's content if the file changed since it was last read
+        (a stat when it did not). Called for an item of an unknown asset, before refusing it."""
+        self._poll_fleet(force=False)
+
+    def _watch_fleet(self) -> None:
+        interval = self.settings.fleet_reload_s
+        while not self._stopping.is_set():
+            forced = self._fleet_wake.wait(interval or None)
+            self._fleet_wake.clear()
+            if self._stopping.is_set():
+                return
+            self._poll_fleet(force=forced)
+
+    def _poll_fleet(self, *, force: bool) -> None:
+        with self._fleet_lock:  # the watch thread and paho's threads
+            self._fleet_watch.poll(force=force)
+            fleet = self._fleet_watch.take()
+            if fleet is None:
+                return
+            self.fleet = fleet
+            for p in self._parts:  # applied in order with the items submitted after it
+                p.stage.update_fleet(fleet)
 
     def idle(self) -> bool:
         """Nothing queued or pending in any partition, and every item acknowledged."""

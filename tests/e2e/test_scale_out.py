@@ -2,15 +2,19 @@
 processes (one shared subscription, ``rules.mode=forward``) and two ``coldchain rules``
 workers finds exactly the excursions one ingest process with in-process rules finds, and
 queues one alert per (excursion, change); again with a worker SIGKILLed mid-run and restarted,
-and with an ingest process SIGKILLed mid-run and restarted.
+and with an ingest process SIGKILLed mid-run and restarted. The registry is the launcher's
+PostgreSQL (each run its own database: tests/pg_databases.py); the registry suite covers SQLite.
 
 Every process runs on one replay clock (``tests/e2e/scale_support.py``): silence and detection
 are judged on the replay's time, as in ``coldchain demo``. The replay is the demo scenario's
-hours 5h45m to 10h45m (the coverage hole and its backlog, the stuck probe, the wrong setpoint,
-the compressor failure, custody scans) at 600x: 30 s of publishing per run. Faster, a process
-stalled for a moment on this shared 2-core machine (well under a second) would already be
-silent for longer than the 10 min data-gap limit on the replay's clock, in one run and not the
-other.
+hours 5h50m to 10h05m at 600x, 25.5 s of publishing per run: the coverage hole (6h-7h30m) and
+its backlog (data gaps opened on silence, then recovered), the stuck probe (detected at 9h), the
+wrong setpoint (its setpoint excursion opened at 8h and closed at 10h, range and hard-limit ones
+opened), the custody scans of 6h33m-9h49m, and assets with excursions in both workers'
+partitions. Faster, a process stalled for a moment on this shared 2-core machine (well under a
+second) would already be silent for longer than the 10 min data-gap limit on the replay's clock,
+in one run and not the other. The processes are forked by one ``Zygote`` per module, which has
+imported what they need: a start costs milliseconds, not seconds of CPU.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -32,18 +37,22 @@ from cli.demo import _register_shipments
 from coldchain.rules import partition_of
 from coldchain.settings import InfluxSettings, MqttSettings, Settings, SpoolSettings
 from deploy.launcher import Services
-from registry import open_registry, upgrade
+from registry import open_registry
 from simulators import Scenario, library_scenario
+from simulators.device import SimMessage
 from simulators.publish import replay_window, run_live
 from tests.e2e.faults_support.probes import discard_session
-from tests.e2e.scale_support import Proc, SharedWall
+from tests.e2e.scale_support import Proc, SharedWall, Zygote
 from tests.harness import settings_env
+from tests.pg_databases import PgDatabases
 
 pytestmark = pytest.mark.e2e
 
 SPEEDUP = 600.0
-FROM_S = 5 * 3600 + 45 * 60
-TO_S = 10 * 3600 + 45 * 60
+FROM_S = 5 * 3600 + 50 * 60
+TO_S = 10 * 3600 + 5 * 60
+# The kill comes with the first message of this scenario time: in the backlog's wake.
+KILL_AT_S = 7 * 3600 + 45 * 60
 SEED = 7
 PARTITIONS = 4
 OWNERS = {"rules-a": "0,1", "rules-b": "2,3"}
@@ -52,6 +61,7 @@ REORDER_S = 0.5
 SILENCE_LAG_MS = int(0.6 * SPEEDUP * 1000)
 
 ExcursionKey = tuple[str, str, str, int, int | None, str, bool]
+CustodyKey = tuple[str, str, str, str | None, int]  # shipment, action, asset, compartment, ts
 
 
 def _scenario() -> Scenario:
@@ -64,6 +74,7 @@ class Outcome:
     outbox: Counter[str]  # idempotency key -> rows
     undelivered: list[str]
     received: Counter[str]  # idempotency key -> alerts the subscriber got
+    custody: Counter[CustodyKey]  # scans recorded in the registry
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -95,6 +106,8 @@ class _Alerts:
 
 def _run(
     services: Services,
+    zygote: Zygote,
+    registry_url: str,
     root: Path,
     name: str,
     *,
@@ -102,7 +115,8 @@ def _run(
     forward: bool,
     fault: str | None = None,
 ) -> Outcome:
-    """One replay of the scenario; ``fault``: "kill_worker" or "kill_ingest" at 40 %."""
+    """One replay of the scenario on an empty migrated registry; ``fault``: "kill_worker" or
+    "kill_ingest" at ``KILL_AT_S``."""
     root.mkdir(parents=True)
     scenario = _scenario()
     fleet = scenario.fleet()
@@ -111,12 +125,11 @@ def _run(
     replay_start = start + timedelta(seconds=FROM_S)
     base = Settings(
         fleet_path=root / "fleet.yaml",
-        registry_url=f"sqlite:///{root / 'registry.sqlite3'}",
+        registry_url=registry_url,
         mqtt=MqttSettings(port=services.mosquitto.port, client_id="x", share_group=name),
         influx=InfluxSettings(url=services.influxd.url, database=name, retry_max_s=1.0),
         spool=SpoolSettings(path=root / "spool.sqlite3"),
     )
-    upgrade(base.registry_url)
     with open_registry(base.registry_url) as reg:
         _register_shipments(reg, scenario, start)
     env = settings_env(base) | {
@@ -142,10 +155,11 @@ def _run(
             "COLDCHAIN_MQTT__CLIENT_ID": f"{name}-{pname}",
             "COLDCHAIN_SPOOL__PATH": str(root / f"spool-{i}.sqlite3"),
         }
-        procs[pname] = Proc(pname, "ingest", penv, clock, root)
+        procs[pname] = Proc(zygote, pname, "ingest", penv, clock, root)
     if forward:
         for wname, owned in OWNERS.items():
             procs[wname] = Proc(
+                zygote,
                 wname,
                 "rules",
                 env | {"COLDCHAIN_MQTT__CLIENT_ID": f"{name}-{wname}"},
@@ -162,30 +176,35 @@ def _run(
             p.launch()
         for p in procs.values():
             p.wait_ready()
-        total = sum(1 for m in _count_messages(scenario, start) if m.t_s >= FROM_S)
         published = [0]
         victim = {"kill_worker": "rules-b", "kill_ingest": "ingest-1"}.get(fault or "")
         killer_done = threading.Event()
 
-        def on_publish(msg: object) -> None:
+        def on_publish(msg: SimMessage) -> None:
             if published[0] == 0:
                 tmp = go.with_suffix(".tmp")  # renamed into place: never read half written
                 tmp.write_text(repr(wall()))
                 tmp.replace(go)
             published[0] += 1
-            if victim and published[0] == int(total * 0.4):
+            if victim and msg.t_s >= KILL_AT_S and "kill" not in notes:
+                notes["kill"] = msg.t_s
                 threading.Thread(target=_kill_and_restart, daemon=True).start()
 
         def _kill_and_restart() -> None:
             # The replay (every process's clock and the publisher) pauses while the process is
-            # down: its downtime must not read as devices' silence, which would differ from
-            # the reference run by how long a restart takes on this machine.
+            # down and until every process settled after its restart: its downtime must not
+            # read as devices' silence, nor samples published meanwhile reach InfluxDB before a
+            # recompute the restart caused reads it back (found there, their excursions would
+            # be detected_late); both would differ from the reference run by how long a restart
+            # and its recomputes take on this machine.
             assert victim is not None
             wall.pause()
             procs[victim].kill()
             notes["killed_at_message"] = published[0]
-            time.sleep(2.0)
+            time.sleep(1.0)
             procs[victim].start()
+            if not _settled(procs, 60):
+                notes["unsettled_after_restart"] = {n: p.status() for n, p in procs.items()}
             wall.resume()
             killer_done.set()
 
@@ -202,7 +221,8 @@ def _run(
         )
         notes["published"] = stats.to_dict()
         if victim:
-            assert killer_done.wait(60), "the killed process did not come back"
+            assert killer_done.wait(120), "the killed process did not come back"
+            assert "unsettled_after_restart" not in notes, pformat(notes)
         if not _settled(procs, 120):
             # Say which process is not idle and what it holds, not a truncated dict.
             detail = {
@@ -218,8 +238,10 @@ def _run(
             pytest.fail("the processes did not settle within 120 s:\n" + pformat(detail))
         notes["status"] = {n: p.status() for n, p in procs.items()}
     finally:
+        for p in procs.values():  # all at once: each checkpoints and exits
+            p.signal_stop()
         for p in procs.values():
-            p.terminate()
+            assert p.wait_gone(30), f"{p.name} did not exit on SIGTERM"
         received = alerts.close()
         for cid in [f"{name}-{n}" for n in procs] + [
             f"{name}-rules-{k}" for k in range(PARTITIONS)
@@ -240,6 +262,12 @@ def _run(
         )
         outbox = reg.outbox_entries()
         deliveries = reg.alert_deliveries()
+        custody = Counter(
+            (e.shipment_id, e.action, e.asset_id, e.compartment_id, e.ts_ms)
+            for sh in scenario.shipments
+            for e in reg.custody_events(sh.id)
+            if e.source == "mqtt"  # the scans the devices sent, not the dispatcher's
+        )
     # Not delivered: an entry no deliverer routed yet, or a channel's delivery still pending.
     undelivered = [o.key for o in outbox if o.routed_ms is None]
     undelivered += [d.key for d in deliveries if d.state != "delivered"]
@@ -248,14 +276,9 @@ def _run(
         Counter(o.key for o in outbox),
         undelivered,
         received,
+        custody,
         notes,
     )
-
-
-def _count_messages(scenario: Scenario, start: Any) -> Any:
-    from simulators.engine import Simulation
-
-    return Simulation(scenario, start=start, seed=SEED).messages()
 
 
 def _settled(procs: dict[str, Proc], timeout_s: float) -> bool:
@@ -280,10 +303,28 @@ def _settled(procs: dict[str, Proc], timeout_s: float) -> bool:
 
 
 @pytest.fixture(scope="module")
-def reference(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
+def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zygote]:
+    z = Zygote(tmp_path_factory.mktemp("zygote") / "zygote.log")
+    try:
+        yield z
+    finally:
+        z.close()
+
+
+@pytest.fixture(scope="module")
+def reference(
+    services: Services,
+    zygote: Zygote,
+    pg_databases: PgDatabases,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Outcome:
     """One ingest process with the rules in process: what scale-out must reproduce."""
     root = tmp_path_factory.mktemp("scale") / "reference"
-    return _run(services, root, "scale_ref", ingests=1, forward=False)
+    db, url = pg_databases.take()
+    try:
+        return _run(services, zygote, url, root, "scale_ref", ingests=1, forward=False)
+    finally:
+        pg_databases.give_back(db)
 
 
 def test_the_partitions_give_each_worker_assets() -> None:
@@ -301,6 +342,7 @@ def _check(out: Outcome, ref: Outcome, *, exact_alerts: bool) -> None:
     extra = out.excursions - ref.excursions
     diff = [f"missing {k}" for k in sorted(missing)] + [f"extra   {k}" for k in sorted(extra)]
     assert not diff, "\n" + "\n".join(diff)
+    assert out.custody == ref.custody
     # One alert per (excursion, change): the outbox holds each key once, all delivered, and
     # the subscriber got every key (a repeat only ever under the same key).
     assert max(out.outbox.values()) == 1
@@ -323,14 +365,37 @@ def test_reference_run_is_complete(reference: Outcome) -> None:
     assert reference.undelivered == []
     assert set(reference.received) == set(reference.outbox)
     assert max(reference.outbox.values()) == 1
+    # What the window is chosen to hold: data gaps recovered by the backlog, excursions opened
+    # and closed, in assets of both workers' partitions, and the custody scans of 6h33m-9h49m.
+    statuses = {k[5] for k in reference.excursions}
+    assert {"recovered", "closed", "open"} <= statuses, statuses
+    for owned in OWNERS.values():
+        parts = {int(k) for k in owned.split(",")}
+        assert [k for k in reference.excursions if partition_of(k[1], PARTITIONS) in parts]
+    assert sum(reference.custody.values()) >= 10, reference.custody
+    assert max(reference.custody.values()) == 1
 
 
 @pytest.mark.parametrize("fault", [None, "kill_worker", "kill_ingest"])
 def test_three_ingests_and_two_workers_find_what_one_process_finds(
-    services: Services, tmp_path: Path, reference: Outcome, fault: str | None
+    services: Services,
+    zygote: Zygote,
+    pg_registry_url: str,
+    tmp_path: Path,
+    reference: Outcome,
+    fault: str | None,
 ) -> None:
     name = f"scale_{fault or 'plain'}"
-    out = _run(services, tmp_path / name, name, ingests=3, forward=True, fault=fault)
+    out = _run(
+        services,
+        zygote,
+        pg_registry_url,
+        tmp_path / name,
+        name,
+        ingests=3,
+        forward=True,
+        fault=fault,
+    )
     if fault:
         assert "killed_at_message" in out.notes
     _check(out, reference, exact_alerts=fault is None)
