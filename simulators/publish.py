@@ -12,7 +12,8 @@ wills are not available when multiplexing.
 
 Clock. ``SimClock`` maps wall time to simulated time at ``speedup`` but never past the wall clock,
 so device timestamps are never in ingest's future; a live run therefore defaults to a window that
-ends now (``start = now - duration``).
+ends now (``start = now - duration``). With a ``ReplayProgress`` the publisher also tells the
+replay's watermark what it sent and waits for a stalled ingest (simulators/replay_clock.py).
 """
 
 from __future__ import annotations
@@ -320,8 +321,9 @@ def publish_stream(
     last: datetime | None = None
     for msg in messages:
         if progress is not None:
-            progress.advance(msg.time.timestamp() * 1000.0)  # all before it is out
-            stats.held_s += _hold(progress, msg, pool, stop)
+            progress_ms = msg.time.timestamp() * 1000.0
+            progress.advance(progress_ms)  # all before it is out
+            stats.held_s += progress.hold(progress_ms, pool.pump, stop)
         if clock is not None:
             delay = clock.delay_s(msg.time)
             while delay > 0:
@@ -365,25 +367,6 @@ def publish_stream(
     if first is not None and last is not None:
         stats.sim_s = (last - first).total_seconds()
     return stats
-
-
-def _hold(
-    progress: ReplayProgress, msg: SimMessage, pool: ClientPool, stop: threading.Event | None
-) -> float:
-    """Wait until ingest processed enough for ``msg`` to go out; returns the wall seconds."""
-    sim_ms = msg.time.timestamp() * 1000.0
-    if progress.may_publish(sim_ms):
-        return 0.0
-    t0 = last_move = time.monotonic()
-    count = progress.processed_count()
-    while not progress.may_publish(sim_ms) and not (stop is not None and stop.is_set()):
-        pool.pump(0.002)
-        now = time.monotonic()
-        if progress.processed_count() != count:
-            count, last_move = progress.processed_count(), now
-        elif now - last_move > progress.patience_s:
-            progress.give_up_waiting()
-    return time.monotonic() - t0
 
 
 def _primed(messages: Iterator[SimMessage]) -> Iterator[SimMessage]:

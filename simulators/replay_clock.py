@@ -157,6 +157,29 @@ class ReplayProgress:
         with self._lock:
             return sim_ms <= self._processed_ms() + self.ahead_ms
 
+    def hold(
+        self,
+        sim_ms: float,
+        wait: Callable[[float], None],
+        stop: threading.Event | None = None,
+    ) -> float:
+        """Publisher: return once a message at ``sim_ms`` may go out (``may_publish``), calling
+        ``wait(seconds)`` meanwhile (the publisher's socket pump), or once ``stop`` is set.
+        Gives up on messages ingest's count has not moved for in ``patience_s``. Returns the
+        wall seconds it held."""
+        if self.may_publish(sim_ms):
+            return 0.0
+        t0 = last_move = time.monotonic()
+        count = self.processed_count()
+        while not self.may_publish(sim_ms) and not (stop is not None and stop.is_set()):
+            wait(0.002)
+            now = time.monotonic()
+            if self.processed_count() != count:
+                count, last_move = self.processed_count(), now
+            elif now - last_move > self.patience_s:
+                self.give_up_waiting()
+        return time.monotonic() - t0
+
     def give_up_waiting(self) -> int:
         """Take every message not yet processed as lost; returns how many."""
         with self._lock:

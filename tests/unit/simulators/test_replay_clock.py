@@ -3,6 +3,8 @@ the publisher or of ingest stops it; an idle publisher (the whole fleet silent) 
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -154,3 +156,39 @@ def test_ingest_progress_counts_what_reached_the_rules() -> None:
     assert ingest_progress(service)() == 100
     service.evaluate = None
     assert ingest_progress(service)() == 120
+
+
+def test_hold_waits_until_ingest_catches_up() -> None:
+    _, progress, count, _ = replay(ahead_s=60.0)
+    publish_minutes(progress, 0, 10)
+    progress.advance(ms(13))
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:  # ingest processes one message per wait
+        waits.append(seconds)
+        count.n += 1
+
+    assert progress.hold(ms(13), wait) >= 0.0
+    # Minute 13 is more than 60 s past every message sent (minutes 0..10): it may go out only
+    # once all of them are processed (then the watermark is what was sent: minute 13).
+    assert count.n == 11 and len(waits) == 11
+    assert progress.lost == 0
+
+
+def test_hold_gives_up_on_a_count_that_does_not_move() -> None:
+    _, progress, count, _ = replay(ahead_s=60.0)
+    progress.patience_s = 0.05
+    publish_minutes(progress, 0, 10)
+    count.n = 9  # two messages never arrive
+    progress.advance(ms(13))
+    progress.hold(ms(13), time.sleep)
+    assert progress.lost == 2 and progress.may_publish(ms(13))
+
+
+def test_hold_returns_when_the_replay_stops() -> None:
+    _, progress, _, _ = replay(ahead_s=60.0)
+    publish_minutes(progress, 0, 10)
+    progress.advance(ms(13))
+    stop = threading.Event()
+    progress.hold(ms(13), lambda s: stop.set(), stop)
+    assert stop.is_set() and progress.lost == 0
