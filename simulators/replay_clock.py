@@ -89,12 +89,17 @@ class ReplayProgress:
     simulated time. Thread-safe; the publisher writes, ingest's clock reads.
 
     ``ahead_s``: how far (simulated seconds) publishing may run ahead of what ingest processed.
+    The silence the rules may see at worst is ``2 x ahead_s`` (in flight, plus one group counted
+    as processed while it is being queued for the rules) plus the clock's slack plus the device's
+    own interval: 180 s keeps it at 8 of the data gap's 10 min with 60 s samples.
     ``patience_s``: after this long (wall seconds) without ingest's count moving while the
     publisher waits, the missing messages are taken as lost (a warning; ``lost``) so that a
     message the broker never delivered does not hold the replay for ever.
     """
 
-    def __init__(self, start: datetime, *, ahead_s: float = 180.0, patience_s: float = 10.0):
+    def __init__(
+        self, start: datetime, *, ahead_s: float = 180.0, patience_s: float = 10.0
+    ) -> None:
         self.ahead_ms = ahead_s * 1000.0
         self.patience_s = patience_s
         self._lock = threading.Lock()
