@@ -98,7 +98,8 @@ def _run(args: argparse.Namespace, root: Path) -> int:
     from ingest.heap import settle_heap
     from ingest.service import IngestService
     from registry import open_registry, upgrade
-    from simulators.publish import ReplayClock, replay_window, run_live
+    from simulators.publish import ReplayClock, ReplayProgress, replay_window, run_live
+    from simulators.replay_clock import ingest_progress
 
     quiet = args.json
     t_wall = time.monotonic()
@@ -118,9 +119,15 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         start, end = replay_window(scenario)
         with open_registry(settings.registry_url) as reg:
             _register_shipments(reg, scenario, start)
-        clock = ReplayClock(start, args.speedup, end)
-        # The rules judge silence (data gaps) and detection times on the replay's clock.
+        # The rules judge silence (data gaps) and detection times on the replay's clock, which
+        # a stall of the publisher or of ingest stops (simulators/replay_clock.py): on a busy
+        # machine a fraction of a second is minutes of the day.
+        progress = ReplayProgress(start)
+        clock = ReplayClock(
+            start, args.speedup, end, progress=progress, slack_s=scenario.sample_interval_s
+        )
         service = IngestService(settings, fleet, clock_ms=clock)
+        progress.follow(ingest_progress(service))
         settle_heap()  # as `coldchain ingest` does
         service.start()
         published = _PublishedReadings(fleet)
@@ -139,6 +146,7 @@ def _run(args: argparse.Namespace, root: Path) -> int:
             start=start,
             truth_path=root / "truth.json",
             on_publish=published.add,
+            progress=progress,
         )
         _say(quiet, "coldchain demo: waiting for ingest and the rules engine to catch up ...")
         drained = service.wait_drained(120)

@@ -12,7 +12,8 @@ wills are not available when multiplexing.
 
 Clock. ``SimClock`` maps wall time to simulated time at ``speedup`` but never past the wall clock,
 so device timestamps are never in ingest's future; a live run therefore defaults to a window that
-ends now (``start = now - duration``).
+ends now (``start = now - duration``). With a ``ReplayProgress`` the publisher also tells the
+replay's watermark what it sent and waits for a stalled ingest (simulators/replay_clock.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from coldchain.contract.topics import device_topic
 from coldchain.exceptions import ColdchainError
 from simulators.device import SimMessage
 from simulators.engine import Simulation
+from simulators.replay_clock import ReplayClock, ReplayProgress
 from simulators.scale import scale_scenario
 from simulators.scenario import Scenario
 
@@ -46,6 +48,7 @@ __all__ = [
     "PublishError",
     "PublishStats",
     "ReplayClock",
+    "ReplayProgress",
     "SimClock",
     "live_start",
     "publish_stream",
@@ -133,6 +136,8 @@ class PublishStats:
     max_lag_s: float = 0.0
     # Building the simulation before publishing began (scale mode), not in wall_s.
     setup_s: float = 0.0
+    # Wall seconds publishing waited for ingest to catch up (a ReplayProgress's ``ahead_s``).
+    held_s: float = 0.0
 
     @property
     def msgs_per_s(self) -> float:
@@ -301,8 +306,12 @@ def publish_stream(
     time_limit_s: float | None = None,
     report_every_s: float = 5.0,
     on_publish: Callable[[SimMessage], None] | None = None,
+    progress: ReplayProgress | None = None,
 ) -> PublishStats:
-    """Publish messages as the clock allows; returns what was sent. Flushes before returning."""
+    """Publish messages as the clock allows; returns what was sent. Flushes before returning.
+
+    ``progress``: the replay's watermark (simulators.replay_clock): told what is out, and a
+    message waits until it is within ``progress.ahead_s`` of what ingest processed."""
     stats = PublishStats(connections=len(pool))
     devices: set[str] = set()
     t0 = time.monotonic()
@@ -311,6 +320,10 @@ def publish_stream(
     first: datetime | None = None
     last: datetime | None = None
     for msg in messages:
+        if progress is not None:
+            progress_ms = msg.time.timestamp() * 1000.0
+            progress.advance(progress_ms)  # all before it is out
+            stats.held_s += progress.hold(progress_ms, pool.pump, stop)
         if clock is not None:
             delay = clock.delay_s(msg.time)
             while delay > 0:
@@ -325,6 +338,8 @@ def publish_stream(
         ):
             break
         pool.publish(route(msg.device_id), msg.topic, msg.payload, msg.qos, msg.retain)
+        if progress is not None:
+            progress.published(msg.time.timestamp() * 1000.0, msg.kind)
         if on_publish is not None:
             on_publish(msg)
         devices.add(msg.device_id)
@@ -343,6 +358,8 @@ def publish_stream(
                 last_report_n = stats.messages
                 next_report = now + report_every_s
     stats.wall_s = time.monotonic() - t0
+    if progress is not None:
+        progress.close()
     if not pool.flush():
         log.warning("%d messages still unacknowledged", pool.sent - pool.acked)
     stats.acked = pool.acked
@@ -356,44 +373,6 @@ def _primed(messages: Iterator[SimMessage]) -> Iterator[SimMessage]:
     """Pull the first message now (which builds every asset), then hand back the whole stream."""
     first = next(messages, None)
     return messages if first is None else itertools.chain([first], messages)
-
-
-class ReplayClock:
-    """Epoch ms on a replay's accelerated clock: the simulated time being published now. Give
-    it to ingest (``IngestService(clock_ms=...)``) so the rules judge silence on that clock.
-
-    Before ``begin`` it reads the window's start; it never runs ahead of the wall clock, nor
-    past ``end`` (the window's end) when given: a replay of a past window stops there instead
-    of racing on at ``speedup`` while ingest drains, which would make every device look silent
-    for hours and open data gaps that never happened.
-    """
-
-    def __init__(
-        self,
-        start: datetime,
-        speedup: float,
-        end: datetime | None = None,
-        wall: Callable[[], float] | None = None,
-    ) -> None:
-        """``wall``: epoch seconds (a test passes one it can pause, as it does to the
-        publisher's ``SimClock``)."""
-        self._start_ms = start.timestamp() * 1000.0
-        self._end_ms = math.inf if end is None else end.timestamp() * 1000.0
-        self._speedup = speedup
-        self._wall = wall if wall is not None else lambda: time.time()
-        self._wall0: float | None = None
-
-    def begin(self, at_s: float | None = None) -> None:
-        """Start the replay now, or at wall-clock epoch second ``at_s`` (processes that share
-        one replay pass the same origin)."""
-        self._wall0 = self._wall() if at_s is None else at_s
-
-    def __call__(self) -> int:
-        wall = self._wall()
-        if self._wall0 is None:
-            return int(self._start_ms)
-        sim_ms = self._start_ms + (wall - self._wall0) * 1000.0 * self._speedup
-        return int(min(sim_ms, self._end_ms, wall * 1e3))
 
 
 def run_live(
@@ -411,11 +390,13 @@ def run_live(
     on_publish: Callable[[SimMessage], None] | None = None,
     from_s: float = 0.0,
     wall: Callable[[], float] | None = None,
+    progress: ReplayProgress | None = None,
 ) -> PublishStats:
     """Replay a scenario to a broker: by default the window ending now, ``speedup`` x real time.
     ``from_s``: publish only what the simulation sends from that many seconds after its start
     on (the simulation still runs from the start; the replay's clock starts there). ``wall``:
-    the pacing clock (epoch seconds; a test passes one it can pause).
+    the pacing clock (epoch seconds; a test passes one it can pause). ``progress``: the replay's
+    watermark, shared with ingest's ``ReplayClock`` (simulators.replay_clock).
 
     Writes the ground truth to ``truth_path`` once the stream is complete (a stopped run writes
     none: its truth would claim messages that were never sent).
@@ -440,6 +421,7 @@ def run_live(
             SimClock(start + timedelta(seconds=from_s), speedup, wall=wall or time.time),
             stop=stop,
             on_publish=on_publish,
+            progress=progress,
         )
     finally:
         pool.close()

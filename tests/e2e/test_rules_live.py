@@ -22,7 +22,8 @@ from deploy.launcher import Services
 from ingest.service import IngestService
 from registry import open_registry
 from simulators import GroundTruth, library_scenario
-from simulators.publish import ReplayClock, replay_window, run_live
+from simulators.publish import ReplayClock, ReplayProgress, replay_window, run_live
+from simulators.replay_clock import ingest_progress
 from tests.harness import spine_settings
 
 pytestmark = pytest.mark.e2e
@@ -58,8 +59,10 @@ def test_backlog_recovers_the_gap_and_reveals_late_excursions(
     settings = spine_settings(services, unique_name, tmp_path)
     speedup = 1440.0
     start, end = replay_window(scenario)
-    clock = ReplayClock(start, speedup, end)
+    progress = ReplayProgress(start)  # a stall of the publisher or ingest is no silence
+    clock = ReplayClock(start, speedup, end, progress=progress)
     service = IngestService(settings, fleet, clock_ms=clock)
+    progress.follow(ingest_progress(service))
     service.start()
     alerts = _Alerts(services.mosquitto.port)
     try:
@@ -70,6 +73,7 @@ def test_backlog_recovers_the_gap_and_reveals_late_excursions(
             speedup=speedup,
             start=start,
             truth_path=tmp_path / "truth.json",
+            progress=progress,
         )
         assert service.wait_drained(60), service.stats()
         time.sleep(1.0)  # alerts are QoS 1 on their way

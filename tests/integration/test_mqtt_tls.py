@@ -110,5 +110,5 @@ def test_a_ca_file_that_is_not_pem_names_the_option(tmp_path: Path) -> None:
     bad = tmp_path / "ca.crt"
     bad.write_text("not a certificate\n")
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t")
-    with pytest.raises(ConfigError, match="COLDCHAIN_MQTT__TLS_CA_PATH=.*not a CA"):
+    with pytest.raises(ConfigError, match=r"COLDCHAIN_MQTT__TLS_CA_PATH=.*not a CA"):
         use_tls(client, MqttSettings(tls_ca_path=bad))

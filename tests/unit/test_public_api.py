@@ -184,6 +184,12 @@ PINNED: dict[str, list[str]] = {
         "open_services",
         "parse",
     ],
+    "simulators.replay_clock": [
+        "IngestLike",
+        "ReplayClock",
+        "ReplayProgress",
+        "ingest_progress",
+    ],
     "timeseries": ["InfluxClient", "Series"],
     "simulators": [
         "Fault",
