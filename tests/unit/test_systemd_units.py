@@ -42,8 +42,12 @@ def test_units_verify_against_the_installed_entry_point(tmp_path: Path) -> None:
         "coldchain-api.service",
         "coldchain-ingest.service",
         "coldchain-init.service",
+        "coldchain-rules@.service",
     ]
-    done = _verify(units)
+    # The rules worker is a template: verify an instance the way operations.md enables it.
+    instance = tmp_path / "coldchain-rules@0-3.service"
+    instance.write_text(units[-1].read_text())
+    done = _verify([*units, instance])
     # verify exits 0 on unknown keys and bad values too, but says so on stderr.
     assert done.returncode == 0 and done.stderr == "", done.stderr
 
@@ -76,3 +80,14 @@ def test_the_environment_file_names_only_settings() -> None:
     for var in names:
         path = var.removeprefix("COLDCHAIN_").lower().split("__")
         assert var.startswith("COLDCHAIN_") and _settings_field(path), var
+
+
+def test_the_rules_template_instance_is_a_partition_range_the_command_takes() -> None:
+    from coldchain.rules import parse_partitions
+
+    unit = (UNITS / "coldchain-rules@.service").read_text()
+    start = next(ln for ln in unit.splitlines() if ln.startswith("ExecStart="))
+    assert start.endswith(" rules --partitions %i")
+    # systemd instance names allow [A-Za-z0-9:_.-]: a range, not a comma list.
+    assert parse_partitions("0-3", 8) == [0, 1, 2, 3]
+    assert parse_partitions("4-7", 8) == [4, 5, 6, 7]
