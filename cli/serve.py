@@ -30,10 +30,12 @@ def serve(
     *,
     stop_timeout_s: float,
     on_hangup: Callable[[], None] | None = None,
+    exit_status: Callable[[], int | None] | None = None,
 ) -> int:
     """Start ``service``, print ``banner`` on stderr, wait for SIGTERM/SIGINT, stop it within
     ``stop_timeout_s`` and print its stats as JSON; SIGHUP calls ``on_hangup`` when given.
-    Returns the exit status (0)."""
+    Returns the exit status: 0, or what ``exit_status()`` (checked every second) returned once
+    it was not None (the service gave up on its own; it is stopped the same way)."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -41,8 +43,10 @@ def serve(
         signal.signal(signal.SIGHUP, lambda *_: on_hangup())
     service.start()
     print(banner, file=sys.stderr, flush=True)
+    status: int | None = None
     while not stop.wait(1.0):
-        pass
+        if exit_status is not None and (status := exit_status()) is not None:
+            break
     service.stop(timeout_s=stop_timeout_s)
     print(json.dumps(service.stats(), sort_keys=True, default=str), flush=True)
-    return 0
+    return status or 0
