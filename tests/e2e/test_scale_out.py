@@ -37,7 +37,7 @@ from simulators import Scenario, library_scenario
 from simulators.publish import replay_window, run_live
 from tests.e2e.faults_support.probes import discard_session
 from tests.e2e.scale_support import Proc, SharedWall
-from tests.harness import settings_env
+from tests.harness import settings_env, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -124,6 +124,9 @@ def _run(
         "COLDCHAIN_RULES__PARTITIONS": str(PARTITIONS),
         "COLDCHAIN_RULES__CHECKPOINT_S": "0.5",
         "COLDCHAIN_RULES__REORDER_S": str(REORDER_S),
+        # A SIGKILLed worker's partitions are taken over once its leases expire: the
+        # restarted worker (a new lease owner) waits this long at most.
+        "COLDCHAIN_RULES__LEASE_TTL_S": "5",
     }
     go = root / "go"
     wall = SharedWall(root / "wall.json")
@@ -186,6 +189,10 @@ def _run(
             notes["killed_at_message"] = published[0]
             time.sleep(2.0)
             procs[victim].start()
+            if procs[victim].role == "rules":  # evaluating again once its leases expired
+                assert wait_for(
+                    lambda: procs[victim].status().get("rules_partitions_waiting") == 0, 60
+                ), procs[victim].status()
             wall.resume()
             killer_done.set()
 
