@@ -249,7 +249,7 @@ class LeaseKeeper:
         self._held[k] = _Held(fence, sent)
         del self._waiting[k]
         self.acquisitions_total += 1
-        log.warning("partition %d: lease %s acquired (token %d)", k, name, fence.token)
+        log.info("partition %d: lease %s acquired (token %d)", k, name, fence.token)
         try:
             self._acquired(k, fence)
         except ColdchainError as exc:

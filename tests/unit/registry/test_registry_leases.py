@@ -5,12 +5,17 @@ refused and write nothing; concurrent acquirers get one lease."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from coldchain.exceptions import LeaseLost, RecordInvalid
 from coldchain.rules.excursion import Excursion
-from registry import Fence, OutboxMessage, Registry, open_registry
+from registry import Fence, Lease, OutboxMessage, Registry, checkpoints, open_registry
+from registry.leases import check_fence
+from tests.harness import wait_for
 from tests.unit.registry.test_registry_concurrency import WRITERS, _together
 
 NAME = "rules-partition-3"
@@ -195,3 +200,42 @@ def test_concurrent_acquirers_get_one_lease_and_one_takeover(migrated_url: str) 
     assert lease is not None and lease.owner == second[0][0]
     # The same owner keeps its token; a new one gets the next.
     assert lease.token == (1 if second[0][0] == winner else 2)
+
+
+# SQLite has one write lock: a writer and an acquirer simply take turns.
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_takeover_waits_for_a_write_in_progress_under_the_old_token(migrated_url: str) -> None:
+    """The fence check locks the lease row until the write commits: a takeover that comes
+    meanwhile waits for it, so no write under the old token lands after the takeover."""
+    with open_registry(migrated_url) as reg:
+        old = reg.acquire_lease(NAME, "worker-a", ttl_ms=TTL, now_ms=T0).fence()
+        taken: list[Lease] = []
+        with Session(reg.engine) as session, session.begin():
+            check_fence(session, old)
+            checkpoints.save(session, NAME, {"by": "a"}, T0 + 1)
+            # Worker B finds the lease expired and tries to take it, in another connection.
+            takeover = threading.Thread(
+                target=lambda: taken.append(
+                    reg.acquire_lease(NAME, "worker-b", ttl_ms=TTL, now_ms=T0 + TTL)
+                )
+            )
+            takeover.start()
+            assert wait_for(lambda: _waiting_for_a_lock(reg) == 1, 30)
+            assert taken == []
+        takeover.join(30)  # A committed: B's acquisition goes ahead
+        assert [(t.owner, t.token) for t in taken] == [("worker-b", 2)]
+        assert reg.load_checkpoint(NAME) == {"by": "a"}  # A's write landed before
+        with pytest.raises(LeaseLost):
+            reg.save_checkpoint(NAME, {"by": "a", "late": True}, fence=old)
+
+
+def _waiting_for_a_lock(reg: Registry) -> int:
+    with reg.engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
