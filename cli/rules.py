@@ -71,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     banner = (
         f"coldchain rules: partitions {owned} of {settings.rules.partitions}, "
-        f"MQTT {settings.mqtt.host}:{settings.mqtt.port}"
+        f"MQTT {settings.mqtt.host}:{settings.mqtt.port}, lease owner {worker.leases.owner}"
     )
     return serve(worker, banner, stop_timeout_s=args.stop_timeout_s, exit_status=worker.exit_status)
