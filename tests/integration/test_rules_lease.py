@@ -5,12 +5,17 @@ Two workers for the same partition: only the lease holder evaluates, checkpoints
 its MQTT session (the broker never sees the session taken over); the other waits with
 ``partition_leased_elsewhere`` naming the holder, and takes over once the holder stopped
 without releasing (a death) and its lease expired. A worker whose lease was taken from it
-behind its back writes nothing more, stops the partition and reports exit status 1.
+behind its back writes nothing more, stops the partition and reports exit status 1, with
+which ``coldchain rules`` exits.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,11 +35,12 @@ from ingest.rules_io import Accepted
 from ingest.rules_worker import PARTITION_LEASE_LOST, RulesWorker, partition_checkpoint_key
 from registry import Registry, open_registry
 from registry.models import LeaseRow
-from tests.harness import spine_settings, wait_for
+from tests.harness import settings_env, spine_settings, wait_for
 
 pytestmark = pytest.mark.integration
 
-FLEET = Path(__file__).resolve().parents[2] / "fleet" / "demo.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+FLEET = ROOT / "fleet" / "demo.yaml"
 PARTITIONS = 2
 ASSET = "truck-nt-01"  # chilled (2-8 degC), in partition 0 of 2
 LEASE = partition_checkpoint_key(0)
@@ -213,3 +219,44 @@ def test_a_worker_whose_lease_was_taken_writes_nothing_more_and_exits_non_zero(
     finally:
         publisher.close()
         a.stop()
+
+
+# The command's wiring, not the registry: one backend is enough.
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_coldchain_rules_exits_1_when_its_lease_is_taken(
+    settings: Settings, registry: Registry, unique_name: str, tmp_path: Path
+) -> None:
+    """The command as a service manager runs it: after a takeover it stops and exits 1 (to be
+    restarted as a standby), printing its counters."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")}
+    env |= settings_env(settings) | {
+        "COLDCHAIN_RULES__PARTITIONS": str(PARTITIONS),
+        "COLDCHAIN_RULES__LEASE_TTL_S": "3",
+        "COLDCHAIN_MQTT__PROBE_INTERVAL_S": "0.5",
+    }
+    cmd = [sys.executable, "-m", "cli.main", "rules", "--partitions", "0"]
+    cmd += ["--client-id-prefix", f"{unique_name}-rules"]
+    log = tmp_path / "rules.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
+        try:
+
+            def holds() -> bool:
+                lease = registry.get_lease(LEASE)
+                return lease is not None and (lease.owner or "").startswith(f"{unique_name}-")
+
+            assert wait_for(holds, 60), log.read_text()
+            with registry.engine.begin() as conn:
+                conn.execute(update(LeaseRow).where(LeaseRow.name == LEASE).values(expires_ms=0))
+            assert registry.acquire_lease(LEASE, "intruder", ttl_ms=600_000).token == 2
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert proc.returncode == 1, log.read_text()
+    stats = json.loads(out)
+    assert stats["rules_lease_losses"] == 1 and stats["rules_partition_0_active"] == 0
+    assert "partition_lease_lost" in log.read_text()
+    lease = registry.get_lease(LEASE)
+    assert lease is not None and lease.owner == "intruder"  # it released nothing
