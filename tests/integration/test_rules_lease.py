@@ -55,7 +55,7 @@ def settings(
     shutil.copyfile(FLEET, base.fleet_path)
     update_: dict[str, object] = {
         "rules": RulesSettings(
-            mode="forward", partitions=PARTITIONS, checkpoint_s=0.2, reorder_s=0.2, lease_ttl_s=3
+            mode="forward", partitions=PARTITIONS, checkpoint_s=0.2, reorder_s=0.2, lease_ttl_s=5
         ),
         "mqtt": base.mqtt.model_copy(update={"probe_interval_s": 0.5}),
     }
