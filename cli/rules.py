@@ -7,7 +7,11 @@ accepted samples to ``coldchain/v1/rules/<k>``; each partition ``k`` of
 ``coldchain-rules-<k>``. Start one worker per set of partitions, e.g. ``--partitions 0-3`` and
 ``--partitions 4-7``; a worker killed is replaced by starting it again (anywhere) with the same
 partitions: it resumes from the partitions' registry checkpoints and the broker delivers what
-it queued meanwhile. On a broker that binds client ids to usernames, set
+it queued meanwhile. A partition is evaluated only while the worker holds its fencing lease in
+the registry (``COLDCHAIN_RULES__LEASE_TTL_S``): a second worker started with the same
+partitions waits for it (health problem ``partition_leased_elsewhere``) and takes over once the
+holder stopped (at once) or died (after the TTL); a worker whose lease was taken over stops and
+exits with status 1. On a broker that binds client ids to usernames, set
 ``COLDCHAIN_RULES__PARTITION_USERS=true``: partition ``k`` then logs in as user
 ``coldchain-rules-<k>`` with ``COLDCHAIN_MQTT__PASSWORD`` (``coldchain broker users
 --rules-partitions N``). Settings come from ``COLDCHAIN_*`` variables, as for ``ingest``.
@@ -69,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     banner = (
         f"coldchain rules: partitions {owned} of {settings.rules.partitions}, "
-        f"MQTT {settings.mqtt.host}:{settings.mqtt.port}"
+        f"MQTT {settings.mqtt.host}:{settings.mqtt.port}, lease owner {worker.leases.owner}"
     )
-    return serve(worker, banner, stop_timeout_s=args.stop_timeout_s, on_hangup=worker.reload_fleet)
+    return serve(
+        worker,
+        banner,
+        stop_timeout_s=args.stop_timeout_s,
+        on_hangup=worker.reload_fleet,
+        exit_status=worker.exit_status,
+    )

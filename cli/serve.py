@@ -32,10 +32,13 @@ def serve(
     *,
     stop_timeout_s: float,
     on_hangup: Callable[[], None] | None = None,
+    exit_status: Callable[[], int | None] | None = None,
 ) -> int:
     """Start ``service``, print ``banner`` on stderr, wait for SIGTERM/SIGINT, stop it within
     ``stop_timeout_s`` and print its stats as JSON; SIGHUP calls ``on_hangup`` when given.
-    Returns the exit status (0). The heap is settled first (``ingest.heap.settle_heap``)."""
+    Returns the exit status: 0, or what ``exit_status()`` (checked every second) returned once
+    it was not None (the service gave up on its own; it is stopped the same way). The heap is
+    settled first (``ingest.heap.settle_heap``)."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -44,8 +47,10 @@ def serve(
     settle_heap()  # what start-up built lives as long as the process
     service.start()
     print(banner, file=sys.stderr, flush=True)
+    status: int | None = None
     while not stop.wait(1.0):
-        pass
+        if exit_status is not None and (status := exit_status()) is not None:
+            break
     service.stop(timeout_s=stop_timeout_s)
     print(json.dumps(service.stats(), sort_keys=True, default=str), flush=True)
-    return 0
+    return status or 0

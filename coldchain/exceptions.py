@@ -7,6 +7,8 @@
      │    └── ProfileError    a product-profile file or preset has a bad value (names field, value)
      ├── RegistryError        the fleet file is inconsistent (duplicate ids, unknown profile)
      ├── TelemetryRejected    a message or sample broke the contract; dead-lettered
+     ├── LeaseLost            a write fenced by a lease was refused: another owner holds the
+     │                        lease now (a newer fencing token); this owner must stop writing
      └── StoreError           a store adapter failed (spool, InfluxDB), third-party errors mapped
           ├── WriteRejected   InfluxDB refused points for good (4xx): retrying will not help
           ├── RecordRejected  the registry DB refused a record for good (unknown reference,
@@ -27,6 +29,7 @@ from __future__ import annotations
 __all__ = [
     "ColdchainError",
     "ConfigError",
+    "LeaseLost",
     "ProfileError",
     "RecordConflict",
     "RecordInvalid",
@@ -91,6 +94,41 @@ class TelemetryRejected(ColdchainError):
         self.value = _bounded_repr(value)
         where = f" at {field}" if field else ""
         super().__init__(f"{reason}{where} (device {device_id}): {detail}; value={self.value}")
+
+
+class LeaseLost(ColdchainError):
+    """A write fenced by lease ``name`` under ``token`` was refused, and nothing of it was
+    written: the lease is no longer held by ``owner`` under that token (another owner acquired
+    it after it expired, it was released, or it was never acquired). ``holder`` and
+    ``holder_token`` say who holds it now (None: nobody). Retrying never helps: the owner must
+    stop writing for ``name`` (a rules worker stops that partition; docs/operations.md).
+    Not a StoreError: nothing failed, the fence did its job (registry/leases.py).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        owner: str,
+        token: int,
+        *,
+        holder: str | None,
+        holder_token: int | None,
+    ) -> None:
+        self.name = name
+        self.owner = owner
+        self.token = token
+        self.holder = holder
+        self.holder_token = holder_token
+        if holder_token is None:
+            now = "it was never acquired"
+        elif holder is None:
+            now = f"it was released (token {holder_token})"
+        else:
+            now = f"{holder!r} holds it (token {holder_token})"
+        super().__init__(
+            f"lease {name!r} is no longer held by {owner!r} under fencing token {token}: "
+            f"{now}; the write was refused"
+        )
 
 
 class StoreError(ColdchainError):

@@ -12,7 +12,16 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from coldchain.exceptions import ConfigError
@@ -170,6 +179,28 @@ class RulesSettings(BaseModel):
     # COLDCHAIN_MQTT__PASSWORD, the secret all partition users share (`coldchain broker users
     # --rules-partitions N`): needed where the broker binds client ids to usernames.
     partition_users: bool = False
+    # A worker holds a fencing lease per partition in the registry (registry/leases.py): this
+    # long (s) past its last renewal, so a worker that died is taken over after about this.
+    lease_ttl_s: float = Field(default=30.0, ge=1.0, le=3600)
+    # ... renewed this often (s); default lease_ttl_s / 3. A worker waiting for a lease asks
+    # this often too (at most every second).
+    lease_renew_s: float | None = Field(default=None, gt=0, le=1200)
+
+    @field_validator("lease_renew_s")
+    @classmethod
+    def _renew_within_ttl(cls, value: float | None, info: ValidationInfo) -> float | None:
+        ttl = info.data.get("lease_ttl_s")
+        if value is not None and isinstance(ttl, float | int) and value > ttl / 2:
+            raise ValueError(
+                f"must be at most half of lease_ttl_s ({ttl} s): one late renewal would lose "
+                "the lease"
+            )
+        return value
+
+    @property
+    def lease_renew_interval_s(self) -> float:
+        """How often a worker renews its leases (s): ``lease_renew_s`` or a third of the TTL."""
+        return self.lease_renew_s if self.lease_renew_s is not None else self.lease_ttl_s / 3
 
 
 ApiRole = Literal["admin", "operator", "integrator", "regulator"]

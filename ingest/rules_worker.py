@@ -8,8 +8,15 @@ With ``rules.partition_users`` each connection authenticates as its client id (t
 ``coldchain-rules-<k>`` of ``coldchain broker users --rules-partitions N``) with the shared
 ``mqtt.password``: a broker that takes the username as client id then still gives every
 partition its own session.
-The broker allows one connection per client id, so a partition has one owner; it queues the
-partition's items while no owner is connected.
+The broker queues the partition's items while no owner is connected. One owner at a time is
+enforced by a fencing lease per partition in the registry (``ingest.lease``): a worker
+acquires it before it resumes and subscribes (else it waits, raising the health problem
+``partition_leased_elsewhere``), renews it, and every checkpoint save and excursion upsert it
+makes for the partition carries the lease's fencing token. A worker that loses a lease (taken
+over after it failed to renew for ``rules.lease_ttl_s``, e.g. stalled) stops that partition,
+raises ``partition_lease_lost`` and exits non-zero (``exit_status``; ``coldchain rules``
+returns it): its service manager restarts it, and the new process waits for the lease like any
+standby. A clean stop releases the leases.
 
 Guarantees:
 - Every asset is evaluated in one place: ingest forwards its samples to its partition only
@@ -20,8 +27,9 @@ Guarantees:
   checkpoint again. What it had already evaluated comes back as late or repeated data (exact
   repeats are dropped, older samples make the compartment recompute from InfluxDB), so the
   excursion ids, which hash the rule and the start, repeat instead of doubling.
-- A partition's checkpoint is written by its owner only; a start resumes from it
-  (``EvaluateStage.resume``), including its pending recomputes.
+- A partition's checkpoint is written by its lease holder only (a stale fencing token's writes
+  are refused whole: ``LeaseLost``); a start resumes from it (``EvaluateStage.resume``),
+  including its pending recomputes, once the lease is held.
 - Items are evaluated in ingest receive-time order after a reorder buffer of
   ``rules.reorder_s`` (``ingest.rules_order``), and data gaps are judged on receive times
   ``rules.silence_lag_ms`` behind the clock: what one process with its rules in process would
@@ -38,9 +46,12 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 
@@ -48,29 +59,38 @@ from coldchain.exceptions import ColdchainError, WriteRejected
 from coldchain.fleet import Fleet
 from coldchain.rules import RULES_CLIENT_ID_PREFIX, partition_of, rules_client_id, rules_topic
 from coldchain.settings import Settings
+from ingest.channels import PublishHandle
 from ingest.consumer import Delivery, MqttSource
 from ingest.fleet_watch import FleetWatch, check_profiles
 from ingest.forward import decode_forwarded
+from ingest.lease import FencedRegistry, LeaseKeeper
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.outbox import build_alert_delivery
 from ingest.rules_io import Heartbeat
 from ingest.rules_order import OrderedStage
 from ingest.service import build_engine
 from ingest.watchdog import guarded
-from registry import Registry, open_registry, wall_clock_ms
+from registry import Fence, Registry, open_registry, wall_clock_ms
 from timeseries.client import InfluxClient
 
-__all__ = ["RulesWorker", "partition_checkpoint_key"]
+__all__ = ["PARTITION_LEASE_LOST", "RulesWorker", "partition_checkpoint_key"]
 
 log = logging.getLogger("coldchain.rules.worker")
 
 # Forwarded samples are in InfluxDB before they are sent: a recompute never waits for a writer.
 _ALL_WRITTEN = sys.maxsize
+PARTITION_LEASE_LOST = "partition_lease_lost"
 
 
 def partition_checkpoint_key(partition: int) -> str:
-    """The registry checkpoint key of one partition (written by its owner only)."""
+    """The registry checkpoint key of one partition (written by its owner only), also the name
+    of its fencing lease."""
     return f"rules-partition-{partition}"
+
+
+def _owner_name(prefix: str) -> str:
+    """A lease owner name unique per process: the restarted worker is another owner."""
+    return f"{prefix}@{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class _Partition:
@@ -90,10 +110,17 @@ class _Partition:
             mqtt, self._deliver, (), clock_ms=worker.clock_ms, topics=(rules_topic(k),)
         )
         self.influx = InfluxClient(s.influx)
+        # Its checkpoint saves and excursion upserts carry the partition's fencing token.
+        self.fenced = FencedRegistry(
+            worker.registry.engine,
+            clock=wall_clock_ms,
+            name=partition_checkpoint_key(k),
+            lost=lambda fence, exc: worker.leases.report_lost(k, fence, exc),
+        )
         self.stage = OrderedStage(
             build_engine(s, worker.fleet, worker.registry),
             worker.fleet,
-            worker.registry,
+            self.fenced,
             self.influx,
             annotate=worker.annotate,
             written_through=lambda: _ALL_WRITTEN,
@@ -111,6 +138,35 @@ class _Partition:
         self.received_total = 0
         self.acked_total = 0
         self.rejected_total = 0
+        self.active = False  # evaluating: its lease is held, its stage and session started
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def activate(self, fence: Fence) -> None:
+        """Once its lease is held (the lease keeper's thread): resume from the checkpoint the
+        previous owner left, start the stage, connect (the broker delivers what it queued).
+        StoreError if the checkpoint cannot be read (the keeper releases and retries)."""
+        self.fenced.fence = fence
+        self.stage.resume(0)
+        health = self._worker.metrics.health
+        self._thread = guarded(f"rules-{self.k}", self.stage.run, health, self.stopping)
+        self._thread.start()
+        self.source.start()
+        self.active = True
+
+    def stop_stage(self) -> None:
+        """Ask the stage to stop (quick: what is queued becomes recomputes in the checkpoint)."""
+        self.stopping.set()
+        if self.active:
+            self.stage.stop(catch_up=False)
+
+    def join_stage(self, timeout_s: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def stop_source(self, timeout_s: float) -> None:
+        if self.active:
+            self.source.stop(timeout_s=timeout_s)
 
     def _deliver(self, d: Delivery) -> None:
         """paho's thread: number the item, keep the delivery for its ack, queue the item."""
@@ -165,6 +221,7 @@ class _Partition:
             f"rules_partition_{self.k}_acked": self.acked_total,
             f"rules_partition_{self.k}_refused": self.rejected_total,
             f"rules_partition_{self.k}_unacked": len(self._unacked),
+            f"rules_partition_{self.k}_active": int(self.active),
             # Liveness probes this partition's connection got back (its ACL lets it probe).
             f"rules_partition_{self.k}_mqtt_probes_returned": self.source.stats()[
                 "mqtt_probes_returned"
@@ -176,7 +233,10 @@ class RulesWorker:
     """``start()``, then ``stop()``: the rules for ``owned`` partitions of ``settings.rules``.
 
     ``clock_ms``: the clock data gaps and detection times are judged on (a replay passes its
-    simulated clock); ``silence_lag_ms`` defaults to ``settings.rules.silence_lag_ms``.
+    simulated clock); ``silence_lag_ms`` defaults to ``settings.rules.silence_lag_ms``;
+    ``lease_owner`` names this worker in the partitions' leases (default
+    ``<prefix>@<host>:<pid>:<random>``, unique per process). ``exit_status()`` is 1 once a
+    partition's lease was lost (then stop the worker and exit with it), else None.
     Raises ValueError with no partition, or with ``rules.partition_users`` and a client-id
     prefix other than the broker users' ``coldchain-rules``.
     """
@@ -190,6 +250,7 @@ class RulesWorker:
         *,
         client_id_prefix: str = RULES_CLIENT_ID_PREFIX,
         silence_lag_ms: int | None = None,
+        lease_owner: str | None = None,
     ) -> None:
         if not owned:
             raise ValueError("a rules worker needs at least one partition")
@@ -212,21 +273,32 @@ class RulesWorker:
         self._unwritten: list[str] = []
         a = settings.alerts
         self._parts = [_Partition(self, k, rules_client_id(k, client_id_prefix)) for k in owned]
-        first = self._parts[0].source
+        self._exit_status: int | None = None
+        self.leases = LeaseKeeper(
+            self.registry,
+            lease_owner or _owner_name(client_id_prefix),
+            {p.k: partition_checkpoint_key(p.k) for p in self._parts},
+            ttl_s=settings.rules.lease_ttl_s,
+            renew_s=settings.rules.lease_renew_interval_s,
+            health=self.metrics.health,
+            acquired=self._activate,
+            lost=self._lost,
+        )
         # Routed and delivered like ingest's (docs/alerts.md); leases keep workers from
-        # sending the same delivery at once.
+        # sending the same delivery at once. MQTT alerts go out on an evaluating partition's
+        # connection (a partition waiting for its lease is not connected).
         self.alerts = build_alert_delivery(
             a,
             self.registry,
-            publish=first.publish,
-            connected=first.connected.is_set,
+            publish=self._publish_alert,
+            connected=lambda: self._alert_source() is not None,
             clock_ms=wall_clock_ms,
             owner=f"{client_id_prefix}-{'-'.join(str(k) for k in owned)}",
         )
         for p in self._parts:
             p.source.health = self.metrics.health
             self.metrics.sources.extend([p.stage.stats, p.stats])
-        self.metrics.sources.append(self.alerts.stats)
+        self.metrics.sources.extend([self.alerts.stats, self.leases.stats])
         profiles = self._parts[0].stage.engine.profiles
         self._fleet_lock = threading.Lock()
         self._fleet_wake = threading.Event()
@@ -247,44 +319,87 @@ class RulesWorker:
         return [p.k for p in self._parts]
 
     def start(self, wait_connected_s: float = 10.0) -> None:
-        """Resume every partition from its checkpoint, then connect (the broker delivers what
-        it queued meanwhile)."""
-        for p in self._parts:
-            p.stage.resume(0)
-        targets: dict[str, Callable[[], None]] = {f"rules-{p.k}": p.stage.run for p in self._parts}
-        targets["alerts"] = self.alerts.run
-        targets["fleet"] = self._watch_fleet
+        """Acquire the partitions' leases; each partition whose lease is held resumes from its
+        checkpoint and connects (the broker delivers what it queued meanwhile). A partition
+        leased elsewhere starts once its lease is this worker's (the lease keeper's thread)."""
         health = self.metrics.health
-        self._threads = {n: guarded(n, t, health, self._stopping) for n, t in targets.items()}
-        for t in self._threads.values():
-            t.start()
+        self._threads = {"alerts": guarded("alerts", self.alerts.run, health, self._stopping)}
+        self._threads["alerts"].start()
         if self.settings.metrics_port:
             self._server = MetricsServer(self.metrics, self.settings.metrics_port)
             self._server.start()
-        for p in self._parts:
-            p.source.start()
+        self.leases.round()  # what is free now starts before start() returns
+        self._threads["leases"] = guarded("leases", self.leases.run, health, self._stopping)
+        self._threads["leases"].start()
+        self._threads["fleet"] = guarded("fleet", self._watch_fleet, health, self._stopping)
+        self._threads["fleet"].start()
         deadline = time.monotonic() + wait_connected_s
         for p in self._parts:
-            if not p.source.wait_connected(max(0.0, deadline - time.monotonic())):
+            if not p.active:
+                log.warning("partition %d: waiting for its lease", p.k)
+            elif not p.source.wait_connected(max(0.0, deadline - time.monotonic())):
                 log.warning("partition %d: MQTT not connected yet; paho keeps retrying", p.k)
 
-    def stop(self, timeout_s: float = 8.0) -> None:
-        """Checkpoint every partition (without catching up) and acknowledge what the checkpoint
-        covers; the rest comes back from the broker to the next owner."""
+    def exit_status(self) -> int | None:
+        """1 once a partition's lease was lost (the worker stopped evaluating it), else None."""
+        return self._exit_status
+
+    def _activate(self, k: int, fence: Fence) -> None:
+        if self._stopping.is_set():
+            raise ColdchainError("the worker is stopping")
+        self._part(k).activate(fence)
+
+    def _lost(self, k: int, reason: str) -> None:
+        """The lease keeper's thread: another owner holds ``k`` now. Its connection goes first
+        (it would take the new owner's session back on every reconnect), then its stage, whose
+        writes are refused meanwhile. Nothing is released: the lease is not ours."""
+        p = self._part(k)
+        p.stopping.set()
+        p.stop_source(timeout_s=2.0)
+        p.stop_stage()
+        p.join_stage(5.0)
+        p.active = False
+        self.metrics.health.raise_problem(
+            PARTITION_LEASE_LOST,
+            f"partition {k} stopped: {reason}; restart the worker (it exits non-zero)",
+        )
+        self._exit_status = 1
+
+    def _part(self, k: int) -> _Partition:
+        return next(p for p in self._parts if p.k == k)
+
+    def _alert_source(self) -> MqttSource | None:
+        for p in self._parts:
+            if p.active and p.source.connected.is_set():
+                return p.source
+        return None
+
+    def _publish_alert(self, topic: str, payload: bytes) -> PublishHandle:
+        source = self._alert_source() or self._parts[0].source
+        return source.publish(topic, payload)
+
+    def stop(self, timeout_s: float = 8.0, *, release_leases: bool = True) -> None:
+        """Checkpoint every evaluating partition (without catching up), acknowledge what the
+        checkpoint covers, disconnect, then release the leases so the next owner starts at
+        once; the rest comes back from the broker to the next owner. ``release_leases=False``
+        keeps them (as a crash would: another worker takes over after ``rules.lease_ttl_s``)."""
         deadline = time.monotonic() + timeout_s
         self._stopping.set()
         self._fleet_wake.set()
+        self.leases.stop()
+        if "leases" in self._threads:
+            self._threads["leases"].join(max(0.1, deadline - time.monotonic() - 1.0))
         for p in self._parts:
-            p.stage.stop(catch_up=False)
+            p.stop_stage()
         for p in self._parts:
-            t = self._threads.get(f"rules-{p.k}")
-            if t is not None:
-                t.join(max(0.1, deadline - time.monotonic() - 1.0))
+            p.join_stage(max(0.1, deadline - time.monotonic() - 1.0))
         self.alerts.stop()
         if "alerts" in self._threads:
             self._threads["alerts"].join(max(0.1, deadline - time.monotonic() - 1.0))
         for p in self._parts:
-            p.source.stop(timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
+            p.stop_source(timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
+        if release_leases:
+            self.leases.release_all()
         if self._server is not None:
             self._server.stop()
         self._flush_annotations()
@@ -322,8 +437,9 @@ class RulesWorker:
                 p.stage.update_fleet(fleet)
 
     def idle(self) -> bool:
-        """Nothing queued or pending in any partition, and every item acknowledged."""
-        return all(p.stage.idle() and not p.unacked() for p in self._parts)
+        """Nothing queued or pending in any evaluating partition, and every item
+        acknowledged."""
+        return all(p.stage.idle() and not p.unacked() for p in self._parts if p.active)
 
     def stats(self) -> dict[str, object]:
         return self.metrics.snapshot()

@@ -2,9 +2,10 @@
 
 Shipments, custody events, excursions with their lifecycle and acknowledgements, compartment
 profile assignments (with history), rules-engine checkpoints, spool identities, integrity
-evidence, the alert outbox, API keys (``Registry.keys``) and an append-only hash-chained audit
-log of changes and regulator reads (``Registry.trail``), on SQLAlchemy 2 + Alembic; SQLite by
-default, PostgreSQL with the same code. See docs/registry.md.
+evidence, the alert outbox, fencing leases of the rules partitions, API keys
+(``Registry.keys``) and an append-only hash-chained audit log of changes and regulator reads
+(``Registry.trail``), on SQLAlchemy 2 + Alembic; SQLite by default, PostgreSQL with the same
+code. See docs/registry.md.
 
 Typical use::
 
@@ -21,6 +22,7 @@ from registry.audit_verify import AuditReport
 from registry.custody import derive_legs
 from registry.db import make_engine
 from registry.keys import ApiKey, KeyScope
+from registry.leases import Fence, Lease
 from registry.migrate import check_schema, current_revision, head_revision, upgrade
 from registry.outbox import ChannelDelivery, Fanout, OutboxEntry, OutboxMessage
 from registry.records import (
@@ -56,7 +58,9 @@ __all__ = [
     "Disposition",
     "ExcursionRecord",
     "Fanout",
+    "Fence",
     "KeyScope",
+    "Lease",
     "OutboxEntry",
     "OutboxMessage",
     "ProfileAssignment",

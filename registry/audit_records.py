@@ -69,6 +69,8 @@ UNAUDITED_TABLES = frozenset(
         # attempt (registry/outbox.py).
         "alert_outbox",
         "alert_deliveries",
+        # Fencing leases of the rules partitions, renewed every few seconds (registry/leases.py).
+        "leases",
     }
 )
 _PENDING = "coldchain_audit_pending"  # session.info: (table, key json) -> (table, pk values)

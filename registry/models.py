@@ -43,6 +43,7 @@ __all__ = [
     "ExcursionAckRow",
     "ExcursionRow",
     "IntegrityEvidenceRow",
+    "LeaseRow",
     "ProfileAssignmentRow",
     "ShipmentRow",
     "SpoolIdentityRow",
@@ -60,6 +61,7 @@ ID = 64  # coldchain identifiers (assets, compartments) are at most 64 character
 SHIPMENT_ID = 128  # shipment ids come from outside (SSCC, GRAI, customer references)
 ACTOR = 200  # as coldchain.rules.profiles.ProfileAssignment.by
 HASH = 64  # sha256 hex
+LEASE_OWNER = 200  # a lease holder's name (registry/leases.py)
 PLACE = 200  # origin, destination, shipper, consignee: a name or a GS1 GLN
 
 # Shipment statuses: the first three follow the custody scans, "cancelled" is set by a person.
@@ -439,3 +441,24 @@ class AlertDeliveryRow(Base):
     last_error: Mapped[str] = mapped_column(Text)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class LeaseRow(Base):
+    """A fencing lease (registry/leases.py): who may write for ``name`` (a rules partition,
+    ``rules-partition-<k>``) and under which fencing ``token``.
+
+    ``token`` grows by one each time another owner acquires the lease (never reused);
+    ``owner`` NULL: released. ``expires_ms`` is on the registry's clock: once it has passed,
+    another owner may take the lease. Not audited: operational state renewed every few seconds
+    (docs/registry.md).
+    """
+
+    __tablename__ = "leases"
+    __table_args__ = (CheckConstraint("token >= 0", name="token"),)
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(LEASE_OWNER))
+    token: Mapped[int] = mapped_column(BigInteger)
+    acquired_ms: Mapped[int] = mapped_column(BigInteger)
+    renewed_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_ms: Mapped[int] = mapped_column(BigInteger)

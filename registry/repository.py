@@ -8,7 +8,7 @@ RecordRejected (for good).
 
 The methods live in ``registry/facade/``, one module per kind of record (excursions,
 checkpoints, profiles, shipments, custody, audit), plus registry/integrity.py,
-registry/spools.py and registry/outbox.py; ``Registry`` combines them.
+registry/spools.py, registry/outbox.py and registry/leases.py; ``Registry`` combines them.
 
 Thread safety: one Registry (engine + pool) may be shared by threads; each call uses its own
 session.
@@ -32,6 +32,7 @@ from registry.facade.profiles import ProfileMethods
 from registry.facade.shipments import ShipmentMethods
 from registry.integrity import IntegrityStore
 from registry.keys import ApiKeyStore
+from registry.leases import LeaseMethods
 from registry.outbox import AlertOutbox
 from registry.spools import SpoolIdentities
 
@@ -45,6 +46,7 @@ class Registry(
     ShipmentMethods,
     CustodyMethods,
     AuditMethods,
+    LeaseMethods,
     IntegrityStore,
     SpoolIdentities,
     AlertOutbox,

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from registry import checkpoints
 from registry.facade.base import RegistryBase, require_text
+from registry.leases import Fence, check_fence
 
 __all__ = ["CheckpointMethods", "save_checkpoint_in"]
 
@@ -20,15 +21,24 @@ def save_checkpoint_in(session: Session, key: str, state: Mapping[str, Any], now
 
 
 class CheckpointMethods(RegistryBase):
-    def save_checkpoints(self, states: Mapping[str, Mapping[str, Any]]) -> None:
-        """Save several checkpoints in one transaction (JSON-able dicts; else RecordRejected)."""
+    def save_checkpoints(
+        self, states: Mapping[str, Mapping[str, Any]], *, fence: Fence | None = None
+    ) -> None:
+        """Save several checkpoints in one transaction (JSON-able dicts; else RecordRejected).
+
+        ``fence``: only while that lease is held under its token, checked in the same
+        transaction (registry/leases.py); else LeaseLost and nothing is saved."""
         now = self._clock()
         with self._read("saving checkpoints") as session, session.begin():
+            if fence is not None:
+                check_fence(session, fence)
             for key, state in states.items():
                 save_checkpoint_in(session, key, state, now)
 
-    def save_checkpoint(self, key: str, state: Mapping[str, Any]) -> None:
-        self.save_checkpoints({key: state})
+    def save_checkpoint(
+        self, key: str, state: Mapping[str, Any], *, fence: Fence | None = None
+    ) -> None:
+        self.save_checkpoints({key: state}, fence=fence)
 
     def load_checkpoint(self, key: str) -> dict[str, Any] | None:
         with self._read("loading a checkpoint") as session:

@@ -12,6 +12,7 @@ from registry import audit, excursions, outbox
 from registry.facade.base import RegistryBase, as_payload
 from registry.facade.checkpoints import save_checkpoint_in
 from registry.ids import require_actor
+from registry.leases import Fence, check_fence
 from registry.models import DISPOSITIONS, ExcursionAckRow, ExcursionRow
 from registry.outbox import OutboxMessage
 from registry.records import Acknowledgement, Disposition, ExcursionRecord
@@ -28,6 +29,7 @@ class ExcursionMethods(RegistryBase):
         actor: str = "rules-engine",
         checkpoints: Mapping[str, Mapping[str, Any]] | None = None,
         alerts: Iterable[OutboxMessage] = (),
+        fence: Fence | None = None,
     ) -> list[str]:
         """Insert or update excursions by id, in one transaction; returns the ids that changed.
 
@@ -36,10 +38,14 @@ class ExcursionMethods(RegistryBase):
         ``checkpoints`` (key -> state) are saved in the same transaction, so the evaluator's
         state and the excursions it produced commit together; so are ``alerts``, queued in the
         outbox (registry/outbox.py), so a recorded change always has its notification queued.
+        ``fence``: only while that lease is held under its token, checked in the same
+        transaction (registry/leases.py); else LeaseLost and nothing at all is written.
         """
         batch = list(items)
         changed: list[str] = []
         with self._write("upserting excursions") as (session, head, now):
+            if fence is not None:
+                check_fence(session, fence)
             for exc in batch:
                 row = excursions.apply(session, exc, now)
                 if row is None:

@@ -43,7 +43,7 @@ from simulators.device import SimMessage
 from simulators.publish import replay_window, run_live
 from tests.e2e.faults_support.probes import discard_session
 from tests.e2e.scale_support import Proc, SharedWall, Zygote
-from tests.harness import settings_env
+from tests.harness import settings_env, wait_for
 from tests.pg_databases import PgDatabases
 
 pytestmark = pytest.mark.e2e
@@ -137,6 +137,9 @@ def _run(
         "COLDCHAIN_RULES__PARTITIONS": str(PARTITIONS),
         "COLDCHAIN_RULES__CHECKPOINT_S": "0.5",
         "COLDCHAIN_RULES__REORDER_S": str(REORDER_S),
+        # A SIGKILLed worker's partitions are taken over once its leases expire: the
+        # restarted worker (a new lease owner) waits this long at most.
+        "COLDCHAIN_RULES__LEASE_TTL_S": "5",
     }
     go = root / "go"
     wall = SharedWall(root / "wall.json")
@@ -203,6 +206,12 @@ def _run(
             notes["killed_at_message"] = published[0]
             time.sleep(1.0)
             procs[victim].start()
+            if procs[victim].role == "rules":  # evaluating again once its leases expired
+                leased = wait_for(
+                    lambda: procs[victim].status().get("rules_partitions_waiting") == 0, 60
+                )
+                if not leased:
+                    notes["leases_not_taken_after_restart"] = procs[victim].status()
             if not _settled(procs, 60):
                 notes["unsettled_after_restart"] = {n: p.status() for n, p in procs.items()}
             wall.resume()
@@ -223,6 +232,7 @@ def _run(
         if victim:
             assert killer_done.wait(120), "the killed process did not come back"
             assert "unsettled_after_restart" not in notes, pformat(notes)
+            assert "leases_not_taken_after_restart" not in notes, pformat(notes)
         if not _settled(procs, 120):
             # Say which process is not idle and what it holds, not a truncated dict.
             detail = {

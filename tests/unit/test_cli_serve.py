@@ -47,3 +47,32 @@ def test_serve_reloads_on_sighup_and_stops_on_sigterm() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == "banner line"
     assert json.loads(done.stdout) == {"events": ["start", "hangup", "stop 3.0"]}
+
+
+GIVES_UP = textwrap.dedent(
+    """
+    import sys
+    from cli.serve import serve
+
+    class Service:
+        def __init__(self):
+            self.events = []
+        def start(self):
+            self.events.append("start")
+        def stop(self, *, timeout_s):
+            self.events.append("stop")
+        def stats(self):
+            return {"events": self.events}
+
+    # A rules worker that lost a partition's lease: no signal, serve stops it and exits 1.
+    sys.exit(serve(Service(), "banner line", stop_timeout_s=3.0, exit_status=lambda: 1))
+    """
+)
+
+
+def test_serve_stops_a_service_that_gave_up_and_exits_with_its_status() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", GIVES_UP], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout) == {"events": ["start", "stop"]}

@@ -90,6 +90,7 @@ PINNED: dict[str, list[str]] = {
     "coldchain.exceptions": [
         "ColdchainError",
         "ConfigError",
+        "LeaseLost",
         "ProfileError",
         "RecordConflict",
         "RecordInvalid",

@@ -124,3 +124,33 @@ def test_a_client_certificate_needs_its_key_and_a_ca(
         load_settings()
     monkeypatch.setenv("COLDCHAIN_MQTT__TLS_CA_PATH", str(pem))
     assert load_settings().mqtt.tls_key_path == pem
+
+
+def test_partition_leases_renew_a_third_of_their_ttl_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = load_settings()
+    assert (s.rules.lease_ttl_s, s.rules.lease_renew_s) == (30.0, None)
+    assert s.rules.lease_renew_interval_s == 10.0
+    monkeypatch.setenv("COLDCHAIN_RULES__LEASE_TTL_S", "9")
+    monkeypatch.setenv("COLDCHAIN_RULES__LEASE_RENEW_S", "2")
+    s = load_settings()
+    assert (s.rules.lease_ttl_s, s.rules.lease_renew_interval_s) == (9.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "renew", "option", "reason"),
+    [
+        ("10", "6", "COLDCHAIN_RULES__LEASE_RENEW_S", "at most half of lease_ttl_s"),
+        ("0.5", None, "COLDCHAIN_RULES__LEASE_TTL_S", "greater than or equal to 1"),
+    ],
+)
+def test_a_lease_renewed_too_rarely_is_refused(
+    monkeypatch: pytest.MonkeyPatch, ttl: str, renew: str | None, option: str, reason: str
+) -> None:
+    monkeypatch.setenv("COLDCHAIN_RULES__LEASE_TTL_S", ttl)
+    if renew is not None:
+        monkeypatch.setenv("COLDCHAIN_RULES__LEASE_RENEW_S", renew)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert err.value.option == option and reason in err.value.reason

@@ -30,6 +30,7 @@ TABLES = {
     "excursion_acknowledgements",
     "excursions",
     "integrity_evidence",
+    "leases",
     "profile_assignments",
     "rule_checkpoints",
     "shipments",
