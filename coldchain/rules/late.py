@@ -17,7 +17,10 @@ Excursions that start before ``from_ms`` lie before the window, where the recomp
 is truncated (it starts ``lookback`` earlier from a fresh state). There, a recomputed excursion
 only updates an identical id, or *continues* a previously reported excursion of the same rule
 that was still open (``continuations``): the recompute could not see its true start, so the
-previous start (and id) is kept and the recomputed end/status/severity applied. A previous open
+previous start (and id) is kept and the recomputed end/status/severity applied. An excursion
+whose condition began before the window but which opened inside it (a rule's delay elapsed at
+or after ``from_ms``: the recompute's ``detected_ms``) is new, announced like one starting in
+the window. A previous open
 excursion before the window that the recompute neither reproduces nor continues is closed at
 ``from_ms``. Closed previous excursions before the window are never touched.
 """
@@ -109,7 +112,12 @@ def merge(
             p = cont[eid]
             r = _continue(r, p)
         if p is None:
-            if r.start_ms < from_ms:
+            # Before the window the history is truncated: an unreported excursion the recompute
+            # opens there is not announced. One whose condition began before the window but that
+            # opened inside it (its delay elapsed at ``detected_ms``, a batch evaluation's device
+            # time) is new: streaming could not have announced it, and the recomputed state
+            # carries it on, so it must exist before its later changes do.
+            if r.start_ms < from_ms and r.detected_ms < from_ms:
                 continue
             found = replace(r, detected_ms=now_ms, detected_late=True)
             # A new excursion is announced as opened, also when the recompute finds it over

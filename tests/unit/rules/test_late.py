@@ -236,3 +236,28 @@ def test_merge_updates_out_of_range_time_and_return() -> None:
     assert (ch.excursion.out_of_range_s, ch.excursion.returned_ms) == (900.0, at(28))
     assert ch.excursion.detected_ms == at(6)
     assert merge([p], [replace(p, detected_ms=NOW)], from_ms=at(5), now_ms=NOW) == []
+
+
+def test_an_excursion_the_window_opens_is_announced_though_its_condition_began_before() -> None:
+    # Streaming saw the range condition begin at minute 20 but not yet its 5-minute delay; a
+    # recompute from minute 22 (e.g. a restart) finds the excursion opening at minute 25,
+    # inside the window. Found by the fencing work: it was dropped (its start lies before the
+    # window) while the recomputed state kept it open, so it was never announced at all.
+    eng = engine()
+    changes, _ = stream(eng, [obs(SP, m, 9 if m >= 20 else 5) for m in range(0, 23)])
+    assert changes == []
+    stored = [obs(SP, m, 9 if m >= 20 else 5) for m in range(31)]
+    found = eng.recompute("truck-1", "front", stored, [], from_ms=at(22), now_ms=NOW)
+    [opened] = found
+    assert opened.kind == "opened" and opened.excursion.rule == "range"
+    assert opened.excursion.start_ms == at(20) and opened.excursion.detected_late
+    later, _ = stream(eng, [obs(SP, m, 5) for m in range(31, 40)])
+    [closed] = later
+    assert closed.kind == "closed" and closed.excursion.id == opened.excursion.id
+
+
+def test_an_unreported_excursion_that_opened_before_the_window_stays_out_of_the_merge() -> None:
+    # Before the window the recompute's history is truncated: an excursion it finds opening
+    # there, which streaming never reported, is not announced by the merge.
+    r = replace(_exc("range", "range", at(1), at(9)), status="closed", detected_ms=at(6))
+    assert merge([], [r], from_ms=at(50), now_ms=NOW) == []
