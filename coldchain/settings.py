@@ -153,6 +153,11 @@ class AlertSettings(BaseModel):
     # Fault tests only: a queued notification waits this long before it is routed (so a kill
     # lands between recording a change and delivering it). 0 in production.
     hold_s: float = Field(default=0.0, ge=0, le=3600)
+    # Finished notifications (routed, none of their deliveries pending) older than this are
+    # deleted with their delivery rows, once an hour; 0 keeps them for ever. The excursions and
+    # acknowledgements stay (audited). At least the accepted sample age: a recompute must still
+    # find a change's key to know it was sent (load_settings checks).
+    retention_days: float = Field(default=90.0, ge=0)
 
 
 class RulesSettings(BaseModel):
@@ -264,7 +269,7 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment (and overrides); raises ConfigError naming the option."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
         loc, value = _redact([str(p) for p in first["loc"]], first.get("input"))
@@ -275,6 +280,22 @@ def load_settings(**overrides: object) -> Settings:
         match = re.search(r'field "([^"]+)"', str(exc))
         option = "COLDCHAIN_" + (match.group(1).upper() if match else "*")
         raise ConfigError(option, os.environ.get(option), str(exc)) from exc
+    _check_across_sections(settings)
+    return settings
+
+
+def _check_across_sections(settings: Settings) -> None:
+    """Rules that tie options of two sections; ConfigError naming the first option."""
+    days = settings.alerts.retention_days
+    age_days = settings.validation.max_sample_age_s / 86400.0
+    if days and days < age_days:
+        raise ConfigError(
+            "COLDCHAIN_ALERTS__RETENTION_DAYS",
+            days,
+            f"at least the accepted sample age ({age_days:g} days, "
+            "COLDCHAIN_VALIDATION__MAX_SAMPLE_AGE_S), or 0 to keep alerts for ever: a recompute "
+            "of older data would find a pruned notification's key gone and send it again",
+        )
 
 
 # Options whose values are secrets. An API key is also the dict key under ``api.keys``, so the

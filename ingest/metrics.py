@@ -59,6 +59,7 @@ COUNTERS = frozenset(
         "mqtt_probes_returned",
         "mqtt_resubscribes",
         "alerts_delivered",
+        "alerts_pruned",
         "alerts_failed_attempts",
         "alerts_errors",
         "fleet_reloads",

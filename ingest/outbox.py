@@ -25,6 +25,9 @@ Guarantees (docs/alerts.md):
   in flight), and an MQTT batch stops waiting for PUBACKs.
 - Bounded: at most ``batch`` rows per channel and round; waits for work on ``wake()`` or
   ``idle_s``. The registry failing is logged and retried; it never touches the ingest pipeline.
+- Bounded on disk: once an hour, finished notifications (routed, no delivery pending) older
+  than ``alerts.retention_days`` are deleted with their delivery rows (``Registry.prune_alerts``);
+  the excursions and acknowledgements they told of stay in the registry.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 from coldchain.alerts.config import MqttChannel, RoutingConfig, load_routing
@@ -47,7 +51,10 @@ from ingest.rules_io import alert_key, alert_payload
 from registry import Fanout, OutboxEntry, OutboxMessage, Registry
 from registry.outbox import Routing
 
-__all__ = ["AlertDelivery", "alert_message", "backoff_s", "build_alert_delivery"]
+__all__ = ["PRUNE_EVERY_S", "AlertDelivery", "alert_message", "backoff_s", "build_alert_delivery"]
+
+PRUNE_EVERY_S = 3600.0  # how often finished notifications past the retention are deleted
+_PRUNE_BATCH = 5000
 
 log = logging.getLogger("coldchain.ingest.alerts")
 
@@ -85,6 +92,7 @@ class AlertDelivery:
         hold_s: float = 0.0,
         batch: int = 20,
         idle_s: float = 1.0,
+        retention_days: float = 0.0,
     ) -> None:
         self._registry = registry
         self._routing = routing
@@ -96,6 +104,8 @@ class AlertDelivery:
         self._hold_ms = round(hold_s * 1000)
         self._batch = batch
         self._idle_s = idle_s
+        self._retention_ms = round(retention_days * 86_400_000)
+        self._next_prune = 0.0  # monotonic: the first round prunes
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -104,6 +114,7 @@ class AlertDelivery:
         self.errors_total = 0
         self.routed_total = 0
         self.cancelled_escalations_total = 0
+        self.pruned_total = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -128,6 +139,7 @@ class AlertDelivery:
             "alerts_errors": self.errors_total,
             "alerts_routed": self.routed_total,
             "alerts_escalations_cancelled": self.cancelled_escalations_total,
+            "alerts_pruned": self.pruned_total,
         }
 
     def run(self) -> None:
@@ -144,6 +156,7 @@ class AlertDelivery:
             log.warning("alert delivery: could not release old leases: %s", exc)
         while not self._stop.is_set():
             try:
+                self._prune()
                 busy = self.deliver_round() > 0
             except ColdchainError as exc:  # the registry: retried, rows stay queued
                 self.errors_total += 1
@@ -154,6 +167,19 @@ class AlertDelivery:
                 # The hold (tests) makes rows due without a wake-up: look again by then.
                 self._wake.wait(min(self._idle_s, self._hold_ms / 1000 or self._idle_s))
                 self._wake.clear()
+
+    def _prune(self) -> None:
+        """Once an hour (``PRUNE_EVERY_S``): finished notifications older than the retention,
+        a batch at a time so no transaction grows large. Raises StoreError (registry)."""
+        if not self._retention_ms or time.monotonic() < self._next_prune:
+            return
+        cutoff = self._clock_ms() - self._retention_ms
+        while not self._stop.is_set():
+            n = self._registry.prune_alerts(cutoff, limit=_PRUNE_BATCH)
+            self.pruned_total += n
+            if n < _PRUNE_BATCH:
+                break
+        self._next_prune = time.monotonic() + PRUNE_EVERY_S
 
     def deliver_round(self) -> int:
         """Route the due entries, then deliver the due rows of every ready channel (in
@@ -292,4 +318,5 @@ def build_alert_delivery(
         retry_max_s=settings.retry_max_s,
         hold_s=settings.hold_s,
         batch=settings.batch,
+        retention_days=settings.retention_days,
     )

@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -356,6 +356,33 @@ class AlertOutbox:
                 .execution_options(synchronize_session=False)
             )
             return int(done.rowcount)  # type: ignore[attr-defined]
+
+    def prune_alerts(self, created_before_ms: int, *, limit: int = 5000) -> int:
+        """Delete up to ``limit`` outbox entries queued before ``created_before_ms`` (epoch ms,
+        registry clock) that are finished: routed, and none of their deliveries still pending
+        (escalation timers not due yet are unrouted: kept). Their delivery rows go with them,
+        in one transaction; returns how many entries. The excursions and acknowledgements they
+        notified of stay in the registry (audited): this is delivery bookkeeping only.
+
+        A pruned key is forgotten: queuing that change again would send it again. So the
+        cutoff must lie before anything a recompute can still reach (``alerts.retention_days``
+        is at least the accepted sample age, docs/alerts.md)."""
+        o, d = AlertOutboxRow, AlertDeliveryRow
+        pending = select(d.id).where(d.outbox_id == o.id, d.state == "pending").exists()
+        with self._read("pruning delivered alerts") as session, session.begin():
+            done = list(
+                session.execute(
+                    select(o.id)
+                    .where(o.routed_ms.is_not(None), o.created_ms < created_before_ms, ~pending)
+                    .order_by(o.id)
+                    .limit(limit)
+                ).scalars()
+            )
+            if not done:
+                return 0
+            session.execute(delete(d).where(d.outbox_id.in_(done)))
+            session.execute(delete(o).where(o.id.in_(done)))
+            return len(done)
 
     def outbox_entries(self, *, routed: bool | None = None) -> list[OutboxEntry]:
         """Every queued notification (``routed``: only routed / only unrouted ones), by id."""

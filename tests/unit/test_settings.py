@@ -154,3 +154,16 @@ def test_a_lease_renewed_too_rarely_is_refused(
     with pytest.raises(ConfigError) as err:
         load_settings()
     assert err.value.option == option and reason in err.value.reason
+
+
+def test_alert_retention_covers_the_accepted_sample_age(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().alerts.retention_days == 90.0
+    monkeypatch.setenv("COLDCHAIN_ALERTS__RETENTION_DAYS", "10")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.option == "COLDCHAIN_ALERTS__RETENTION_DAYS"
+    assert "accepted sample age (30 days" in info.value.reason
+    monkeypatch.setenv("COLDCHAIN_VALIDATION__MAX_SAMPLE_AGE_S", str(5 * 86400))
+    assert load_settings().alerts.retention_days == 10.0
+    monkeypatch.setenv("COLDCHAIN_ALERTS__RETENTION_DAYS", "0")  # kept for ever
+    assert load_settings().alerts.retention_days == 0.0

@@ -116,6 +116,7 @@ def _stage(
     connected: object = lambda: True,
     hold_s: float = 0.0,
     retry_max_s: float = 300.0,
+    retention_days: float = 0.0,
 ) -> AlertDelivery:
     mqtt = MqttSender("mqtt", broker.publish, connected, 0.01)  # type: ignore[arg-type]
     clock: _Clock = reg.test_clock  # type: ignore[attr-defined]
@@ -126,6 +127,7 @@ def _stage(
         clock_ms=clock,
         hold_s=hold_s,
         retry_max_s=retry_max_s,
+        retention_days=retention_days,
     )
 
 
@@ -251,3 +253,26 @@ def test_a_channel_that_raises_costs_only_its_own_rows(reg: Registry) -> None:
     assert (broken.state, broken.attempts, broken.lease_owner) == ("pending", 1, None)
     assert broken.last_error == "KeyError: 'asset_id'"
     assert broken.next_attempt_ms == clock.now + 1000
+
+
+def test_delivered_alerts_past_the_retention_are_pruned_and_pending_ones_kept(
+    reg: Registry,
+) -> None:
+    clock: _Clock = reg.test_clock  # type: ignore[attr-defined]
+    broker = _Broker()
+    d = _stage(reg, broker, retention_days=31)
+    sent, unsent = _exc(), _exc(start_ms=T0 + 1)
+    _record(reg, Change("opened", sent))
+    assert d.deliver_round() == 2
+    broker.ack = False
+    _record(reg, Change("opened", unsent))
+    d.deliver_round()  # routed, sent, never acknowledged: pending
+    clock.now += 30 * 86_400_000
+    d._prune()
+    assert len(reg.outbox_entries()) == 2 and d.stats()["alerts_pruned"] == 0
+    clock.now += 2 * 86_400_000
+    d._next_prune = 0.0  # as an hour later
+    d._prune()
+    assert [e.key for e in reg.outbox_entries()] == [f"{unsent.id}:opened"]
+    assert d.stats()["alerts_pruned"] == 1
+    assert len(reg.find_excursions(asset_id="truck-1")) == 2  # the record itself stays

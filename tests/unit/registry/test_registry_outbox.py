@@ -249,3 +249,50 @@ def test_0009_brings_queued_mqtt_alerts_along_and_back(registry_url: str) -> Non
             "no PUBACK within 10 s",
         ),
     ]
+
+
+def _one(reg: Registry, start_ms: int, fanout: list[Fanout]) -> int:
+    exc = _exc(start_ms=start_ms)
+    reg.upsert_excursions([exc], alerts=[_msg(exc)])
+    (entry,) = reg.unrouted_alerts()
+    assert reg.route_alert(entry.id, fanout, now_ms=0)
+    return entry.id
+
+
+def _finish(reg: Registry, entry_id: int, failed_channel: str = "") -> None:
+    rows = [r for r in reg.alert_deliveries(state="pending") if r.outbox_id == entry_id]
+    claimed = [
+        d
+        for r in rows
+        for d in reg.claim_alert_deliveries(r.channel, owner="a", lease_ms=60_000, now_ms=0)
+        if d.outbox_id == entry_id
+    ]
+    ok = [d for d in claimed if d.channel != failed_channel]
+    failed = [(d, "HTTP 503", 10**12) for d in claimed if d.channel == failed_channel]
+    reg.finish_alert_deliveries(ok, failed, now_ms=0)
+
+
+def test_pruning_deletes_only_finished_notifications_older_than_the_cutoff(reg: Registry) -> None:
+    both = [Fanout("mqtt", 0), Fanout("hook", 0)]
+    done = _one(reg, 1, both)
+    _finish(reg, done)
+    dropped = _one(reg, 2, [Fanout("mqtt", 0), Fanout("hook", 0, dropped="quiet hours")])
+    _finish(reg, dropped)
+    retrying = _one(reg, 3, both)
+    _finish(reg, retrying, failed_channel="hook")  # still pending: kept
+    timer = OutboxMessage("x:unacknowledged:oncall", "{}", route_after_ms=10**12)
+    reg.enqueue_alerts([timer])  # an escalation timer not due yet: unrouted, kept
+    entries = {e.id: e for e in reg.outbox_entries()}
+    cutoff = entries[retrying].created_ms + 1
+    recent = _one(reg, 4, both)  # finished, but queued after the cutoff
+    _finish(reg, recent)
+    assert reg.prune_alerts(entries[done].created_ms) == 0  # nothing finished before that
+
+    assert reg.prune_alerts(cutoff, limit=1) == 1  # a batch at a time
+    assert reg.prune_alerts(cutoff) == 1
+    assert reg.prune_alerts(cutoff) == 0
+    left = {e.id for e in reg.outbox_entries()}
+    assert left == {retrying, recent, next(e.id for e in entries.values() if e.key == timer.key)}
+    assert {r.outbox_id for r in reg.alert_deliveries()} == {retrying, recent}
+    # The excursions they told of stay.
+    assert len(reg.find_excursions(asset_id="truck-1")) == 4
