@@ -22,6 +22,7 @@ from api.auth import refuse_open_off_loopback
 from api.epcis import EpcisExporter
 from api.epcis import router as epcis_router
 from api.errors import install_error_handlers
+from api.fleet_reload import FleetReload
 from api.methods import guard_sub_resources
 from api.params import path_control_character
 from api.report import ReportService
@@ -96,26 +97,43 @@ def create_app(
         with open_backends(
             settings, registry=registry, influx=influx, fleet=fleet, profiles=profiles
         ) as b:
-            tracer = TraceService(
-                b.registry,
-                b.influx,
-                b.fleet,
-                b.profiles,
-                max_readings=settings.api.trace_max_readings,
-                clock_ms=clock_ms,
-                custody_grace_ms=round(settings.validation.custody_grace_s * 1000),
-            )
-            reporter = ReportService(tracer, b.registry, b.fleet, b.profiles)
-            app.state.resources = Resources(b.registry, tracer, clock_ms, reporter)
-            app.state.epcis = EpcisExporter(tracer, b.registry, b.fleet, settings.epcis)
-            # The write services: the same wiring as the CLI's (services/bootstrap.py).
-            app.state.services = build_services(
-                b.registry,
-                fleet=b.fleet,
-                profiles=b.profiles,
-                validation=settings.validation,
-                clock_ms=clock_ms,
-            )
+
+            def wire(fleet: Fleet) -> None:
+                """The request-facing services on ``fleet``, swapped in for new requests."""
+                tracer = TraceService(
+                    b.registry,
+                    b.influx,
+                    fleet,
+                    b.profiles,
+                    max_readings=settings.api.trace_max_readings,
+                    clock_ms=clock_ms,
+                    custody_grace_ms=round(settings.validation.custody_grace_s * 1000),
+                )
+                reporter = ReportService(tracer, b.registry, fleet, b.profiles)
+                app.state.resources = Resources(b.registry, tracer, clock_ms, reporter)
+                app.state.epcis = EpcisExporter(tracer, b.registry, fleet, settings.epcis)
+                # The write services: the same wiring as the CLI's (services/bootstrap.py).
+                app.state.services = build_services(
+                    b.registry,
+                    fleet=fleet,
+                    profiles=b.profiles,
+                    validation=settings.validation,
+                    clock_ms=clock_ms,
+                )
+
+            wire(b.fleet)
+            # A fleet read from the file follows it (a fleet passed in is the caller's).
+            reload = None
+            if fleet is None and settings.fleet_reload_s > 0:
+                reload = FleetReload(
+                    settings.fleet_path,
+                    b.fleet,
+                    b.profiles,
+                    wire,
+                    interval_s=settings.fleet_reload_s,
+                )
+                reload.start()
+            app.state.fleet_reload = reload
             app.state.read_audit = read_audit = ReadAudit(b.registry.trail if audit_reads else None)
             # Open (no key anywhere) only on loopback: ConfigError otherwise.
             refuse_open_off_loopback(settings.api.host, settings.api.keys, b.registry)
@@ -130,6 +148,8 @@ def create_app(
             try:
                 yield
             finally:
+                if reload is not None:
+                    reload.stop()
                 read_audit.close()
 
     app = FastAPI(

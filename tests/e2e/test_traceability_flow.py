@@ -20,8 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +28,6 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-import uvicorn
 
 from api import create_app
 from coldchain.contract.topics import device_topic
@@ -38,9 +35,10 @@ from coldchain.epcis import validate_epcis
 from coldchain.fleet import Asset, Compartment, Fleet, SensorSpec
 from coldchain.rules import load_presets
 from coldchain.settings import Settings, ValidationSettings
-from deploy.launcher import Services, free_port
+from deploy.launcher import Services
 from ingest.service import IngestService
 from registry import Registry, open_registry, wall_clock_ms
+from tests.api_server import serving
 from tests.harness import spine_settings, wait_for
 from tests.pdf_tools import pdf_text
 from timeseries.client import InfluxClient
@@ -156,19 +154,10 @@ def stack(
     ingest.start()
     registry = open_registry(settings.registry_url)
     app = create_app(settings, registry=registry, fleet=FLEET, profiles=load_presets())
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", settings, registry
+        with serving(app) as url:
+            yield url, settings, registry
     finally:
-        server.should_exit = True
-        thread.join(timeout=60)
         ingest.stop()
         registry.close()
 

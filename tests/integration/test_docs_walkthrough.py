@@ -17,13 +17,10 @@ import os
 import re
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from api import create_app
 from coldchain.epcis import validate_epcis
@@ -31,8 +28,9 @@ from coldchain.fleet import load_fleet
 from coldchain.rules import load_presets
 from coldchain.rules.excursion import Excursion
 from coldchain.settings import InfluxSettings, Settings
-from deploy.launcher import Services, free_port
+from deploy.launcher import Services
 from registry import Registry, open_registry, upgrade
+from tests.api_server import serving
 from timeseries.client import InfluxClient
 
 pytestmark = pytest.mark.integration
@@ -98,19 +96,10 @@ def server(
         profiles=load_presets(),
         clock_ms=lambda: NOW_MS,
     )
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", registry, registry_url
+        with serving(app) as url:
+            yield url, registry, registry_url
     finally:
-        srv.should_exit = True
-        thread.join(timeout=60)
         registry.close()
         influx.close()
 

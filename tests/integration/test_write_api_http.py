@@ -8,23 +8,21 @@ days): the journey happened in the last two hours.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from api import create_app
 from coldchain.fleet import Asset, Compartment, Fleet, SensorSpec
 from coldchain.rules import load_presets
 from coldchain.rules.excursion import Excursion
 from coldchain.settings import ApiSettings, InfluxSettings, Settings
-from deploy.launcher import Services, free_port
+from deploy.launcher import Services
 from registry import Registry, open_registry, upgrade, wall_clock_ms
+from tests.api_server import serving
 from timeseries.client import InfluxClient
 
 pytestmark = pytest.mark.integration
@@ -79,19 +77,10 @@ def base_url(
         fleet=FLEET,
         profiles=load_presets(),
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", registry, t0
+        with serving(app) as url:
+            yield url, registry, t0
     finally:
-        server.should_exit = True
-        thread.join(timeout=60)
         registry.close()
         influx.close()
 
