@@ -70,6 +70,9 @@ def _child(role: str, settings: Settings, status: str, go: Event, stop: Event) -
         def idle() -> bool:
             return all(p.stage.idle() for p in service._parts)
 
+    from cli.serve import settle_heap
+
+    settle_heap()  # as `coldchain ingest` and `coldchain rules` do (cli.serve)
     _write_status(path, {"ready": True})
     if role == "ingest":
         go.wait()
