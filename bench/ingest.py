@@ -285,6 +285,7 @@ def bench_latency(
     if settle:
         settle_heap()  # as `coldchain ingest` does (cli.serve)
     service.start()
+    trace.watch_gc()
     n = int(rate * duration_s)
     ctx = multiprocessing.get_context("spawn")
     out: multiprocessing.SimpleQueue[float] = ctx.SimpleQueue()
@@ -293,7 +294,7 @@ def bench_latency(
         target=_paced_publisher, args=(services.mosquitto.port, devices, rate, n, out)
     )
     rss: list[tuple[float, float]] = []
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     proc.start()
     heap: list[dict[str, object]] = []
     while proc.is_alive() and out.empty():
@@ -308,6 +309,7 @@ def bench_latency(
     achieved = out.get()
     proc.join(120)
     service.wait_drained(60)
+    cpu_s = time.process_time() - cpu0
     service.stop()
     trace.detach()
     steady = [r for _, r in rss[len(rss) // 5 :]] or [float("nan")]
@@ -317,6 +319,8 @@ def bench_latency(
         "settings_overrides": overrides or {},
         "settle_heap": settle,
         "samples": sum(trace.total.buckets),
+        # This process's CPU (ingest's threads, and the tracer's few us a message) per message.
+        "cpu_ms_per_msg": round(1000.0 * cpu_s / n, 4),
         **trace.report()["total"],
         "breakdown": {k: v for k, v in trace.report().items() if k not in ("total",)},
         "rss_mb_first_last": [steady[0], steady[-1]],

@@ -80,7 +80,8 @@ class _Hist:
 
 
 class LatencyTrace:
-    """Attach with ``attach(service)`` before ``service.start()``; ``report()`` at the end.
+    """Attach with ``attach(service)`` before ``service.start()``, ``watch_gc()`` once started;
+    ``report()`` at the end.
 
     ``report()`` -> {"total": {p50_ms, p99_ms, max_ms}, "components": {name: {...}},
     "tail_at_p99": mean of each component over the messages at or above the total's p99,
@@ -139,8 +140,11 @@ class LatencyTrace:
         writer = _Writer(service.settings.influx)
         service._writer = writer
         service._drainer._writer = writer
-        gc.callbacks.append(self._on_gc)
         return writer
+
+    def watch_gc(self) -> None:
+        """Time the collector's passes from now on (after start-up's own collections)."""
+        gc.callbacks.append(self._on_gc)
 
     def detach(self) -> None:
         if self._on_gc in gc.callbacks:
