@@ -55,7 +55,7 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.latency_trace import LatencyTrace, heap_growth
+from bench.latency_trace import LatencyTrace, heap_growth, tracked_census
 from bench.scale_out import bench_scale_out
 from cli.serve import settle_heap
 from coldchain.contract import PointEncoder, parse_message, shared_subscription
@@ -303,6 +303,7 @@ def bench_latency(
         if tracemalloc_frames and warm and not tracemalloc.is_tracing():
             tracemalloc.start(tracemalloc_frames)
         time.sleep(1.0)
+    census = tracked_census()  # before the service stops: what its collections walk now
     if tracemalloc.is_tracing():
         heap = heap_growth(tracemalloc.take_snapshot())
         tracemalloc.stop()
@@ -318,6 +319,7 @@ def bench_latency(
         "achieved_msgs_per_s": round(achieved, 1),
         "settings_overrides": overrides or {},
         "settle_heap": settle,
+        "switch_interval_ms": sys.getswitchinterval() * 1000.0,
         "samples": sum(trace.total.buckets),
         # This process's CPU (ingest's threads, and the tracer's few us a message) per message.
         "cpu_ms_per_msg": round(1000.0 * cpu_s / n, 4),
@@ -325,6 +327,7 @@ def bench_latency(
         "breakdown": {k: v for k, v in trace.report().items() if k not in ("total",)},
         "rss_mb_first_last": [steady[0], steady[-1]],
         "rss_mb_growth_after_warmup": round(steady[-1] - steady[0], 1),
+        "gc_tracked_at_end": census,
         "rss_samples": rss,
         **({"heap_growth_after_warmup": heap} if tracemalloc_frames else {}),
     }
@@ -435,7 +438,15 @@ def main() -> None:
         action="store_true",
         help="steady phase without cli.serve.settle_heap (gc.freeze): what it is worth",
     )
+    ap.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        default=0.0,
+        help="sys.setswitchinterval for the whole run (0: Python's default, 5 ms)",
+    )
     args = ap.parse_args()
+    if args.switch_interval_ms:
+        sys.setswitchinterval(args.switch_interval_ms / 1000.0)
 
     fleet = make_fleet(args.devices)
     load = SeededLoad(fleet, seed=1, interval_ms=1000)

@@ -257,6 +257,19 @@ class LatencyTrace:
         }
 
 
+def tracked_census(top: int = 12) -> dict[str, int]:
+    """Objects the collector tracks outside the frozen generation, by type (the ``top`` most
+    numerous, plus ``"total"``): what a full collection walks."""
+    counts: dict[str, int] = {}
+    objects = gc.get_objects()
+    for obj in objects:
+        name = type(obj).__name__
+        counts[name] = counts.get(name, 0) + 1
+    del objects
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+    return {"total": sum(counts.values()), **dict(ranked)}
+
+
 def heap_growth(snapshot: Any, top: int = 15) -> list[dict[str, Any]]:
     """The ``top`` call sites (innermost project or library frame first) holding the most memory
     allocated since ``tracemalloc.start()`` and still alive at ``snapshot``: what grew."""
