@@ -24,11 +24,20 @@ started by the launcher, loopback only, and stops by itself.
   device time in each payload is its publish time, read back from the confirmed write body.
   The publisher runs in a process of its own, so it neither shares ingest's GIL nor misses
   its rate.
+  ``latency.breakdown`` splits it by stage, times the garbage collector's passes and lists the
+  worst seconds (``bench/latency_trace.py``); ``cpu_ms_per_msg`` is this process's CPU per
+  message through the phase; ``gc_tracked_at_end`` counts what a full collection walks. The
+  ingest heap is frozen before the phase as ``coldchain ingest`` does (``cli.serve``), and the
+  backlog of the throughput rows is dropped first: it is the benchmark's, not ingest's.
 - ``memory`` (in ``latency``): resident set size of this (the ingest) process sampled every
   second through the steady-rate phase; growth is last minus first after the first fifth
-  (warm-up).
+  (warm-up). ``--tracemalloc FRAMES`` adds what was allocated after the warm-up and is still
+  alive at the end, by call site (slows ingest; its own memory counts in the RSS then).
+- ``loadavg_start_end``: the machine's load averages: other jobs move every figure.
 
-Usage: ``uv run python bench/ingest.py [--messages 100000] [--rate 2000] [--steady-s 30]``.
+Usage: ``uv run python bench/ingest.py [--messages 100000] [--rate 2000] [--steady-s 30]``
+(``--latency-only``: the steady phase alone; ``--latency-setting spool.linger_ms=0``: a setting
+of its ingest, repeatable; ``--no-settle-heap``: without the heap freeze).
 The issue 12 RSS target is over a 10-minute steady run: ``--steady-s 600`` (about 13 minutes
 in all with the default backlog).
 """
