@@ -24,11 +24,20 @@ started by the launcher, loopback only, and stops by itself.
   device time in each payload is its publish time, read back from the confirmed write body.
   The publisher runs in a process of its own, so it neither shares ingest's GIL nor misses
   its rate.
+  ``latency.breakdown`` splits it by stage, times the garbage collector's passes and lists the
+  worst seconds (``bench/latency_trace.py``); ``cpu_ms_per_msg`` is this process's CPU per
+  message through the phase; ``gc_tracked_at_end`` counts what a full collection walks. The
+  ingest heap is frozen before the phase as ``coldchain ingest`` does (``cli.serve``), and the
+  backlog of the throughput rows is dropped first: it is the benchmark's, not ingest's.
 - ``memory`` (in ``latency``): resident set size of this (the ingest) process sampled every
   second through the steady-rate phase; growth is last minus first after the first fifth
-  (warm-up).
+  (warm-up). ``--tracemalloc FRAMES`` adds what was allocated after the warm-up and is still
+  alive at the end, by call site (slows ingest; its own memory counts in the RSS then).
+- ``loadavg_start_end``: the machine's load averages: other jobs move every figure.
 
-Usage: ``uv run python bench/ingest.py [--messages 100000] [--rate 2000] [--steady-s 30]``.
+Usage: ``uv run python bench/ingest.py [--messages 100000] [--rate 2000] [--steady-s 30]``
+(``--latency-only``: the steady phase alone; ``--latency-setting spool.linger_ms=0``: a setting
+of its ingest, repeatable; ``--no-settle-heap``: without the heap freeze).
 The issue 12 RSS target is over a 10-minute steady run: ``--steady-s 600`` (about 13 minutes
 in all with the default backlog).
 """
@@ -45,6 +54,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -54,8 +64,10 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.latency_trace import LatencyTrace, heap_growth, tracked_census
 from bench.scale_out import bench_scale_out
 from coldchain.contract import PointEncoder, parse_message, shared_subscription
+from coldchain.fleet import Fleet
 from coldchain.settings import (
     InfluxSettings,
     MqttSettings,
@@ -190,31 +202,6 @@ def bench_influx_raw(
     return len(lines) / elapsed, len(lines)
 
 
-class _TimedWriter(InfluxClient):
-    """Records publish -> confirmed latency from each confirmed body's ``device`` lines, into
-    1 ms buckets (constant memory, so the RSS figure is the ingest's, not the benchmark's)."""
-
-    buckets: list[int]
-
-    def write(self, body: bytes) -> None:
-        super().write(body)
-        now_ms = time.time() * 1000.0
-        for line in body.split(b"\n"):
-            if line.startswith(b"device,"):
-                lat = now_ms - int(line.rsplit(b" ", 1)[1])
-                self.buckets[min(max(int(lat), 0), len(self.buckets) - 1)] += 1
-
-
-def _percentile(buckets: list[int], q: float) -> float:
-    total = sum(buckets)
-    seen = 0
-    for ms, n in enumerate(buckets):
-        seen += n
-        if seen >= q * total:
-            return float(ms)
-    return float("nan")
-
-
 def _settings(services: Services, root: Path, name: str) -> Settings:
     settings = Settings(
         fleet_path=root / "fleet.yaml",
@@ -236,7 +223,7 @@ def bench_ingest(
     service.stop()
     _prequeue(services, messages)
     service = IngestService(settings, fleet, rules=rules)  # type: ignore[arg-type]
-    settle_heap()  # as `coldchain ingest` does
+    settle_heap()  # as `coldchain ingest` does (ingest.heap)
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     service.start()
@@ -287,16 +274,27 @@ def _paced_publisher(
 
 
 def bench_latency(
-    services: Services, root: Path, fleet: object, rate: float, duration_s: float
+    services: Services,
+    root: Path,
+    fleet: object,
+    rate: float,
+    duration_s: float,
+    overrides: dict[str, dict[str, object]] | None = None,
+    tracemalloc_frames: int = 0,
+    *,
+    settle: bool = True,
 ) -> dict[str, object]:
     settings = _settings(services, root, "bench_latency")
+    for section, values in (overrides or {}).items():
+        changed = getattr(settings, section).model_copy(update=values)
+        settings = settings.model_copy(update={section: changed})
     service = IngestService(settings, fleet)  # type: ignore[arg-type]
-    timed = _TimedWriter(settings.influx)
-    timed.buckets = [0] * 120_001
-    service._writer = timed  # the drainer holds the writer; swap both before start
-    service._drainer._writer = timed
-    settle_heap()  # as `coldchain ingest` does
+    trace = LatencyTrace()
+    trace.attach(service)  # swaps the writer and wraps the spools: before start()
+    if settle:
+        settle_heap()  # as `coldchain ingest` does (ingest.heap)
     service.start()
+    trace.watch_gc()
     n = int(rate * duration_s)
     ctx = multiprocessing.get_context("spawn")
     out: multiprocessing.SimpleQueue[float] = ctx.SimpleQueue()
@@ -305,83 +303,90 @@ def bench_latency(
         target=_paced_publisher, args=(services.mosquitto.port, devices, rate, n, out)
     )
     rss: list[tuple[float, float]] = []
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     proc.start()
+    heap: list[dict[str, object]] = []
     while proc.is_alive() and out.empty():
         rss.append((round(time.monotonic() - t0, 1), round(_rss_mb(), 1)))
+        warm = time.monotonic() - t0 >= duration_s / 5  # after it, trace what grows
+        if tracemalloc_frames and warm and not tracemalloc.is_tracing():
+            tracemalloc.start(tracemalloc_frames)
         time.sleep(1.0)
+    census = tracked_census()  # before the service stops: what its collections walk now
+    if tracemalloc.is_tracing():
+        heap = heap_growth(tracemalloc.take_snapshot())
+        tracemalloc.stop()
     achieved = out.get()
     proc.join(120)
     service.wait_drained(60)
+    cpu_s = time.process_time() - cpu0
     service.stop()
+    trace.detach()
     steady = [r for _, r in rss[len(rss) // 5 :]] or [float("nan")]
     return {
         "target_msgs_per_s": rate,
         "achieved_msgs_per_s": round(achieved, 1),
-        "samples": sum(timed.buckets),
-        "p50_ms": _percentile(timed.buckets, 0.50),
-        "p99_ms": _percentile(timed.buckets, 0.99),
-        "max_ms": float(max(i for i, c in enumerate(timed.buckets) if c)),
+        "settings_overrides": overrides or {},
+        "settle_heap": settle,
+        "switch_interval_ms": sys.getswitchinterval() * 1000.0,
+        "samples": sum(trace.total.buckets),
+        # This process's CPU (ingest's threads, and the tracer's few us a message) per message.
+        "cpu_ms_per_msg": round(1000.0 * cpu_s / n, 4),
+        **trace.report()["total"],
+        "breakdown": {k: v for k, v in trace.report().items() if k not in ("total",)},
         "rss_mb_first_last": [steady[0], steady[-1]],
         "rss_mb_growth_after_warmup": round(steady[-1] - steady[0], 1),
+        "gc_tracked_at_end": census,
         "rss_samples": rss,
+        **({"heap_growth_after_warmup": heap} if tracemalloc_frames else {}),
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--messages", type=int, default=100_000)
-    ap.add_argument("--devices", type=int, default=500)
-    ap.add_argument("--rate", type=float, default=2000.0)
-    ap.add_argument(
-        "--steady-s",
-        type=float,
-        default=30.0,
-        help="steady-rate phase (latency, RSS); 600 for the 10-minute RSS run",
-    )
-    args = ap.parse_args()
-
-    fleet = make_fleet(args.devices)
-    load = SeededLoad(fleet, seed=1, interval_ms=1000)
-    per_device = max(1, args.messages // args.devices)
-    start_ms = int(time.time() * 1000) - per_device * 1000 - 60_000
-    messages = list(load.messages(per_device, start_ms))
-    payload_bytes = statistics.mean(len(m.payload) for m in messages)
-    # The backlog lives in this process for the whole run but belongs to no measured consumer:
-    # keep it out of every collection, baselines' and ingest's alike.
-    gc.collect()
-    gc.freeze()
-
-    with (
-        tempfile.TemporaryDirectory(prefix="coldchain-bench-") as tmp,
-        Services(Path(tmp) / "services") as services,
-    ):
-        root = Path(tmp)
-        (root / "fleet.yaml").write_text(fleet.to_yaml())
-        publish_rate = _prequeue(services, messages[: min(len(messages), 20_000)])
-        counting = bench_counting_subscriber(services, messages)
-        counting5 = bench_counting_subscriber(services, messages, mqtt5=True)
-        counting_batched = bench_counting_subscriber(services, messages, cls=BatchedClient)
-        raw_points, n_points = bench_influx_raw(services, messages, PointEncoder(fleet), fleet)
-        spine = bench_ingest(services, root, fleet, messages, rules=False)
-        ingest = bench_ingest(services, root, fleet, messages, rules=True)
-        scale = bench_scale_out(
-            services,
-            root,
-            _settings(services, root, "bench_scale"),
-            len(messages),
-            lambda: _prequeue(services, messages),
-            lambda cid: _discard_session(services.mosquitto.port, cid),
+def _overrides(items: list[str]) -> dict[str, dict[str, object]]:
+    """``section.key=value`` (e.g. ``spool.linger_ms=0``) -> {section: {key: value}}; values
+    are validated by the settings model."""
+    out: dict[str, dict[str, object]] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        out.setdefault(section, {})[name] = (
+            json.loads(value) if value[:1] in "0123456789-[{tfn" else value
         )
-        latency = bench_latency(services, root, fleet, args.rate, args.steady_s)
+    return out
 
+
+def _loadavg() -> str:
+    """The 1/5/15-minute load averages: other jobs on the machine move every figure."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def _throughput(
+    services: Services, root: Path, fleet: Fleet, messages: list[LoadMessage], devices: int
+) -> dict[str, object]:
+    """The backlog-drain rows beside their same-run baselines."""
+    publish_rate = _prequeue(services, messages[: min(len(messages), 20_000)])
+    counting = bench_counting_subscriber(services, messages)
+    counting5 = bench_counting_subscriber(services, messages, mqtt5=True)
+    counting_batched = bench_counting_subscriber(services, messages, cls=BatchedClient)
+    raw_points, n_points = bench_influx_raw(services, messages, PointEncoder(fleet), fleet)
+    spine = bench_ingest(services, root, fleet, messages, rules=False)
+    ingest = bench_ingest(services, root, fleet, messages, rules=True)
+    scale = bench_scale_out(
+        services,
+        root,
+        _settings(services, root, "bench_scale"),
+        len(messages),
+        lambda: _prequeue(services, messages),
+        lambda cid: _discard_session(services.mosquitto.port, cid),
+    )
     points_per_msg = n_points / len(messages)
-    result = {
+    return {
         "benchmark": "ingest",
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "messages": len(messages),
-        "devices": args.devices,
-        "payload_bytes_mean": round(payload_bytes, 1),
+        "devices": devices,
+        "payload_bytes_mean": round(statistics.mean(len(m.payload) for m in messages), 1),
         "points_per_message": round(points_per_msg, 2),
         "baseline": {
             "counting_subscriber_msgs_per_s": round(counting, 1),
@@ -403,8 +408,91 @@ def main() -> None:
         "ratio_scale_out_evaluated_to_counting_subscriber": round(
             scale["evaluated_msgs_per_s"] / counting, 3
         ),
-        "latency": latency,
     }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--devices", type=int, default=500)
+    ap.add_argument("--rate", type=float, default=2000.0)
+    ap.add_argument(
+        "--steady-s",
+        type=float,
+        default=30.0,
+        help="steady-rate phase (latency, RSS); 600 for the 10-minute RSS run",
+    )
+    ap.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="skip the throughput rows (baselines, backlog drains): only the steady phase",
+    )
+    ap.add_argument(
+        "--latency-setting",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a setting of the steady phase's ingest, e.g. spool.linger_ms=0 (repeatable)",
+    )
+    ap.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="trace allocations after the warm-up (FRAMES deep) and print what grew; slows "
+        "ingest and adds its own memory to the RSS figures",
+    )
+    ap.add_argument(
+        "--no-settle-heap",
+        action="store_true",
+        help="steady phase without ingest.heap.settle_heap (gc.freeze): what it is worth",
+    )
+    ap.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        default=0.0,
+        help="sys.setswitchinterval for the whole run (0: Python's default, 5 ms)",
+    )
+    args = ap.parse_args()
+    if args.switch_interval_ms:
+        sys.setswitchinterval(args.switch_interval_ms / 1000.0)
+
+    fleet = make_fleet(args.devices)
+    load = SeededLoad(fleet, seed=1, interval_ms=1000)
+    per_device = max(1, args.messages // args.devices)
+    start_ms = int(time.time() * 1000) - per_device * 1000 - 60_000
+    messages = [] if args.latency_only else list(load.messages(per_device, start_ms))
+    overrides = _overrides(args.latency_setting)
+    # The backlog lives in this process through the throughput rows but belongs to no measured
+    # consumer: keep it out of every collection, baselines' and ingest's alike.
+    gc.collect()
+    gc.freeze()
+
+    with (
+        tempfile.TemporaryDirectory(prefix="coldchain-bench-") as tmp,
+        Services(Path(tmp) / "services") as services,
+    ):
+        root = Path(tmp)
+        (root / "fleet.yaml").write_text(fleet.to_yaml())
+        load_start = _loadavg()
+        result: dict[str, object] = {"benchmark": "ingest"}
+        if not args.latency_only:
+            result = _throughput(services, root, fleet, messages, args.devices)
+        # The backlog is the benchmark's, not ingest's: gone before the steady phase, so that
+        # its objects neither lengthen the collector's passes nor count in the RSS.
+        messages.clear()
+        gc.collect()
+        result["latency"] = bench_latency(
+            services,
+            root,
+            fleet,
+            args.rate,
+            args.steady_s,
+            overrides,
+            args.tracemalloc,
+            settle=not args.no_settle_heap,
+        )
+        result["loadavg_start_end"] = [load_start, _loadavg()]
     print(json.dumps(result, indent=2))
 
 

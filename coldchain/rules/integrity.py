@@ -38,6 +38,8 @@ _TEMP_SERIES: dict[str, str] = {}
 _DOOR_SERIES: dict[str, str] = {}
 _REEFER_SERIES: dict[str, tuple[tuple[str, str], ...]] = {}
 _MAX_NAMES = 100_000
+# A sample's seq inside RewriteWatch's record of its values: no series name is empty.
+_SEQ = ""
 
 
 def sample_values(sample: Sample) -> dict[str, Value]:
@@ -124,7 +126,11 @@ class RewriteWatch:
 
     def __init__(self, max_samples: int = 128) -> None:
         self.max_samples = max_samples
-        self._seen: dict[str, OrderedDict[int, tuple[int, dict[str, Value]]]] = {}
+        # device -> device time -> the sample's values with its seq under _SEQ. One flat dict
+        # of atomic values per sample, which CPython's collector does not track: a (seq,
+        # values) tuple was tracked (it holds a dict), 64k of them for 500 devices, and every
+        # full collection walked them all, stopping ingest's threads (bench/ingest.py).
+        self._seen: dict[str, OrderedDict[int, dict[str, Value]]] = {}
 
     def check(
         self, device_id: str, asset_id: str, samples: Iterable[Sample], now_ms: int
@@ -137,14 +143,15 @@ class RewriteWatch:
         for s in samples:
             t = ts_ms(s)
             values = sample_values(s)
-            entry = seen.get(t)
-            if entry is None:
-                seen[t] = (s.seq, values)
+            old = seen.get(t)
+            if old is None:
+                values[_SEQ] = s.seq
+                seen[t] = values
                 if len(seen) > self.max_samples:
                     seen.popitem(last=False)
                 kept.append(s)
                 continue
-            old_seq, old = entry
+            old_seq = int(old[_SEQ])
             changes = {
                 k: (old[k], v) for k, v in values.items() if k in old and _differs(old[k], v)
             }
@@ -153,7 +160,9 @@ class RewriteWatch:
             if changes or old_seq != s.seq:
                 found.append(Rewrite(device_id, asset_id, t, old_seq, s.seq, changes, now_ms))
             # The stored record now holds the union, the newer value winning (InfluxDB).
-            seen[t] = (s.seq, old | values)
+            merged = old | values
+            merged[_SEQ] = s.seq
+            seen[t] = merged
             kept.append(s)
         return kept, found
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = textwrap.dedent(
     """
-    import os, signal, sys, threading
+    import gc, os, signal, sys, threading
     from cli.serve import serve
 
     class Service:
@@ -21,6 +21,8 @@ CHILD = textwrap.dedent(
             self.events = []
         def start(self):
             self.events.append("start")
+            # serve() froze the heap built before start (cli.serve.settle_heap)
+            self.events.append(f"frozen {gc.get_freeze_count() > 1000}")
             # After serve() installed its handlers: a reload, then the stop. CPython runs
             # pending handlers in signal-number order (SIGHUP 1 before SIGTERM 15), so the
             # order holds however late the main thread gets to them.
@@ -40,13 +42,13 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_serve_reloads_on_sighup_and_stops_on_sigterm() -> None:
+def test_serve_freezes_the_heap_reloads_on_sighup_and_stops_on_sigterm() -> None:
     done = subprocess.run(
         [sys.executable, "-c", CHILD], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == "banner line"
-    assert json.loads(done.stdout) == {"events": ["start", "hangup", "stop 3.0"]}
+    assert json.loads(done.stdout) == {"events": ["start", "frozen True", "hangup", "stop 3.0"]}
 
 
 GIVES_UP = textwrap.dedent(
