@@ -111,7 +111,7 @@ class LatencyTrace:
     def attach(self, service: Any) -> InfluxClient:
         """Wrap the service's spools and writer (private attributes: bench-only); returns the
         traced writer, which the service and its drainer now share."""
-        pipeline_spool, drain_spool = service._pipeline_spool, service._drain_spool
+        pipeline_spool, drain_spool = service.pipeline._spool, service._drain_spool
         append, peek = pipeline_spool.append, drain_spool.peek
         trace = self
 
