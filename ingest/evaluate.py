@@ -453,8 +453,9 @@ class EvaluateStage:
         if from_ms < 0:
             times = [self.engine.evaluator(rq.asset_id, c.id).ts for c in comps]
             from_ms = min((t for t in times if t >= 0), default=self._clock_ms() - _MAX_REPLAY_MS)
-        for comp in comps:  # what the sender had not forwarded is not known here: read all
-            self._recomputes.add((rq.asset_id, comp.id), from_ms, rq.row_id, hold=True, to_ms=None)
+        for comp in comps:  # rq.to_ms: how far the sender had acknowledged (None: unknown)
+            key = (rq.asset_id, comp.id)
+            self._recomputes.add(key, from_ms, rq.row_id, hold=True, to_ms=rq.to_ms)
 
     def _ask_recompute(self, rc: RecomputeNeeded) -> None:
         key = (rc.asset_id, rc.compartment_id)

@@ -80,12 +80,15 @@ class FleetUpdate:
 @dataclass(frozen=True, slots=True)
 class RecomputeRequest:
     """Recompute every compartment of an asset from InfluxDB from ``from_ms`` (device time;
-    < 0: from what the checkpoint holds for it), holding its new samples until then. Sent by
-    an ingest process that restarted with acknowledged samples it had not forwarded yet."""
+    < 0: from what the checkpoint holds for it) up to at least ``to_ms`` (the newest device
+    time acknowledged before the restart; None: unknown, everything stored), holding its new
+    samples until then. Sent by an ingest process that restarted with acknowledged samples it
+    had not forwarded yet."""
 
     asset_id: str
     from_ms: int
     row_id: int = 0
+    to_ms: int | None = None
 
 
 @dataclass

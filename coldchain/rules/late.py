@@ -6,7 +6,8 @@ recomputed in batch from the stored series. ``merge`` compares the excursions re
 
 * same id, same content                        -> nothing;
 * same id, changed (end, severity, peak...)    -> ``closed`` / ``escalated`` / ``updated``,
-  keeping the original ``detected_ms`` and ``detected_late``;
+  keeping the original ``detected_ms`` and ``detected_late`` (``escalated`` then ``closed``
+  when it rose and ended inside the window);
 * new id starting inside the window            -> ``opened`` (or ``closed`` if already over)
   with ``detected_late=True`` and ``detected_ms=now_ms``;
 * previously reported data gap, gone now       -> ``recovered`` (the backlog filled it);
@@ -125,6 +126,9 @@ def merge(
             continue
         if merged.status != p.status and merged.status in ("closed", "recovered"):
             kind = "closed" if merged.status == "closed" else "recovered"
+            if _SEV[merged.severity] > _SEV[p.severity]:
+                # It rose and ended inside the window: both changes, as streaming sends them.
+                out.append(Change("escalated", merged))
         elif _SEV[merged.severity] > _SEV[p.severity]:
             kind = "escalated"
         else:

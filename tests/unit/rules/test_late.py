@@ -177,6 +177,17 @@ def test_merge_escalation_and_idempotence() -> None:
     assert merge([recovered], [], from_ms=at(0), now_ms=NOW) == []
 
 
+def test_an_excursion_that_rose_and_ended_in_the_window_is_escalated_then_closed() -> None:
+    # E.g. a restart recompute over an excursion open and "warning" at the checkpoint: the
+    # receivers get both changes streaming would have sent, not the closure alone.
+    p = _exc("range", "range", at(100), None)
+    r = replace(p, severity="critical", status="closed", end_ms=at(140), detected_ms=at(5))
+    changes = merge([p], [r], from_ms=at(90), now_ms=NOW)
+    assert [c.kind for c in changes] == ["escalated", "closed"]
+    assert all(c.excursion.detected_ms == p.detected_ms for c in changes)
+    assert merge([changes[-1].excursion], [r], from_ms=at(90), now_ms=NOW) == []
+
+
 def test_backlog_that_fills_part_of_a_gap_moves_its_end() -> None:
     eng = engine()
     live = [obs(SP, m, 5) for m in range(0, 11)] + [obs(SP, m, 5) for m in range(40, 45)]
