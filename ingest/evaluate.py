@@ -16,8 +16,10 @@ Guarantees:
   are dropped before the engine.
 - Late data: a sample older than what its compartment already evaluated makes the engine ask
   for a recompute. The stage waits until the writer has put everything fed so far into InfluxDB,
-  reads the window back (batch mode, same evaluator) and merges: a data gap the backlog filled
-  becomes ``recovered``, an excursion found inside it is ``detected_late``.
+  reads the window back (batch mode, same evaluator) up to what it has been fed for the asset
+  (never samples stored but still queued for it: they come as streaming) and merges: a data
+  gap the backlog filled becomes ``recovered``, an excursion found inside it is
+  ``detected_late``.
 - A reloaded fleet (``update_fleet``) applies in order: samples submitted before it are
   evaluated against the old fleet, those after against the new one; a removed compartment's
   open excursions close, its gap clock and pending recomputes go (``RulesEngine.apply_fleet``).
@@ -73,7 +75,9 @@ class EvaluateStage:
     """Run ``run()`` in its own thread; ``submit()`` from the pipeline after acks.
 
     ``journal_since(row)`` (device -> oldest device time of the messages spooled after spool
-    row ``row``) and ``prune_journal(row)`` connect the stage to the spool's rules journal.
+    row ``row``), ``journal_newest_since(row)`` (device -> their newest device time, None:
+    unknown; not given: unknown for all) and ``prune_journal(row)`` connect the stage to the
+    spool's rules journal.
     ``alerts_queued()`` is called after a transaction queued alerts (wakes their delivery).
     """
 
@@ -88,6 +92,7 @@ class EvaluateStage:
         written_through: Callable[[], int],
         clock_ms: Callable[[], int],
         journal_since: Callable[[int], dict[str, int]] = lambda row: {},
+        journal_newest_since: Callable[[int], dict[str, int | None]] | None = None,
         prune_journal: Callable[[int], None] = lambda row: None,
         alerts_queued: Callable[[], None] = lambda: None,
         max_queue: int = 10_000,
@@ -109,6 +114,7 @@ class EvaluateStage:
         self._written_through = written_through
         self._clock_ms = clock_ms
         self._journal_since = journal_since
+        self._journal_newest_since = journal_newest_since
         self._prune_journal = prune_journal
         self._inbox = RulesInbox(fleet, max_queue)
         self._wake = self._inbox.wake
@@ -156,14 +162,18 @@ class EvaluateStage:
             self.engine.restore(saved)
             # Removed while stopped: closed as a reload would; recorded by the first round.
             self._unapplied.extend(close_removed(saved, self._fleet, self._registry))
+        newest: dict[str, int | None] | None = None  # unknown: read everything stored
         if spool_replaced:
             floor_ms = self._clock_ms() - _MAX_REPLAY_MS
             journal = journal_everything(self.engine, self._fleet, saved, floor_ms)
         else:
-            journal = self._journal_since(int(saved.get("fed_through") or 0))
-        todo, heard = restart_recomputes(self.engine, self._fleet, saved, journal)
-        for key, from_ms in todo.items():
-            self._recomputes.add(key, from_ms, backlog_row, hold=True)
+            fed = int(saved.get("fed_through") or 0)
+            journal = self._journal_since(fed)
+            if self._journal_newest_since is not None:
+                newest = self._journal_newest_since(fed)
+        todo, heard = restart_recomputes(self.engine, self._fleet, saved, journal, newest)
+        for key, (from_ms, to_ms) in todo.items():
+            self._recomputes.add(key, from_ms, backlog_row, hold=True, to_ms=to_ms)
         # Silence counts from this start.
         self._heard.update((a, (ts, now)) for a, ts in heard.items())
         if self._held:
@@ -270,7 +280,8 @@ class EvaluateStage:
 
     def _take_spilled(self) -> None:
         for key, (from_ms, row) in self._inbox.take_spilled().items():
-            self._recomputes.add(key, from_ms, row, hold=True)
+            # How far the spilled samples reach is not recorded: read everything stored.
+            self._recomputes.add(key, from_ms, row, hold=True, to_ms=None)
 
     def _take(self, max_items: int = 500) -> list[Item | FleetUpdate | None]:
         """What is queued now (up to ``max_items``), waiting briefly for the first: one
@@ -331,7 +342,7 @@ class EvaluateStage:
         if isinstance(item, CustodyChange):
             key = (asset_id, item.compartment_id)
             if asset_id in self._held:
-                self._recomputes.add(key, item.ts_ms, item.row_id, hold=True)
+                self._recomputes.add(key, item.ts_ms, item.row_id, hold=True, to_ms=item.ts_ms)
                 return []
             res = self.engine.custody_change(asset_id, item.compartment_id, item.ts_ms, now)
         else:
@@ -357,7 +368,8 @@ class EvaluateStage:
                     changes.extend(rep.changes)
                     self._note_jump(item, times[0], rep.jump_ms, rep.offset_ms)
                 for comp in self._fleet.assets[asset_id].compartments:
-                    self._recomputes.add((asset_id, comp.id), min(times), item.row_id, hold=True)
+                    key = (asset_id, comp.id)
+                    self._recomputes.add(key, min(times), item.row_id, hold=True, to_ms=max(times))
                 self.held_total += 1
                 return changes
             res = self.engine.feed(
@@ -441,12 +453,14 @@ class EvaluateStage:
         if from_ms < 0:
             times = [self.engine.evaluator(rq.asset_id, c.id).ts for c in comps]
             from_ms = min((t for t in times if t >= 0), default=self._clock_ms() - _MAX_REPLAY_MS)
-        for comp in comps:
-            self._recomputes.add((rq.asset_id, comp.id), from_ms, rq.row_id, hold=True)
+        for comp in comps:  # rq.to_ms: how far the sender had acknowledged (None: unknown)
+            key = (rq.asset_id, comp.id)
+            self._recomputes.add(key, from_ms, rq.row_id, hold=True, to_ms=rq.to_ms)
 
     def _ask_recompute(self, rc: RecomputeNeeded) -> None:
         key = (rc.asset_id, rc.compartment_id)
-        self._recomputes.add(key, rc.from_ms, self._asset_row.get(rc.asset_id, 0), hold=False)
+        row = self._asset_row.get(rc.asset_id, 0)
+        self._recomputes.add(key, rc.from_ms, row, hold=False, to_ms=rc.from_ms)
 
     def _run_pending(self) -> None:
         if not self._pending:
@@ -464,11 +478,21 @@ class EvaluateStage:
             # thread: at most one recompute per compartment per interval; later data waits.
             if mono - self._recomputed_at.get(key, -1e9) < self._recompute_interval_s:
                 continue
-            self._recompute(key[0], key[1], p.from_ms)
+            self._recompute(key[0], key[1], p.from_ms, self._read_until(key[0], p.to_ms))
             self._recomputed_at[key] = mono
             self._recomputes.done(key)  # only once it succeeded
 
-    def _recompute(self, asset_id: str, comp_id: str, from_ms: int) -> None:
+    def _read_until(self, asset_id: str, to_ms: int | None) -> int | None:
+        """How far a recompute of the asset reads: what the stage has been fed for it (newest
+        device time taken, streamed or held) or ``to_ms`` if newer (None: everything stored).
+        Samples stored past it were not fed yet: they arrive as streaming, not as late data."""
+        if to_ms is None:
+            return None
+        return max(to_ms, self._heard.get(asset_id, (-1, 0))[0])
+
+    def _recompute(
+        self, asset_id: str, comp_id: str, from_ms: int, until_ms: int | None = None
+    ) -> None:
         now = self._clock_ms()
         changes = recompute_compartment(
             self.engine,
@@ -479,6 +503,7 @@ class EvaluateStage:
             registry=self._registry,
             influx=self._influx,
             recent_jumps=self._jumps.get(asset_id, ()),
+            until_ms=until_ms,
         )
         self.recomputes_total += 1
         self._dirty = True

@@ -73,6 +73,7 @@ class _Wire(BaseModel):
     samples: list[Sample] = []
     compartment: str = ""
     ts_ms: int = 0  # custody: the scan's time; recompute: from this device time (< 0: checkpoint)
+    to_ms: int | None = None  # recompute: up to at least this device time (absent: all stored)
 
 
 def encode_forwarded(item: ForwardedItem) -> bytes:
@@ -92,7 +93,7 @@ def encode_forwarded(item: ForwardedItem) -> bytes:
         w = _Wire(kind="custody", asset=item.asset_id, compartment=item.compartment_id)
         w = w.model_copy(update={"ts_ms": item.ts_ms})
     else:
-        w = _Wire(kind="recompute", asset=item.asset_id, ts_ms=item.from_ms)
+        w = _Wire(kind="recompute", asset=item.asset_id, ts_ms=item.from_ms, to_ms=item.to_ms)
     return w.model_dump_json(exclude_defaults=True).encode()
 
 
@@ -113,7 +114,7 @@ def decode_forwarded(payload: bytes, row_id: int) -> ForwardedItem:
         return Heartbeat(w.source, w.received_ms, row_id)
     if w.kind == "custody":
         return CustodyChange(w.asset, w.compartment, w.ts_ms, row_id)
-    return RecomputeRequest(w.asset, w.ts_ms, row_id)
+    return RecomputeRequest(w.asset, w.ts_ms, row_id, w.to_ms)
 
 
 class ClockReference:
@@ -159,6 +160,7 @@ class RulesForwarder:
         written_through: Callable[[], int],
         connected: Callable[[], bool] = lambda: True,
         journal_since: Callable[[int], dict[str, int]] = lambda row: {},
+        journal_newest_since: Callable[[int], dict[str, int | None]] | None = None,
         prune_journal: Callable[[int], None] = lambda row: None,
         ack_timeout_s: float = 10.0,
         prune_s: float = 1.0,
@@ -176,6 +178,7 @@ class RulesForwarder:
         self._written_through = written_through
         self._connected = connected
         self._journal_since = journal_since
+        self._journal_newest_since = journal_newest_since
         self._prune_journal = prune_journal
         self._ack_timeout_s = ack_timeout_s
         self._prune_s = prune_s
@@ -198,16 +201,22 @@ class RulesForwarder:
         fleet (from the worker's checkpoint) when the spool was replaced. They go out once the
         backlog (rows up to ``backlog_row``) is in InfluxDB."""
         oldest: dict[str, int] = {}
+        newest: dict[str, int | None] = {}  # how far each must read (None: all stored)
         if spool_replaced:
             oldest = {a: -1 for a in self._fleet.assets}
         else:
+            reached = self._journal_newest_since(0) if self._journal_newest_since else {}
             for device, from_ms in self._journal_since(0).items():
                 found = self._fleet.asset_of(device)
                 if found is not None:
                     oldest[found.id] = min(from_ms, oldest.get(found.id, from_ms))
+                    to_ms, had = reached.get(device), newest.get(found.id, -1)
+                    top = None if to_ms is None or had is None else max(to_ms, had)
+                    newest[found.id] = top
         with self._lock:
             for asset, from_ms in sorted(oldest.items()):
-                self._queue.append(RecomputeRequest(asset, from_ms, backlog_row))
+                to = newest.get(asset)
+                self._queue.append(RecomputeRequest(asset, from_ms, backlog_row, to))
                 self.recompute_requests_total += 1
         if oldest:
             log.info("rules forward: %d assets to recompute after the restart", len(oldest))

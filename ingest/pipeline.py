@@ -89,9 +89,9 @@ def process_delivery(
     if not validated.samples:
         return Processed(None, dead)
     lines = encoder.encode(validated.device_id, validated.asset, validated.samples, d.received_ms)
-    from_ms = min(ts_ms(s) for s in validated.samples)  # for the rules journal
+    times = [ts_ms(s) for s in validated.samples]  # for the rules journal
     return Processed(
-        SpooledMessage(d.received_ms, validated.device_id, lines, from_ms),
+        SpooledMessage(d.received_ms, validated.device_id, lines, min(times), max(times)),
         dead,
         validated.asset.id,
         validated.samples,

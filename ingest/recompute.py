@@ -38,14 +38,17 @@ class PendingRecomputes:
         self.items: dict[tuple[str, str], Pending] = {}
         self.held: set[str] = set()
 
-    def add(self, key: tuple[str, str], from_ms: int, row: int, hold: bool) -> None:
-        """Recompute ``key`` from device time ``from_ms`` once spool row ``row`` is written
-        (widening a recompute already asked for)."""
+    def add(
+        self, key: tuple[str, str], from_ms: int, row: int, hold: bool, to_ms: int | None
+    ) -> None:
+        """Recompute ``key`` from device time ``from_ms`` up to at least ``to_ms`` (None:
+        everything stored) once spool row ``row`` is written (widening a recompute already
+        asked for)."""
         old = self.items.get(key)
         if old is None:
-            self.items[key] = Pending(from_ms, row, hold)
+            self.items[key] = Pending(from_ms, row, hold, to_ms=to_ms)
         else:
-            old.widen(from_ms, row, hold)
+            old.widen(from_ms, row, hold, to_ms)
         if hold:
             self.held.add(key[0])
 
@@ -73,12 +76,20 @@ def recompute_compartment(
     registry: Registry,
     influx: InfluxClient,
     recent_jumps: Iterable[tuple[int, int]] = (),
+    until_ms: int | None = None,
 ) -> list[Change]:
-    """Recompute ``asset``/``comp_id`` from ``from_ms`` (minus the engine's lookback) up to the
-    newest stored sample; returns the upserts. ``recent_jumps``: clock jumps seen live that may
-    not be in InfluxDB yet. Raises the adapters' ``ColdchainError``s (the stage retries)."""
+    """Recompute ``asset``/``comp_id`` from ``from_ms`` (minus the engine's lookback) up to
+    device time ``until_ms`` (None: the newest stored sample); returns the upserts.
+    ``recent_jumps``: clock jumps seen live that may not be in InfluxDB yet. Raises the
+    adapters' ``ColdchainError``s (the stage retries).
+
+    ``until_ms`` is what the stage has been fed for the asset: samples stored later are not
+    read, so they reach the engine as streaming when fed (a recompute that read them would
+    put this compartment's state ahead of the stream and of its sibling compartments, recomputed
+    at another moment: later samples would count as late data, and the siblings' silence
+    clock would open data gaps; docs/rules.md 13)."""
     start = from_ms - engine.lookback_ms(asset.id, comp_id)
-    end = now_ms + _AHEAD_MS
+    end = now_ms + _AHEAD_MS if until_ms is None else until_ms
     observations = [
         obs
         for sample in read_samples(influx, asset.id, start, end)
@@ -90,7 +101,7 @@ def recompute_compartment(
         for leg in legs:
             if leg.asset_id == asset.id and leg.compartment_id == comp_id:
                 for t in (leg.from_ms, leg.to_ms):
-                    if t is not None:
+                    if t is not None and t <= end:
                         observations.append(make_observation(spec, t, {}, custody=True))
     # Clock jumps as streaming saw them: stored ones, and those not written yet.
     jumps = dict(read_clock_jumps(influx, asset.id, start, end))
@@ -112,29 +123,42 @@ def recompute_compartment(
 
 
 def restart_recomputes(
-    engine: RulesEngine, fleet: Fleet, saved: Mapping[str, Any], journal: Mapping[str, int]
-) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    engine: RulesEngine,
+    fleet: Fleet,
+    saved: Mapping[str, Any],
+    journal: Mapping[str, int],
+    journal_newest: Mapping[str, int | None] | None = None,
+) -> tuple[dict[tuple[str, str], tuple[int, int | None]], dict[str, int]]:
     """What a restart must recompute, from the restored checkpoint ``saved`` (already loaded
     into ``engine``) and the spool's rules journal after its ``fed_through`` (device -> oldest
-    device time): ``{(asset, compartment): from_ms}``, and ``{asset: newest device time known}``
-    for every asset the rules know (-1: none yet) so their silence clocks start.
+    device time): ``{(asset, compartment): (from_ms, to_ms)}``, and ``{asset: newest device
+    time known}`` for every asset the rules know (-1: none yet) so their silence clocks start.
+    ``to_ms`` is the newest journaled device time of the asset (``journal_newest``: device ->
+    newest, None: unknown), what the recompute must read up to; None where it is unknown
+    (pending recomputes of the checkpoint, no journal): then it reads everything stored.
 
     The checkpoint's pending recomputes; every compartment of a journaled asset, from the
     oldest journaled time or its checkpoint time if earlier; and, for a checkpoint written
     before the journal existed (no ``fed_through``), every checkpointed compartment from its
     checkpoint time (docs/rules.md section 13).
     """
-    todo: dict[tuple[str, str], int] = {}
+    todo: dict[tuple[str, str], tuple[int, int | None]] = {}
     heard: dict[str, int] = {}
+    newest = journal_newest if journal_newest is not None else {}
 
-    def add(key: tuple[str, str], from_ms: int) -> None:
-        todo[key] = min(from_ms, todo.get(key, from_ms))
+    def add(key: tuple[str, str], from_ms: int, to_ms: int | None) -> None:
+        old = todo.get(key)
+        if old is None:
+            todo[key] = (from_ms, to_ms)
+        else:
+            top = None if old[1] is None or to_ms is None else max(old[1], to_ms)
+            todo[key] = (min(old[0], from_ms), top)
 
     # A compartment removed from the fleet file while ingest was stopped is skipped (its open
     # excursions: close_removed).
     for a, c, from_ms in saved.get("pending_recomputes", []):
         if fleet.has_compartment(a, c):
-            add((a, c), int(from_ms))
+            add((a, c), int(from_ms), None)
     for e in saved.get("compartments", []):
         key = (e["asset"], e["compartment"])
         if not fleet.has_compartment(*key):
@@ -142,15 +166,16 @@ def restart_recomputes(
         ts = engine.evaluator(*key).ts
         heard[key[0]] = max(ts, heard.get(key[0], -1))
         if "fed_through" not in saved and ts >= 0:
-            add(key, ts)
+            add(key, ts, None)
     for device, from_ms in journal.items():
         asset = fleet.asset_of(device)
         if asset is None:
             continue
         heard.setdefault(asset.id, -1)
+        to_ms = newest.get(device) if journal_newest is not None else None
         for comp in asset.compartments:
             ts = engine.evaluator(asset.id, comp.id).ts
-            add((asset.id, comp.id), min(from_ms, ts) if ts >= 0 else from_ms)
+            add((asset.id, comp.id), min(from_ms, ts) if ts >= 0 else from_ms, to_ms)
     return todo, heard
 
 

@@ -80,29 +80,37 @@ class FleetUpdate:
 @dataclass(frozen=True, slots=True)
 class RecomputeRequest:
     """Recompute every compartment of an asset from InfluxDB from ``from_ms`` (device time;
-    < 0: from what the checkpoint holds for it), holding its new samples until then. Sent by
-    an ingest process that restarted with acknowledged samples it had not forwarded yet."""
+    < 0: from what the checkpoint holds for it) up to at least ``to_ms`` (the newest device
+    time acknowledged before the restart; None: unknown, everything stored), holding its new
+    samples until then. Sent by an ingest process that restarted with acknowledged samples it
+    had not forwarded yet."""
 
     asset_id: str
     from_ms: int
     row_id: int = 0
+    to_ms: int | None = None
 
 
 @dataclass
 class Pending:
     """A compartment to recompute from InfluxDB from ``from_ms`` once the writer has passed
     spool row ``need_row``. ``hold``: its streaming state misses acknowledged samples (after a
-    restart or a spill), so new samples of its asset wait for the recompute instead."""
+    restart or a spill), so new samples of its asset wait for the recompute instead.
+    ``to_ms``: the newest device time the recompute must cover (the stage reads up to it or to
+    what it has been fed for the asset, whichever is newer, never samples it has not been fed
+    yet); None: unknown (e.g. spilled messages), so it reads everything stored."""
 
     from_ms: int
     need_row: int
     hold: bool = False
     asked_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    to_ms: int | None = None
 
-    def widen(self, from_ms: int, need_row: int, hold: bool) -> None:
+    def widen(self, from_ms: int, need_row: int, hold: bool, to_ms: int | None = None) -> None:
         self.from_ms = min(self.from_ms, from_ms)
         self.need_row = max(self.need_row, need_row)
         self.hold = self.hold or hold
+        self.to_ms = None if to_ms is None or self.to_ms is None else max(self.to_ms, to_ms)
 
 
 def alert_key(change: Change) -> str:

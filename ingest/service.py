@@ -161,6 +161,7 @@ class IngestService:
                 written_through=lambda: self._drainer.written_through,
                 connected=self._source.connected.is_set,
                 journal_since=self._drain_spool.journal_since,
+                journal_newest_since=self._drain_spool.journal_newest_since,
                 prune_journal=self._annotation_spool.prune_journal,
                 source=settings.mqtt.client_id,
             )
@@ -191,6 +192,7 @@ class IngestService:
                 written_through=lambda: self._drainer.written_through,
                 clock_ms=clock_ms,
                 journal_since=self._drain_spool.journal_since,
+                journal_newest_since=self._drain_spool.journal_newest_since,
                 prune_journal=self._annotation_spool.prune_journal,
                 alerts_queued=self.alerts.wake,
             )

@@ -14,7 +14,8 @@ Guarantees:
 - Dead letters of a device registered later can be queued for replay and are marked replayed
   in the transaction that spools what they became (ingest.replay).
 - With ``rules_journal=True`` each message that carries a device time (``from_ms``) also gets a
-  row in ``rules_journal`` (spool row id, device, oldest device time) in the same transaction:
+  row in ``rules_journal`` (spool row id, device, oldest and newest device time) in the same
+  transaction:
   the rules engine's record of what was acknowledged after its last checkpoint, which the
   writer's deletes do not touch (pruned by the rules stage once a checkpoint covers it).
 
@@ -80,7 +81,8 @@ CREATE INDEX IF NOT EXISTS dead_letters_payload ON dead_letters (payload_id);
 CREATE TABLE IF NOT EXISTS rules_journal (
     row_id INTEGER PRIMARY KEY,
     device_id TEXT NOT NULL,
-    from_ms INTEGER NOT NULL
+    from_ms INTEGER NOT NULL,
+    to_ms INTEGER
 );
 """
 
@@ -143,6 +145,14 @@ def spool_error(what: str, path: Path, exc: sqlite3.Error) -> SpoolError:
     return cls(f"spool {what} failed ({path}): {exc}")
 
 
+def _add_journal_to_ms(db: sqlite3.Connection) -> None:
+    """Spools from before the journal recorded each message's newest device time: add the
+    column (their rows keep NULL: unknown)."""
+    cols = {str(r[1]) for r in db.execute("PRAGMA table_info(rules_journal)")}
+    if "to_ms" not in cols:
+        db.execute("ALTER TABLE rules_journal ADD COLUMN to_ms INTEGER")
+
+
 def _migrate_dead_letters(db: sqlite3.Connection) -> None:
     """Move an older spool's inline dead-letter payloads to ``dead_letter_payloads``."""
     cols = {row[1] for row in db.execute("PRAGMA table_info(dead_letters)")}
@@ -165,6 +175,8 @@ class SpooledMessage(NamedTuple):
     # Oldest device time of the samples (or event) the message carries: what a rules
     # recompute after a restart must start from (None: nothing for the rules).
     from_ms: int | None = None
+    # Newest device time: how far that recompute must read (None: unknown, read everything).
+    to_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +245,7 @@ class Spool:
             db.execute(f"PRAGMA synchronous={self._synchronous}")
             _migrate_dead_letters(db)
             db.executescript(_SCHEMA + replay.SCHEMA)
+            _add_journal_to_ms(db)
             return db
         except sqlite3.Error as exc:
             if db is not None:
@@ -295,14 +308,14 @@ class Spool:
                     # One transaction holds the write lock: the rows got consecutive ids.
                     first = last_id - len(rows) + 1
                     journal = [
-                        (first + i, m.device_id, m.from_ms)
+                        (first + i, m.device_id, m.from_ms, m.to_ms)
                         for i, m in enumerate(messages)
                         if m.from_ms is not None
                     ]
                     if journal:
                         self._db.executemany(
-                            "INSERT OR REPLACE INTO rules_journal (row_id, device_id, from_ms)"
-                            " VALUES (?,?,?)",
+                            "INSERT OR REPLACE INTO rules_journal"
+                            " (row_id, device_id, from_ms, to_ms) VALUES (?,?,?,?)",
                             journal,
                         )
             if dead:
@@ -419,6 +432,19 @@ class Spool:
                 (after_row,),
             )
             return {str(d): int(t) for d, t in cur}
+        except sqlite3.Error as exc:
+            raise SpoolError(f"spool journal read failed: {exc}") from exc
+
+    def journal_newest_since(self, after_row: int) -> dict[str, int | None]:
+        """Device -> newest device time of the messages spooled after row ``after_row`` (None
+        when a row does not know it: journaled before ``to_ms`` was recorded)."""
+        try:
+            cur = self._db.execute(
+                "SELECT device_id, MAX(to_ms), SUM(to_ms IS NULL) FROM rules_journal"
+                " WHERE row_id > ? GROUP BY device_id",
+                (after_row,),
+            )
+            return {str(d): None if unknown else int(t) for d, t, unknown in cur}
         except sqlite3.Error as exc:
             raise SpoolError(f"spool journal read failed: {exc}") from exc
 

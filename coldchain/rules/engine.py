@@ -414,7 +414,8 @@ class RulesEngine:
         prev = list(prev_by_id.values())
         res = evaluate(spec, profile, observations, until_ms=until_ms, jumps=jumps)
         recomputed = list(res.excursions.values())
-        changes = merge(prev, recomputed, from_ms=from_ms, now_ms=now_ms)
+        rose = {c.excursion.id for c in res.changes if c.kind == "escalated"}
+        changes = merge(prev, recomputed, from_ms=from_ms, now_ms=now_ms, escalated=rose)
         cont = continuations(prev, recomputed, from_ms)
         ev = res.evaluator
         if ev is not None and ev.ts >= 0:

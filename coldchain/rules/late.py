@@ -6,9 +6,10 @@ recomputed in batch from the stored series. ``merge`` compares the excursions re
 
 * same id, same content                        -> nothing;
 * same id, changed (end, severity, peak...)    -> ``closed`` / ``escalated`` / ``updated``,
-  keeping the original ``detected_ms`` and ``detected_late``;
-* new id starting inside the window            -> ``opened`` (or ``closed`` if already over)
-  with ``detected_late=True`` and ``detected_ms=now_ms``;
+  keeping the original ``detected_ms`` and ``detected_late`` (``escalated`` then ``closed``
+  when it rose and ended inside the window);
+* new id starting inside the window            -> ``opened`` (then ``escalated`` if it rose,
+  ``closed`` if already over) with ``detected_late=True`` and ``detected_ms=now_ms``;
 * previously reported data gap, gone now       -> ``recovered`` (the backlog filled it);
 * previously reported other excursion, gone    -> ``superseded`` (status closed,
   ``superseded=True``): e.g. its start moved earlier because the backlog showed an earlier onset.
@@ -27,7 +28,7 @@ excursion before the window that the recompute neither reproduces nor continues 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 
 from coldchain.rules.evaluator import Change, ChangeKind
@@ -99,9 +100,12 @@ def merge(
     *,
     from_ms: int,
     now_ms: int,
+    escalated: Collection[str] = (),
 ) -> list[Change]:
     """The upserts that turn ``previous`` into the recomputed truth for the window from
-    ``from_ms`` on. Pure; ordered by (start_ms, id)."""
+    ``from_ms`` on. Pure; ordered by (start_ms, id). ``escalated``: ids of recomputed
+    excursions whose severity rose during the recompute (a new one is then announced opened,
+    escalated, and closed if over, as streaming would have)."""
     prev = {e.id: e for e in previous}
     rec = {e.id: e for e in recomputed}
     cont = continuations(prev.values(), rec.values(), from_ms)
@@ -124,6 +128,8 @@ def merge(
             # already: then closed (or recovered) follows, so receivers see every lifecycle
             # change a live evaluation would have sent (one notification per change).
             out.append(Change("opened", found))
+            if eid in escalated:
+                out.append(Change("escalated", found))
             if r.status != "open":
                 kind: ChangeKind = "recovered" if r.status == "recovered" else "closed"
                 out.append(Change(kind, found))
@@ -133,6 +139,9 @@ def merge(
             continue
         if merged.status != p.status and merged.status in ("closed", "recovered"):
             kind = "closed" if merged.status == "closed" else "recovered"
+            if _SEV[merged.severity] > _SEV[p.severity]:
+                # It rose and ended inside the window: both changes, as streaming sends them.
+                out.append(Change("escalated", merged))
         elif _SEV[merged.severity] > _SEV[p.severity]:
             kind = "escalated"
         else:

@@ -38,6 +38,7 @@ def test_items_round_trip_through_the_wire_format() -> None:
         Accepted("truck-1", [_sample(1), _sample(2)], 7, "dev-1", 1_790_000_000_123),
         CustodyChange("truck-1", "rear", 1_790_000_060_000, 8),
         RecomputeRequest("store-1", -1, 9),
+        RecomputeRequest("store-1", 5, 10, 9_000),
     ]
     for item in items:
         back = decode_forwarded(encode_forwarded(item), item.row_id)
@@ -63,6 +64,8 @@ def _forwarder(
         partitions=4,
         written_through=lambda: written[0],
         journal_since=lambda row: {"dev-1": 1_000, "gw-2": 3_000, "gw-1": 2_000, "ghost": 5},
+        # gw-1's rows do not say how far they reached (a spool from before to_ms)
+        journal_newest_since=lambda row: {"dev-1": 1_500, "gw-2": 3_500, "gw-1": None, "ghost": 9},
         prune_journal=pruned.append,
         ack_timeout_s=0.05,
         prune_s=0.0,
@@ -114,8 +117,12 @@ def test_restart_asks_recomputes_per_asset_from_the_journal() -> None:
         fw.stop()
         t.join(5)
     got = sorted((decode_forwarded(p, 0) for _, p in sent), key=lambda i: i.asset_id)
-    # One request per asset, from its devices' oldest journaled time; unknown devices ignored.
-    assert got == [RecomputeRequest("store-1", 2_000, 0), RecomputeRequest("truck-1", 1_000, 0)]
+    # One request per asset, from its devices' oldest journaled time up to their newest (None:
+    # one is unknown, so the worker reads everything stored); unknown devices ignored.
+    assert got == [
+        RecomputeRequest("store-1", 2_000, 0, None),
+        RecomputeRequest("truck-1", 1_000, 0, 1_500),
+    ]
     assert pruned[-1] == 9
 
 

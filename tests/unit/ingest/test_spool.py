@@ -189,3 +189,40 @@ def test_the_rules_journal_outlives_the_writers_deletes_until_pruned(path: Path)
         assert plain.journal_since(0) == {}
     finally:
         plain.close()
+
+
+def test_the_rules_journal_knows_how_far_each_device_reached(path: Path) -> None:
+    spool = Spool(path, synchronous="NORMAL", rules_journal=True)
+    try:
+        spool.append(
+            [
+                SpooledMessage(1, "a", ["x v=1i 5"], from_ms=500, to_ms=900),  # a backlog
+                SpooledMessage(1, "b", ["x v=1i 7"], from_ms=700, to_ms=700),
+                SpooledMessage(1, "a", ["x v=1i 3"], from_ms=300, to_ms=300),
+            ],
+            [],
+        )
+        assert spool.journal_newest_since(0) == {"a": 900, "b": 700}
+        assert spool.journal_newest_since(2) == {"a": 300}
+        assert spool.journal_since(0) == {"a": 300, "b": 700}
+    finally:
+        spool.close()
+
+
+def test_a_journal_from_before_to_ms_gets_the_column_and_says_unknown(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE rules_journal (row_id INTEGER PRIMARY KEY, device_id TEXT NOT NULL,"
+        " from_ms INTEGER NOT NULL);"
+        "INSERT INTO rules_journal VALUES (50, 'a', 500);"
+    )
+    db.close()
+    spool = Spool(path, synchronous="NORMAL", rules_journal=True)
+    try:
+        spool.append([SpooledMessage(1, "b", ["x v=1i 7"], from_ms=700, to_ms=800)], [])
+        assert spool.journal_since(0) == {"a": 500, "b": 700}
+        # The old row does not say how far it reached: a restart reads everything for "a".
+        assert spool.journal_newest_since(0) == {"a": None, "b": 800}
+    finally:
+        spool.close()

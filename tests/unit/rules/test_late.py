@@ -177,6 +177,27 @@ def test_merge_escalation_and_idempotence() -> None:
     assert merge([recovered], [], from_ms=at(0), now_ms=NOW) == []
 
 
+def test_an_excursion_that_rose_and_ended_in_the_window_is_escalated_then_closed() -> None:
+    # E.g. a restart recompute over an excursion open and "warning" at the checkpoint: the
+    # receivers get both changes streaming would have sent, not the closure alone.
+    p = _exc("range", "range", at(100), None)
+    r = replace(p, severity="critical", status="closed", end_ms=at(140), detected_ms=at(5))
+    changes = merge([p], [r], from_ms=at(90), now_ms=NOW)
+    assert [c.kind for c in changes] == ["escalated", "closed"]
+    assert all(c.excursion.detected_ms == p.detected_ms for c in changes)
+    assert merge([changes[-1].excursion], [r], from_ms=at(90), now_ms=NOW) == []
+
+
+def test_a_new_excursion_that_rose_in_the_window_is_opened_escalated_closed() -> None:
+    # A restart recompute finds an excursion streaming never reported (the rules thread was
+    # behind at the SIGKILL): every lifecycle change is announced, the escalation included.
+    r = replace(_exc("range", "range", at(100), at(140)), severity="critical")
+    changes = merge([], [r], from_ms=at(90), now_ms=NOW, escalated={r.id})
+    assert [c.kind for c in changes] == ["opened", "escalated", "closed"]
+    assert all(c.excursion.detected_late for c in changes)
+    assert [c.kind for c in merge([], [r], from_ms=at(90), now_ms=NOW)] == ["opened", "closed"]
+
+
 def test_backlog_that_fills_part_of_a_gap_moves_its_end() -> None:
     eng = engine()
     live = [obs(SP, m, 5) for m in range(0, 11)] + [obs(SP, m, 5) for m in range(40, 45)]
