@@ -26,7 +26,8 @@ Guarantees:
   row-id sequence that only grows (``high_water()``): recorded in the registry, they let a
   restart notice a deleted, replaced or rolled-back spool (ingest/spool_guard.py).
 
-A ``Spool`` is used by one thread at a time (it may be handed from the thread that opened it to
+The dead letters' and the replay queue's methods live in ingest/spool_letters.py (a mixin of
+``Spool``). A ``Spool`` is used by one thread at a time (it may be handed from the thread that opened it to
 the one that uses it); concurrent users open their own, and WAL lets a reader and a writer
 proceed together.
 """
@@ -34,7 +35,6 @@ proceed together.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import sqlite3
 import time
 import uuid
@@ -43,8 +43,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from coldchain.exceptions import SpoolCorrupt, SpoolError, SpoolFull
+from coldchain.exceptions import SpoolCorrupt, SpoolError
 from ingest import replay
+from ingest.spool_errors import spool_error
+from ingest.spool_letters import DeadLetter, DeadLetterMethods
 
 __all__ = ["DeadLetter", "Spool", "SpoolBatch", "SpooledMessage", "spool_error"]
 
@@ -127,23 +129,6 @@ CREATE TABLE IF NOT EXISTS spool_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL
 INSERT OR IGNORE INTO spool_meta (key, value) VALUES ('spool_id', '{spool_id}');
 """
 
-_CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
-
-
-def spool_error(what: str, path: Path, exc: sqlite3.Error) -> SpoolError:
-    """Map a sqlite3 error to SpoolFull, SpoolCorrupt or SpoolError (primary result code)."""
-    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-    cls = (
-        SpoolFull
-        if code == sqlite3.SQLITE_FULL
-        else SpoolCorrupt
-        if code in _CORRUPT_CODES
-        else SpoolError
-    )
-    if what == "open":
-        return cls(f"cannot open spool {path}: {exc}")
-    return cls(f"spool {what} failed ({path}): {exc}")
-
 
 def _add_journal_to_ms(db: sqlite3.Connection) -> None:
     """Spools from before the journal recorded each message's newest device time: add the
@@ -180,21 +165,6 @@ class SpooledMessage(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """One rejected unit: why (``reason``, ``detail``), where (``field`` path, bounded ``value``)
-    and the full ``payload`` of its message (letters of one message share the same bytes)."""
-
-    received_ms: int
-    topic: str
-    device_id: str | None
-    reason: str
-    field: str
-    value: str
-    detail: str
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class SpoolBatch:
     first_id: int
     last_id: int
@@ -208,7 +178,7 @@ class SpoolBatch:
         return "\n".join(r[2] for r in self.rows).encode()
 
 
-class Spool:
+class Spool(DeadLetterMethods):
     def __init__(
         self,
         path: Path,
@@ -341,59 +311,6 @@ class Spool:
                 raise spool_error("append", self.path, exc) from exc
             raise
 
-    def _insert_dead(self, dead: list[DeadLetter]) -> None:
-        """Inside ``append``'s transaction: each distinct payload once, then the letters."""
-        # Letters of one message share one bytes object: hash it once (id() is stable while
-        # ``dead`` holds the letters).
-        stored: dict[int, tuple[int, str]] = {}
-        rows = []
-        for d in dead:
-            ref = stored.get(id(d.payload))
-            if ref is None:
-                sha = hashlib.sha256(d.payload).hexdigest()
-                self._db.execute(
-                    "INSERT OR IGNORE INTO dead_letter_payloads (sha256, size, payload)"
-                    " VALUES (?,?,?)",
-                    (sha, len(d.payload), d.payload),
-                )
-                (new_id,) = self._db.execute(
-                    "SELECT id FROM dead_letter_payloads WHERE sha256 = ?", (sha,)
-                ).fetchone()
-                ref = stored[id(d.payload)] = (int(new_id), sha)
-            payload_id, sha = ref
-            size = len(d.payload)
-            row = (d.received_ms, d.topic, d.device_id, d.reason, d.field, d.value, d.detail)
-            rows.append((*row, size, sha, payload_id))
-        self._db.executemany(
-            "INSERT INTO dead_letters (received_ms, topic, device_id, reason, field, value,"
-            " detail, payload_size, payload_sha256, payload_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            rows,
-        )
-
-    def prune_dead_letters(self, before_ms: int, max_letters: int = -1) -> int:
-        """Delete dead letters received before ``before_ms`` (at most ``max_letters``, oldest
-        first; -1: all) and the payloads no remaining letter references; returns the letters
-        deleted. ``append`` calls it hourly when the spool has a retention (inside its
-        transaction)."""
-        try:
-            deleted = self._db.execute(
-                "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters"
-                " WHERE received_ms < ? ORDER BY received_ms LIMIT ?)",
-                (before_ms, max_letters),
-            ).rowcount
-            if deleted:
-                self._db.execute(
-                    "DELETE FROM dead_letter_payloads WHERE id NOT IN"
-                    " (SELECT payload_id FROM dead_letters)"
-                )
-                self._db.execute(
-                    "DELETE FROM dead_letter_replays WHERE letter_id NOT IN"
-                    " (SELECT id FROM dead_letters)"
-                )
-        except sqlite3.Error as exc:
-            raise SpoolError(f"dead-letter pruning failed: {exc}") from exc
-        return int(deleted)
-
     def peek(self, max_points: int, after_id: int = 0) -> SpoolBatch | None:
         """The oldest rows holding about ``max_points`` points (at least one row)."""
         rows: list[tuple[int, int, str]] = []
@@ -471,83 +388,6 @@ class Spool:
         except sqlite3.Error as exc:
             raise spool_error("read", self.path, exc) from exc
         return int(n), int(p)
-
-    def dead_letters(self, limit: int = 1000) -> list[dict[str, object]]:
-        """The oldest ``limit`` letters: id, received_ms, topic, device_id, reason, field, value,
-        detail, payload_size, payload_sha256 and payload_id (for ``dead_letter_payload``)."""
-        cur = self._db.execute(
-            "SELECT id, received_ms, topic, device_id, reason, field, value, detail, payload_size,"
-            " payload_sha256, payload_id FROM dead_letters ORDER BY id LIMIT ?",
-            (limit,),
-        )
-        cols = [c[0] for c in cur.description]
-        return [dict(zip(cols, row, strict=True)) for row in cur]
-
-    def dead_letter_payload(self, payload_id: int) -> bytes | None:
-        """The full payload a dead letter references (None once pruned). Payloads moved from a
-        spool written by an older version may be cut at 64 KiB: shorter than their
-        ``payload_size``."""
-        row = self._db.execute(
-            "SELECT payload FROM dead_letter_payloads WHERE id = ?", (payload_id,)
-        ).fetchone()
-        return None if row is None else bytes(row[0])
-
-    def find_dead_letters(
-        self,
-        *,
-        device_id: str | None = None,
-        reason: str | None = None,
-        since_ms: int = 0,
-        limit: int = 100,
-    ) -> list[dict[str, object]]:
-        """The newest ``limit`` letters matching, as ``dead_letters`` plus ``replay`` (state:
-        queued, replayed, refused; "" when never asked) and ``replay_outcome``."""
-        try:
-            cur = self._db.execute(
-                "SELECT d.id, d.received_ms, d.topic, d.device_id, d.reason, d.field, d.value,"
-                " d.detail, d.payload_size, d.payload_sha256, d.payload_id,"
-                " COALESCE(r.state, '') AS replay, COALESCE(r.outcome, '') AS replay_outcome"
-                " FROM dead_letters AS d LEFT JOIN dead_letter_replays AS r ON r.letter_id = d.id"
-                " WHERE (? IS NULL OR d.device_id = ?) AND (? IS NULL OR d.reason = ?)"
-                " AND d.received_ms >= ? ORDER BY d.id DESC LIMIT ?",
-                (device_id, device_id, reason, reason, since_ms, limit),
-            )
-            cols = [c[0] for c in cur.description]
-            return [dict(zip(cols, row, strict=True)) for row in cur]
-        except sqlite3.Error as exc:
-            raise spool_error("read", self.path, exc) from exc
-
-    def request_replay(self, device_id: str, since_ms: int = 0) -> replay.ReplayRequest:
-        """Queue the device's ``unknown_device`` letters since ``since_ms`` for the ingest
-        process that owns this spool to replay (ingest.replay)."""
-        try:
-            return replay.request(self._db, device_id, since_ms, int(time.time() * 1000))
-        except sqlite3.Error as exc:
-            raise spool_error("replay request", self.path, exc) from exc
-
-    def queued_replays(self, limit: int) -> list[replay.ReplayItem]:
-        try:
-            return replay.queued(self._db, limit)
-        except sqlite3.Error as exc:
-            raise spool_error("read", self.path, exc) from exc
-
-    def refuse_replays(self, letters: Iterable[tuple[int, str]]) -> None:
-        """Mark ``(letter id, why)`` refused: a later request queues them again."""
-        done = [(i, "refused", why) for i, why in letters]
-        try:
-            replay.mark(self._db, done, int(time.time() * 1000))
-        except sqlite3.Error as exc:
-            raise spool_error("replay mark", self.path, exc) from exc
-
-    def replay_status(self, letter_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
-        try:
-            return replay.status(self._db, letter_ids)
-        except sqlite3.Error as exc:
-            raise spool_error("read", self.path, exc) from exc
-
-    def dead_letter_counts(self) -> dict[str, int]:
-        cur = self._db.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason")
-        return {str(r): int(n) for r, n in cur}
 
     def close(self) -> None:
         self._db.close()
