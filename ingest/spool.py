@@ -27,9 +27,9 @@ Guarantees:
   restart notice a deleted, replaced or rolled-back spool (ingest/spool_guard.py).
 
 The dead letters' and the replay queue's methods live in ingest/spool_letters.py (a mixin of
-``Spool``). A ``Spool`` is used by one thread at a time (it may be handed from the thread that opened it to
-the one that uses it); concurrent users open their own, and WAL lets a reader and a writer
-proceed together.
+``Spool``). A ``Spool`` is used by one thread at a time (it may be handed from the thread that
+opened it to the one that uses it); concurrent users open their own, and WAL lets a reader and
+a writer proceed together.
 """
 
 from __future__ import annotations
