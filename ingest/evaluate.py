@@ -7,7 +7,7 @@ Guarantees:
   by its deterministic id together with the engine's checkpoint and its alert, queued in the
   outbox under its idempotency key (one transaction: a recorded change always has its alert
   queued; ``ingest.outbox`` delivers it at least once), then written as an ``excursion`` point;
-  never once per reading.
+  never once per reading (the writes: ``ingest.rules_record``).
 - Data gaps are judged per compartment on its device's clock: only a temperature recording
   renews a compartment; ``detected_ms`` is the ingest clock (docs/rules.md 4.6, 13).
 - Device clocks are watched on single-sample messages (``clock_skew`` evidence; a forward jump
@@ -37,10 +37,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from coldchain.contract import ts_ms
-from coldchain.exceptions import ColdchainError, RecordRejected
+from coldchain.exceptions import ColdchainError
 from coldchain.fleet import Fleet
 from coldchain.rules import Change, RecomputeNeeded, Rewrite, RewriteWatch, RulesEngine
-from ingest.outbox import alert_message
 from ingest.recompute import (
     PendingRecomputes,
     close_removed,
@@ -58,6 +57,7 @@ from ingest.rules_io import (
     clock_line,
     excursion_line,
 )
+from ingest.rules_record import RulesRecorder
 from registry import Registry
 from timeseries.client import InfluxClient
 
@@ -127,20 +127,21 @@ class EvaluateStage:
         # asset -> (newest device time heard, ingest clock when heard): its device clock.
         self._heard: dict[str, tuple[int, int]] = {}
         self._rewrites = RewriteWatch(rewrite_memory)
-        self._evidence: list[Rewrite] = []
         self._jumps: dict[str, deque[tuple[int, int]]] = {}  # asset -> recent clock jumps
-        self._unapplied: list[Change] = []
-        self._dirty = False
         self._done = 0  # written by this stage's thread only
         self._asset_row: dict[str, int] = {}
         self._recomputed_at: dict[tuple[str, str], float] = {}
-        self._pruned = (0, 0.0)  # (row, monotonic time) of the last journal prune
-        self._saved_fed = 0  # fed_through of the last checkpoint saved
         self._quick_stop = False
-        self.changes_total = 0
+        self._record = RulesRecorder(
+            registry,
+            checkpoint_key,
+            prune_journal=prune_journal,
+            alerts_queued=alerts_queued,
+            annotate=annotate,
+            checkpoint_s=checkpoint_s,
+        )
         self.recomputes_total = 0
         self.errors_total = 0
-        self.rejected_total = 0
         self.rewrites_total = 0
         self.redeliveries_total = 0
         self.clock_jumps_total = 0
@@ -161,7 +162,7 @@ class EvaluateStage:
         if saved:
             self.engine.restore(saved)
             # Removed while stopped: closed as a reload would; recorded by the first round.
-            self._unapplied.extend(close_removed(saved, self._fleet, self._registry))
+            self._record.unapplied.extend(close_removed(saved, self._fleet, self._registry))
         newest: dict[str, int | None] | None = None  # unknown: read everything stored
         if spool_replaced:
             floor_ms = self._clock_ms() - _MAX_REPLAY_MS
@@ -214,12 +215,12 @@ class EvaluateStage:
         return {
             "rules_queue_depth": len(self._inbox),
             "rules_evaluated": self._done,
-            "rules_changes": self.changes_total,
+            "rules_changes": self._record.changes_total,
             "rules_recomputes": self.recomputes_total,
             "rules_recomputes_pending": len(self._pending),
             "rules_errors": self.errors_total,
             "rules_spilled": self._inbox.spilled_total,
-            "rules_changes_rejected": self.rejected_total,
+            "rules_changes_rejected": self._record.rejected_total,
             "rules_rewrites": self.rewrites_total,
             "rules_redeliveries": self.redeliveries_total,
             "rules_clock_jumps": self.clock_jumps_total,
@@ -250,14 +251,14 @@ class EvaluateStage:
                 self._apply(changes)
                 if now >= retry_at:
                     self._run_pending()
-                if now >= next_checkpoint and self._dirty:
+                if now >= next_checkpoint and self._record.dirty:
                     self._save_checkpoint()
                     next_checkpoint = now + self._checkpoint_s
-                elif self._saved_fed > self._pruned[0]:
+                elif self._record.prune_owed():
                     # A checkpoint came too soon after the last prune (a worker's ack) to
                     # prune: do it once the interval passed, not only when new work comes (a
                     # worker's last items of a burst would stay unacknowledged until then).
-                    self._after_checkpoint({"fed_through": self._saved_fed})
+                    self._after_checkpoint({"fed_through": self._record.saved_fed})
             except ColdchainError as exc:
                 # A store failed (registry or InfluxDB). Streaming state is intact; changes and
                 # evidence stay queued and the checkpoint does not move until they are stored.
@@ -298,27 +299,15 @@ class EvaluateStage:
         rows = [[a, c, f] for (a, c), f in sorted(pending.items())]
         return self.engine.checkpoint() | {"pending_recomputes": rows, "fed_through": fed}
 
+    # -- writes: ingest.rules_record -------------------------------------------------------------
     def _save_checkpoint(self, prune: bool = False) -> None:
-        self._flush_evidence()
-        state = self._state()
-        self._registry.save_checkpoint(self._key, state)
-        self._dirty = False
-        self._after_checkpoint(state, prune)
+        self._record.save_checkpoint(self._state, prune)
 
     def _after_checkpoint(self, state: dict[str, object], force: bool = False) -> None:
-        """The journal is not needed through the checkpoint's ``fed_through`` any more (at
-        most one prune per checkpoint interval: each is a spool transaction)."""
-        fed = state.get("fed_through")
-        if isinstance(fed, int):
-            self._saved_fed = max(self._saved_fed, fed)
-        row, at = self._pruned
-        mono = time.monotonic()
-        if isinstance(fed, int) and fed > row and (force or mono - at >= self._checkpoint_s):
-            try:
-                self._prune_journal(fed)
-                self._pruned = (fed, mono)
-            except ColdchainError as exc:  # only costs a longer recompute after a restart
-                log.warning("rules journal prune failed: %s", exc)
+        self._record.after_checkpoint(state, force)
+
+    def _apply(self, changes: list[Change]) -> None:
+        self._record.apply(changes, self._state)
 
     def _feed_safely(self, item: Item) -> list[Change]:
         try:
@@ -335,7 +324,7 @@ class EvaluateStage:
         asset_id = item.asset_id
         changes: list[Change] = []
         self._asset_row[asset_id] = max(self._asset_row.get(asset_id, 0), item.row_id)
-        self._dirty = True
+        self._record.dirty = True
         if isinstance(item, RecomputeRequest):
             self._request_recompute(item)
             return []
@@ -394,7 +383,7 @@ class EvaluateStage:
         self._inbox.drop_spilled(lambda key: fleet.has_compartment(*key))
         for asset_id in [a for a in self._heard if a not in fleet.assets]:
             del self._heard[asset_id]
-        self._dirty = True
+        self._record.dirty = True
         log.warning(
             "rules: fleet applied (%d assets); %d excursions closed by it",
             len(fleet.assets),
@@ -408,7 +397,7 @@ class EvaluateStage:
 
     def _note_rewrites(self, found: list[Rewrite]) -> None:
         self.rewrites_total += len(found)
-        self._evidence.extend(found)
+        self._record.evidence.extend(found)
         for rw in found:
             log.warning(
                 "conflicting rewrite by %s at device time %d: seq %d -> %d, %s",
@@ -506,48 +495,9 @@ class EvaluateStage:
             until_ms=until_ms,
         )
         self.recomputes_total += 1
-        self._dirty = True
+        self._record.dirty = True
         ts = self.engine.evaluator(asset_id, comp_id).ts
         newest, heard = self._heard.get(asset_id, (-1, now))
         if ts > newest:
             self._heard[asset_id] = (ts, heard)
         self._apply(changes)
-
-    def _flush_evidence(self) -> None:
-        """Integrity evidence goes to the registry before any checkpoint moves past it."""
-        if not self._evidence:
-            return
-        try:
-            self._registry.record_rewrites(self._evidence)
-        except RecordRejected as exc:
-            self.rejected_total += len(self._evidence)
-            log.error("registry refused %d rewrite records: %s", len(self._evidence), exc)
-        self._evidence = []
-
-    def _apply(self, changes: list[Change]) -> None:
-        # Changes the registry did not take yet stay queued: a failed round is retried whole.
-        self._unapplied.extend(changes)
-        self._flush_evidence()
-        if not self._unapplied:
-            return
-        changes, self._unapplied = self._unapplied, []
-        state = self._state()
-        try:
-            self._registry.upsert_excursions(
-                [c.excursion for c in changes],
-                checkpoints={self._key: state},
-                alerts=[alert_message(c) for c in changes],
-            )
-        except RecordRejected as exc:
-            # Refused for good (a constraint): retrying would block every later change.
-            self.rejected_total += len(changes)
-            log.error("registry refused %d excursion changes: %s", len(changes), exc)
-            return
-        except ColdchainError:
-            self._unapplied = changes + self._unapplied
-            raise
-        self._dirty = False
-        self._after_checkpoint(state)
-        self._alerts_queued()
-        self._annotate([excursion_line(c) for c in changes])
-        self.changes_total += len(changes)
