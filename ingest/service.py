@@ -153,6 +153,10 @@ class IngestService:
         self.alerts: AlertDelivery | None = None
         # rules.mode "forward": no rules here; accepted samples go to the partitions' workers.
         self.forwarder: RulesForwarder | None = None
+        # A spool that is not the one the checkpoint's row ids refer to (deleted or replaced; a
+        # salvaged one keeps its rows): recompute every asset from its checkpoint time instead
+        # of trusting the journal.
+        replaced = verdict.problem == "spool_replaced" and recovery is None
         if rules and settings.rules.mode == "forward":
             self.forwarder = RulesForwarder(
                 fleet,
@@ -165,7 +169,6 @@ class IngestService:
                 prune_journal=self._annotation_spool.prune_journal,
                 source=settings.mqtt.client_id,
             )
-            replaced = verdict.problem == "spool_replaced" and recovery is None
             self.forwarder.resume(self._drain_spool.last_id(), spool_replaced=replaced)
             self.metrics.sources.append(self.forwarder.stats)
             forwarder = self.forwarder
@@ -196,10 +199,6 @@ class IngestService:
                 prune_journal=self._annotation_spool.prune_journal,
                 alerts_queued=self.alerts.wake,
             )
-            # A spool that is not the one the checkpoint's row ids refer to (deleted or
-            # replaced; a salvaged one keeps its rows): recompute every asset from its
-            # checkpoint time instead of trusting the journal.
-            replaced = verdict.problem == "spool_replaced" and recovery is None
             self.evaluate.resume(self._drain_spool.last_id(), spool_replaced=replaced)
             self.metrics.sources.append(self.evaluate.stats)
             self.pipeline.sink = self.evaluate

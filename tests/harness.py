@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+import paho.mqtt.client as mqtt
 
 from coldchain.settings import (
     InfluxSettings,
@@ -92,3 +95,20 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float 
             return True
         time.sleep(interval_s)
     return predicate()
+
+
+def subscribe_alerts(
+    port: int, client_id: str, on_message: Callable[[mqtt.Client, object, mqtt.MQTTMessage], None]
+) -> mqtt.Client:
+    """A QoS 1 subscriber to every alert (``coldchain/v1/alerts/#``) on the loopback broker at
+    ``port``, subscribed again on every connection; returned once the broker confirmed the
+    subscription (within 10 s). The caller disconnects it and stops its loop."""
+    ready = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id[:60])
+    client.on_connect = lambda c, *_: c.subscribe("coldchain/v1/alerts/#", qos=1)
+    client.on_subscribe = lambda *_: ready.set()
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    assert ready.wait(10), "the alert subscription was not confirmed"
+    return client

@@ -24,7 +24,7 @@ from registry import ChannelDelivery, OutboxEntry, open_registry
 from simulators.loadgen import LoadPublisher
 from tests.e2e.ingest_process import IngestProcess
 from tests.e2e.test_rules_restart import FLEET, MIN, _msg, _truck_b_temp
-from tests.harness import spine_settings, wait_for
+from tests.harness import spine_settings, subscribe_alerts, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -35,14 +35,7 @@ class _Subscriber:
     def __init__(self, port: int, name: str) -> None:
         self.items: list[tuple[dict[str, Any], bool]] = []
         self._lock = threading.Lock()
-        ready = threading.Event()
-        self._c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"outbox-{name}"[:60])
-        self._c.on_connect = lambda c, *_: c.subscribe("coldchain/v1/alerts/#", qos=1)
-        self._c.on_subscribe = lambda *_: ready.set()
-        self._c.on_message = self._on_message
-        self._c.connect("127.0.0.1", port)
-        self._c.loop_start()
-        assert ready.wait(10)
+        self._c = subscribe_alerts(port, f"outbox-{name}", self._on_message)
 
     def _on_message(self, client: object, userdata: object, msg: mqtt.MQTTMessage) -> None:
         body = json.loads(msg.payload)

@@ -22,7 +22,7 @@ from deploy.launcher import Services
 from ingest.service import IngestService
 from registry import open_registry
 from simulators.loadgen import LoadPublisher
-from tests.harness import spine_settings, wait_for
+from tests.harness import spine_settings, subscribe_alerts, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -43,14 +43,7 @@ class _Alerts:
     def __init__(self, port: int, name: str) -> None:
         self.items: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        ready = threading.Event()
-        self._c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"alerts-{name}"[:60])
-        self._c.on_connect = lambda c, *_: c.subscribe("coldchain/v1/alerts/#", qos=1)
-        self._c.on_subscribe = lambda *_: ready.set()
-        self._c.on_message = self._on_message
-        self._c.connect("127.0.0.1", port)
-        self._c.loop_start()
-        assert ready.wait(10)
+        self._c = subscribe_alerts(port, f"alerts-{name}", self._on_message)
 
     def _on_message(self, client: object, userdata: object, msg: mqtt.MQTTMessage) -> None:
         with self._lock:

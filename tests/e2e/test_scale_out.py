@@ -43,7 +43,7 @@ from simulators.device import SimMessage
 from simulators.publish import replay_window, run_live
 from tests.e2e.faults_support.probes import discard_session
 from tests.e2e.scale_support import Proc, SharedWall, Zygote
-from tests.harness import settings_env, wait_for
+from tests.harness import settings_env, subscribe_alerts, wait_for
 from tests.pg_databases import PgDatabases
 
 pytestmark = pytest.mark.e2e
@@ -84,14 +84,7 @@ class _Alerts:
     def __init__(self, port: int, name: str) -> None:
         self.keys: Counter[str] = Counter()
         self._lock = threading.Lock()
-        ready = threading.Event()
-        self._c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"alerts-{name}")
-        self._c.on_connect = lambda c, *_: c.subscribe("coldchain/v1/alerts/#", qos=1)
-        self._c.on_subscribe = lambda *_: ready.set()
-        self._c.on_message = self._on_message
-        self._c.connect("127.0.0.1", port)
-        self._c.loop_start()
-        assert ready.wait(10)
+        self._c = subscribe_alerts(port, f"alerts-{name}", self._on_message)
 
     def _on_message(self, client: object, userdata: object, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
