@@ -34,8 +34,9 @@ Guarantees:
   ``rules.reorder_s`` (``ingest.rules_order``), and data gaps are judged on receive times
   ``rules.silence_lag_ms`` behind the clock: what one process with its rules in process would
   find, as long as forwarding (InfluxDB write, broker hop) takes less than both.
-- Alerts: the outbox is delivered by every worker (``ingest.outbox``): at least once, a repeat
-  always under the same idempotency key ``<excursion id>:<change>``.
+- Alerts: the outbox is delivered by every worker once it holds a partition's lease (a standby
+  delivers nothing: it shares the active worker's outbox owner name; ``ingest.outbox``): at
+  least once, a repeat always under the same idempotency key ``<excursion id>:<change>``.
 - The fleet file reloads as in ingest (``ingest.fleet_watch``: every ``fleet_reload_s``, at
   once on ``reload_fleet()``/SIGHUP; a file that does not check is refused and the fleet in
   force stays), applied in order with the items. An item of an asset the fleet in force does
@@ -312,6 +313,7 @@ class RulesWorker:
         )
         self.metrics.sources.append(self._fleet_watch.stats)
         self._threads: dict[str, threading.Thread] = {}
+        self._alerts_lock = threading.Lock()
         self._server: MetricsServer | None = None
 
     @property
@@ -323,8 +325,6 @@ class RulesWorker:
         checkpoint and connects (the broker delivers what it queued meanwhile). A partition
         leased elsewhere starts once its lease is this worker's (the lease keeper's thread)."""
         health = self.metrics.health
-        self._threads = {"alerts": guarded("alerts", self.alerts.run, health, self._stopping)}
-        self._threads["alerts"].start()
         if self.settings.metrics_port:
             self._server = MetricsServer(self.metrics, self.settings.metrics_port)
             self._server.start()
@@ -348,6 +348,21 @@ class RulesWorker:
         if self._stopping.is_set():
             raise ColdchainError("the worker is stopping")
         self._part(k).activate(fence)
+        self._start_alerts()
+
+    def _start_alerts(self) -> None:
+        """Alert delivery starts with the first partition this worker holds, not before: its
+        outbox owner name (prefix + owned partitions) is shared by a standby for the same
+        partitions, and a deliverer starting releases its name's claims as a dead
+        incarnation's (``Registry.release_alert_leases``). Holding a lease proves the previous
+        holder is gone; a standby that started delivering would free the active worker's
+        in-flight claims and send them again."""
+        with self._alerts_lock:
+            if "alerts" in self._threads or self._stopping.is_set():
+                return
+            t = guarded("alerts", self.alerts.run, self.metrics.health, self._stopping)
+            self._threads["alerts"] = t
+            t.start()
 
     def _lost(self, k: int, reason: str) -> None:
         """The lease keeper's thread: another owner holds ``k`` now. Its connection goes first
@@ -394,8 +409,12 @@ class RulesWorker:
         for p in self._parts:
             p.join_stage(max(0.1, deadline - time.monotonic() - 1.0))
         self.alerts.stop()
-        if "alerts" in self._threads:
-            self._threads["alerts"].join(max(0.1, deadline - time.monotonic() - 1.0))
+        with self._alerts_lock:  # none starts after this (``_stopping`` is set)
+            alerts = self._threads.get("alerts")
+        if alerts is not None:
+            alerts.join(max(0.1, deadline - time.monotonic() - 1.0))
+        else:  # never held a partition: its channels were never used by a round
+            self.alerts.close()
         for p in self._parts:
             p.stop_source(timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
         if release_leases:

@@ -35,6 +35,7 @@ from ingest.rules_io import Accepted
 from ingest.rules_worker import PARTITION_LEASE_LOST, RulesWorker, partition_checkpoint_key
 from registry import Registry, open_registry
 from registry.models import LeaseRow
+from registry.outbox import Fanout, OutboxMessage
 from tests.harness import settings_env, spine_settings, wait_for
 
 pytestmark = pytest.mark.integration
@@ -166,6 +167,34 @@ def test_one_worker_evaluates_a_partition_and_the_other_takes_over_after_the_ttl
     lease = registry.get_lease(LEASE)
     assert lease is not None and (lease.owner, lease.token) == (None, 2)
     assert a.exit_status() is None and b.exit_status() is None
+
+
+def test_a_standby_worker_leaves_the_active_workers_alert_claims_alone(
+    settings: Settings, registry: Registry, unique_name: str
+) -> None:
+    """A standby for the same partitions has the active worker's outbox owner name
+    (``<prefix>-<partitions>``); a deliverer starting releases its name's claims as a dead
+    incarnation's. So a standby must not deliver until it holds a lease, or it frees the
+    active worker's in-flight alerts and they go out twice."""
+    prefix = f"{unique_name}-rules"
+    # The active worker, in another process: it holds the lease and has an alert in flight.
+    assert registry.acquire_lease(LEASE, "worker-a", ttl_ms=600_000).held_by("worker-a")
+    key = f"{unique_name}-exc:opened"
+    registry.enqueue_alerts([OutboxMessage(key, '{"v": 1}')])
+    entry = next(e for e in registry.unrouted_alerts(limit=1000) if e.key == key)
+    assert registry.route_alert(entry.id, [Fanout("mqtt", 0)])
+    claimed = registry.claim_alert_deliveries("mqtt", owner=f"{prefix}-0", lease_ms=600_000)
+    assert [c.key for c in claimed] == [key]
+
+    standby = _worker(settings, prefix, "worker-b")
+    standby.start(wait_connected_s=0)
+    try:
+        assert "worker-a" in standby.metrics.health.problems()[PARTITION_LEASED_ELSEWHERE]
+    finally:
+        standby.stop(release_leases=False)  # joins every thread it started
+    # Still worker-a's claim: nobody else can take it before its lease runs out.
+    assert registry.claim_alert_deliveries("mqtt", owner="probe", lease_ms=1_000) == []
+    assert standby.stats()["alerts_delivered"] == 0
 
 
 def test_a_worker_whose_lease_was_taken_writes_nothing_more_and_exits_non_zero(

@@ -55,6 +55,18 @@ class Outcome:
         watcher, flagged DUP, are the broker's doing and not counted)."""
         return Counter((a["id"], a["change"]) for _, a, dup in self.alerts if not dup)
 
+    def alert_repeats(self) -> tuple[dict[str, int], list[str]]:
+        """Alerts ingest published more than once, by idempotency ``key``: ({key: times},
+        [keys whose repeats differ in content]). A receiver keeps one notification per key, so
+        an identical repeat is the outbox's at-least-once delivery, not a second alert."""
+        seen: dict[str, list[dict[str, Any]]] = {}
+        for _, a, dup in self.alerts:
+            if not dup:
+                seen.setdefault(str(a.get("key")), []).append(a)
+        repeated = {k: len(v) for k, v in seen.items() if len(v) > 1}
+        differ = sorted(k for k in repeated if any(a != seen[k][0] for a in seen[k][1:]))
+        return repeated, differ
+
 
 def excursion_key(e: Any) -> tuple[Any, ...]:
     """What must be equal between a fault run and the baseline (not wall-clock fields:
@@ -80,6 +92,7 @@ def compare(out: Outcome, baseline: Outcome | None) -> dict[str, Any]:
     acked = out.acked_readings()
     alerts = out.alert_counts()
     dup_alerts = {f"{k[0]}:{k[1]}": n for k, n in alerts.items() if n > 1}
+    repeated_keys, repeats_differing = out.alert_repeats()
     custody_acked = out.acked_custody()
     lost_custody = sorted(c for c in custody_acked if out.custody.get(c, 0) == 0)
     dup_custody = sorted(c for c, n in out.custody.items() if n > 1)
@@ -99,6 +112,8 @@ def compare(out: Outcome, baseline: Outcome | None) -> dict[str, Any]:
         "excursions": len(out.excursions),
         "alerts": sum(alerts.values()),
         "duplicate_alerts": dup_alerts,
+        "alerts_repeated_by_key": repeated_keys,
+        "alerts_repeats_differing": repeats_differing,
         "alerts_redelivered_by_broker": sum(dup for *_, dup in out.alerts),
         "healthz_red_during_fault": bool(red) if out.fault_window is not None else None,
         "healthz_red_reasons": sorted({s[2].strip() for s in red if s[2].strip()})[:5],
