@@ -77,6 +77,7 @@ from coldchain.settings import (
 from deploy.launcher import Services
 from ingest.heap import settle_heap
 from ingest.mqtt_client import BatchedClient
+from ingest.rules_child import RulesChild
 from ingest.service import IngestService
 from registry import upgrade
 from simulators.loadgen import LoadMessage, LoadPublisher, SeededLoad, make_fleet
@@ -215,15 +216,30 @@ def _settings(services: Services, root: Path, name: str) -> Settings:
 
 
 def bench_ingest(
-    services: Services, root: Path, fleet: object, messages: list[LoadMessage], rules: bool
+    services: Services,
+    root: Path,
+    fleet: object,
+    messages: list[LoadMessage],
+    rules: bool,
+    mode: str = "inprocess",
 ) -> dict[str, float]:
-    settings = _settings(services, root, "bench_rules" if rules else "bench_spine")
+    name = f"bench_rules_{mode}" if rules else "bench_spine"
+    settings = _settings(services, root, name)
+    settings.rules.mode = mode  # type: ignore[assignment]
     service = IngestService(settings, fleet, rules=rules)  # type: ignore[arg-type]
     service.start()  # creates the persistent session and its subscription
     service.stop()
     _prequeue(services, messages)
     service = IngestService(settings, fleet, rules=rules)  # type: ignore[arg-type]
+    child = service.evaluate if isinstance(service.evaluate, RulesChild) else None
+    if child is not None:  # its start-up (imports, resume) is not throughput
+        assert child.wait_ready(120), "rules child did not start"
     settle_heap()  # as `coldchain ingest` does (ingest.heap)
+    pids = {"broker": services.mosquitto.pid, "influxd": services.influxd.pid}
+    if child is not None:
+        pids["rules_child"] = child.pid
+    others0 = {k: _cpu_s(p) for k, p in pids.items()}
+    busy0 = _machine_cpu()
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     service.start()
@@ -239,17 +255,39 @@ def bench_ingest(
         time.sleep(0.01)
     evaluated = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
+    others = {k: _cpu_s(p) - others0[k] for k, p in pids.items()}
+    busy1 = _machine_cpu()
     stats = service.stats()
     service.stop()
     _discard_session(services.mosquitto.port, settings.mqtt.client_id)
     assert stats["dead_letters_total"] == 0, stats
-    return {
+    out = {
         "msgs_per_s": len(messages) / elapsed,
         "points_per_s": float(stats["written_points"]) / elapsed,  # type: ignore[arg-type]
         "cpu_s_per_1k_msgs": 1000.0 * cpu / len(messages),
         "elapsed_s": elapsed,
         "evaluated_msgs_per_s": len(messages) / evaluated,
     }
+    for k, v in others.items():
+        out[f"{k}_cpu_s_per_1k_msgs"] = 1000.0 * v / len(messages)
+    # How much of the machine's cores were busy through the row (all processes).
+    out["machine_busy_fraction"] = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
+    return out
+
+
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far (Linux /proc; 0 if unknown)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores so far (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
 
 
 def _paced_publisher(
@@ -372,6 +410,7 @@ def _throughput(
     raw_points, n_points = bench_influx_raw(services, messages, PointEncoder(fleet), fleet)
     spine = bench_ingest(services, root, fleet, messages, rules=False)
     ingest = bench_ingest(services, root, fleet, messages, rules=True)
+    child = bench_ingest(services, root, fleet, messages, rules=True, mode="subprocess")
     scale = bench_scale_out(
         services,
         root,
@@ -398,10 +437,17 @@ def _throughput(
         },
         "ingest": {k: round(v, 3) for k, v in ingest.items()},
         "ingest_without_rules": {k: round(v, 3) for k, v in spine.items()},
+        "ingest_rules_subprocess": {k: round(v, 3) for k, v in child.items()},
         "mqtt_protocol": Settings().mqtt.protocol,
         "ratio_ingest_to_counting_subscriber": round(ingest["msgs_per_s"] / counting, 3),
         "ratio_ingest_without_rules_to_counting_subscriber": round(
             spine["msgs_per_s"] / counting, 3
+        ),
+        "ratio_ingest_rules_subprocess_to_counting_subscriber": round(
+            child["msgs_per_s"] / counting, 3
+        ),
+        "ratio_ingest_rules_subprocess_evaluated_to_counting_subscriber": round(
+            child["evaluated_msgs_per_s"] / counting, 3
         ),
         "scale_out_2_ingest_1_rules_worker": {k: round(v, 3) for k, v in scale.items()},
         "ratio_scale_out_to_counting_subscriber": round(scale["msgs_per_s"] / counting, 3),

@@ -38,9 +38,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--rules",
-        choices=("inprocess", "forward"),
-        help="run the rules here (inprocess: one ingest process only) or forward accepted "
-        "samples to `coldchain rules` workers (default: COLDCHAIN_RULES__MODE, inprocess)",
+        choices=("inprocess", "subprocess", "forward"),
+        help="run the rules here (inprocess: one ingest process only), in a child process of "
+        "this one (subprocess: a core of their own; one ingest process only) or forward "
+        "accepted samples to `coldchain rules` workers (default: COLDCHAIN_RULES__MODE, "
+        "inprocess)",
     )
     p.set_defaults(func=run)
 

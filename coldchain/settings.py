@@ -166,9 +166,11 @@ class RulesSettings(BaseModel):
     model_config = _SECTION
 
     # "inprocess": each ingest process evaluates what it received (one ingest process only).
+    # "subprocess": the same, in a child process of ingest fed over a pipe: the rules get a
+    # core of their own (one ingest process only; wall clock; ingest/rules_child.py).
     # "forward": ingest stores and forwards accepted samples to the partition topics
     # coldchain/v1/rules/<k>, evaluated by `coldchain rules` workers (any number of ingests).
-    mode: Literal["inprocess", "forward"] = "inprocess"
+    mode: Literal["inprocess", "subprocess", "forward"] = "inprocess"
     # Partitions of the asset ids (stable hash mod this): the same in every process. Changing
     # it moves assets between partitions: stop everything and let the workers drain first.
     partitions: int = Field(default=8, ge=1, le=1024)

@@ -164,6 +164,12 @@ class _Service:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (None otherwise): for CPU accounting."""
+        proc = self.proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
     def log_tail(self, n_bytes: int = 2000) -> str:
         try:
             return self._log.read_bytes()[-n_bytes:].decode(errors="replace")

@@ -189,6 +189,12 @@ class EvaluateStage:
         evaluated later from InfluxDB, by a recompute of its compartments."""
         self._inbox.submit_many(items)
 
+    def add_spills(self, spilled: dict[tuple[str, str], tuple[int, int]]) -> None:
+        """Compartments (asset, compartment) -> (oldest device ms, newest spool row) spilled
+        before reaching this stage (``ingest.rules_child``): recomputed from InfluxDB."""
+        self._inbox.add_spills(spilled)
+        self._wake.set()
+
     def update_fleet(self, fleet: Fleet) -> None:
         """From the pipeline thread, between two groups: evaluate what is submitted from now on
         against ``fleet`` (the rules thread applies it in order, ``RulesEngine.apply_fleet``)."""

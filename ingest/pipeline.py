@@ -286,7 +286,7 @@ class Pipeline:
         messages: list[SpooledMessage] = []
         dead: list[DeadLetter] = []
         # Work for the rules: (index of its message's spool row in this group, what it is).
-        to_rules: list[tuple[int, Processed | CustodyChange, int]] = []
+        to_rules: list[tuple[int, Processed | CustodyChange, Delivery]] = []
         samples = 0
         for d in batch:
             result = self._process(d)
@@ -298,9 +298,9 @@ class Pipeline:
                 messages.append(spooled)
                 if processed.asset_id is not None:
                     samples += len(processed.samples)
-                    to_rules.append((len(messages) - 1, processed, d.received_ms))
+                    to_rules.append((len(messages) - 1, processed, d))
             if custody is not None:
-                to_rules.append((len(messages) - 1, custody, 0))
+                to_rules.append((len(messages) - 1, custody, d))
             if processed.dead:
                 dead.extend(processed.dead)
             if replays:
@@ -333,11 +333,13 @@ class Pipeline:
             # the message arrived (not after the group commit, whose queueing and fsync would
             # read as device clock skew): the clock the rules judge device clocks by.
             first_row = last_row - len(messages) + 1
-            self.sink.submit_many(_work(x, first_row + i, received) for i, x, received in to_rules)
+            self.sink.submit_many(_work(x, first_row + i, d) for i, x, d in to_rules)
 
 
-def _work(x: Processed | CustodyChange, row_id: int, received_ms: int) -> Accepted | CustodyChange:
+def _work(x: Processed | CustodyChange, row_id: int, d: Delivery) -> Accepted | CustodyChange:
     if isinstance(x, CustodyChange):
         return replace(x, row_id=row_id)
     assert x.asset_id is not None and x.spooled is not None
-    return Accepted(x.asset_id, x.samples, row_id, x.spooled.device_id, received_ms)
+    return Accepted(
+        x.asset_id, x.samples, row_id, x.spooled.device_id, d.received_ms, None, d.payload
+    )

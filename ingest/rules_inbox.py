@@ -87,6 +87,33 @@ class RulesInbox:
                 break
         return items
 
+    def take_with_spills(
+        self, max_items: int
+    ) -> tuple[list[Item | FleetUpdate | None], dict[Key, tuple[int, int]]]:
+        """``take`` and ``take_spilled`` in one step under the lock (``ingest.rules_child``
+        sends the spills ahead of the items): no item taken was submitted after a spill that is
+        not among those returned."""
+        if not self.items and not self._spilled:
+            self.wake.wait(0.2)
+            self.wake.clear()
+        items: list[Item | FleetUpdate | None] = []
+        with self.lock:
+            pop = self.items.popleft
+            while len(items) < max_items and self.items:
+                item = pop()
+                items.append(item)
+                if item is None:
+                    break
+            spilled, self._spilled = self._spilled, {}
+        return items, spilled
+
+    def add_spills(self, spilled: dict[Key, tuple[int, int]]) -> None:
+        """Compartments spilled elsewhere (in ingest, for a rules child): recomputed like this
+        inbox's own spills, and in the checkpoint until then."""
+        with self.lock:
+            for key, (from_ms, row) in spilled.items():
+                self._merge_spill(key, from_ms, row)
+
     def close(self) -> None:
         """Queue the stop marker (``take`` returns it last)."""
         self.items.append(None)
@@ -147,9 +174,10 @@ class RulesInbox:
             keys = [(item.asset_id, c.id) for c in asset.compartments]
             from_ms = min(ts_ms(s) for s in item.samples)
         for key in keys:
-            old = self._spilled.get(key)
-            self._spilled[key] = (
-                (from_ms, item.row_id)
-                if old is None
-                else (min(old[0], from_ms), max(old[1], item.row_id))
-            )
+            self._merge_spill(key, from_ms, item.row_id)
+
+    def _merge_spill(self, key: Key, from_ms: int, row: int) -> None:  # under the lock
+        old = self._spilled.get(key)
+        self._spilled[key] = (
+            (from_ms, row) if old is None else (min(old[0], from_ms), max(old[1], row))
+        )

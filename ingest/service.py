@@ -40,6 +40,7 @@ from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.mirror import RegistryMirror
 from ingest.outbox import AlertDelivery, build_alert_delivery
 from ingest.pipeline import Pipeline
+from ingest.rules_child import RulesChild
 from ingest.spool import Spool, SpooledMessage
 from ingest.spool_guard import DiskReserve, SpoolWatch, check_identity, open_spool
 from ingest.watchdog import guarded
@@ -52,6 +53,7 @@ __all__ = ["STOP_TIMEOUT_S", "IngestService", "build_engine"]
 log = logging.getLogger("coldchain.ingest")
 
 STOP_TIMEOUT_S = 8.0  # stop() returns within this (a container runtime's default grace is 10 s)
+_CHILD_READY_S = 120.0  # rules.mode=subprocess: start() waits this long for the child at most
 HOUSEKEEPING_S = 5.0  # spool high-water to the registry, operator acceptance, disk reserve
 
 
@@ -80,7 +82,7 @@ class IngestService:
         self,
         settings: Settings,
         fleet: Fleet,
-        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        clock_ms: Callable[[], int] = wall_clock_ms,
         *,
         rules: bool = True,
     ) -> None:
@@ -149,7 +151,7 @@ class IngestService:
         self.metrics.spool_backlog_messages = self._drain_spool.depth()[0]
         self._source.health = self.metrics.health  # mqtt_not_receiving, mqtt_disconnected
         self.metrics.sources.append(self._source.stats)
-        self.evaluate: EvaluateStage | None = None
+        self.evaluate: EvaluateStage | RulesChild | None = None
         self.alerts: AlertDelivery | None = None
         # rules.mode "forward": no rules here; accepted samples go to the partitions' workers.
         self.forwarder: RulesForwarder | None = None
@@ -186,19 +188,35 @@ class IngestService:
                 owner=settings.mqtt.client_id,
             )
             self.metrics.sources.append(self.alerts.stats)
-            self.evaluate = EvaluateStage(
-                build_engine(settings, fleet, self.registry),
-                fleet,
-                self.registry,
-                self._writer,
-                annotate=self._annotate,
-                written_through=lambda: self._drainer.written_through,
-                clock_ms=clock_ms,
-                journal_since=self._drain_spool.journal_since,
-                journal_newest_since=self._drain_spool.journal_newest_since,
-                prune_journal=self._annotation_spool.prune_journal,
-                alerts_queued=self.alerts.wake,
-            )
+            if settings.rules.mode == "subprocess":
+                if clock_ms is not wall_clock_ms:
+                    raise ValueError(
+                        "rules.mode=subprocess runs the rules on the wall clock; with another "
+                        "clock (a replay) use rules.mode=inprocess"
+                    )
+                self.evaluate = RulesChild(
+                    settings,
+                    fleet,
+                    annotate=self._annotate,
+                    journal_since=self._drain_spool.journal_since,
+                    journal_newest_since=self._drain_spool.journal_newest_since,
+                    prune_journal=self._annotation_spool.prune_journal,
+                    alerts_queued=self.alerts.wake,
+                )
+            else:
+                self.evaluate = EvaluateStage(
+                    build_engine(settings, fleet, self.registry),
+                    fleet,
+                    self.registry,
+                    self._writer,
+                    annotate=self._annotate,
+                    written_through=lambda: self._drainer.written_through,
+                    clock_ms=clock_ms,
+                    journal_since=self._drain_spool.journal_since,
+                    journal_newest_since=self._drain_spool.journal_newest_since,
+                    prune_journal=self._annotation_spool.prune_journal,
+                    alerts_queued=self.alerts.wake,
+                )
             self.evaluate.resume(self._drain_spool.last_id(), spool_replaced=replaced)
             self.metrics.sources.append(self.evaluate.stats)
             self.pipeline.sink = self.evaluate
@@ -218,7 +236,9 @@ class IngestService:
             )
             self.metrics.sources.append(self.mirror.stats)
         profiles = (
-            self.evaluate.engine.profiles if self.evaluate else load_presets(settings.profiles_path)
+            self.evaluate.engine.profiles
+            if isinstance(self.evaluate, EvaluateStage)
+            else load_presets(settings.profiles_path)
         )
         self._fleet_watch = FleetWatch(
             settings.fleet_path,
@@ -257,6 +277,9 @@ class IngestService:
         if self.settings.metrics_port:
             self._metrics_server = MetricsServer(self.metrics, self.settings.metrics_port)
             self._metrics_server.start()
+        if isinstance(self.evaluate, RulesChild) and not self.evaluate.wait_ready(_CHILD_READY_S):
+            # Correct anyway (what does not fit in the inbox is recomputed), just slower.
+            log.warning("rules child not ready after %.0f s; receiving anyway", _CHILD_READY_S)
         self._source.start()
         if wait_connected_s and not self._source.wait_connected(wait_connected_s):
             log.warning("MQTT not connected after %.0f s; paho keeps retrying", wait_connected_s)
@@ -402,6 +425,8 @@ class IngestService:
         self.metrics.written_points += points
         if self.forwarder is not None:
             self.forwarder.wake()
+        if isinstance(self.evaluate, RulesChild):
+            self.evaluate.written(self._drainer.written_through)
         self._watch.ok("writer")
         self.metrics.health.clear("influx_unavailable")
 
