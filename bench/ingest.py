@@ -13,7 +13,12 @@ started by the launcher, loopback only, and stops by itself.
 - ``ingest.msgs_per_s``: one ingest process draining the same backlog through decode, validate,
   durable spool (fsync per group commit), acks and InfluxDB writes, until the last point is
   confirmed by InfluxDB, with the rules engine on (``evaluated_msgs_per_s``: until the rules
-  have evaluated the last sample too); ``ingest_without_rules``: the same with rules off.
+  have evaluated the last sample too); ``ingest_without_rules``: the same with rules off;
+  ``ingest_rules_subprocess``: with ``rules.mode = "subprocess"`` (the rules in a child process
+  of ingest, ``ingest.rules_child``; its start-up is waited for before the clock starts).
+  Each of these rows also gives the CPU per 1,000 messages of the broker, influxd and the rules
+  child (``*_cpu_s_per_1k_msgs``, from /proc) and ``machine_busy_fraction``, the share of all
+  cores busy through the row: whether the row was short of cores or of one interpreter lock.
 - ``scale_out``: 2 ingest processes (``rules.mode = "forward"``, one subscription group, each its
   own client id and spool) + 1 rules worker owning every partition, each an OS process of its
   own, draining the same backlog (``bench/scale_out.py``): ``msgs_per_s`` until the last point

@@ -28,7 +28,6 @@ Guarantees:
 from __future__ import annotations
 
 import logging
-import queue
 import statistics
 import threading
 import time
@@ -43,6 +42,7 @@ from coldchain.exceptions import ColdchainError
 from coldchain.fleet import Fleet
 from coldchain.rules import partition_of, rules_topic
 from ingest.channels import PublishHandle
+from ingest.intake import Intake
 from ingest.rules_io import Accepted, CustodyChange, Heartbeat, RecomputeRequest
 
 __all__ = [
@@ -242,9 +242,7 @@ class RulesForwarder:
                 self._queue.append(hb)
         self._wake.set()
 
-    def pulse(
-        self, deliveries: queue.Queue[Any], clock_ms: Callable[[], int], last_row: int
-    ) -> None:
+    def pulse(self, deliveries: Intake[Any], clock_ms: Callable[[], int], last_row: int) -> None:
         """The pipeline thread, between groups: a heartbeat (at most every ``heartbeat_s``)
         at the oldest receive time still in ``deliveries`` (the service's delivery queue), or
         the clock when it is empty; everything before it was submitted up to ``last_row``."""
@@ -252,8 +250,10 @@ class RulesForwarder:
         if mono - self._beat_at < self._heartbeat_s:
             return
         self._beat_at = mono
-        with deliveries.mutex:  # a peek: paho's thread only appends
-            head = deliveries.queue[0] if deliveries.queue else None
+        try:  # a peek: paho's thread only appends, this thread is the one that takes
+            head = deliveries.queue[0]
+        except IndexError:
+            head = None
         received = getattr(head, "received_ms", None)
         self.heartbeat(received if received is not None else clock_ms(), last_row)
 

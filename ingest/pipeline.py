@@ -36,6 +36,7 @@ from coldchain.settings import Settings
 from ingest.consumer import Delivery
 from ingest.decode import decode
 from ingest.events import process_event
+from ingest.intake import Intake
 from ingest.metrics import IngestMetrics
 from ingest.replay import outcome
 from ingest.rules_io import Accepted, CustodyChange
@@ -126,10 +127,10 @@ class Pipeline:
         on_fleet: Callable[[Fleet], None],
         last_row: int = 0,
     ) -> None:
-        self.queue: queue.Queue[Delivery | None] = queue.Queue(settings.mqtt.max_inflight)
+        self.queue: Intake[Delivery | None] = Intake(settings.mqtt.max_inflight)
         self.fleet = fleet
         self.sink: RulesSink | None = None
-        self.heartbeat: Callable[[queue.Queue[Delivery | None], int], None] | None = None
+        self.heartbeat: Callable[[Intake[Delivery | None], int], None] | None = None
         self.last_row = last_row
         self.enqueued = 0  # written only by paho's thread
         self._encoder = PointEncoder(fleet)

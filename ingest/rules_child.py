@@ -101,9 +101,10 @@ class RulesChild:
         self._done = threading.Event()
         self._stopping = threading.Event()
         self._catch_up = True
+        self._turn = threading.Lock()  # one send round at a time, seen whole by idle()
         self._sent = 0  # items and fleet updates sent (the child counts the same)
-        self._sending = False
-        self._child: dict[str, Any] = {"received": 0, "idle": True, "stats": {}}
+        self._spills_sent = 0  # spill records sent (the child counts the same)
+        self._child: dict[str, Any] = {"received": 0, "spills": 0, "idle": True, "stats": {}}
         self._receiver = threading.Thread(target=self._receive, name="ingest-rules-rx", daemon=True)
         self._receiver.start()
 
@@ -147,14 +148,19 @@ class RulesChild:
 
     def idle(self) -> bool:
         """Nothing queued here, in flight or in the child, and the child's stage is idle."""
-        child = self._child
-        return (
-            not self._sending
-            and len(self._inbox) == 0
-            and not self._inbox.has_spilled()
-            and child["received"] == self._sent
-            and bool(child["idle"])
-        )
+        if not self._turn.acquire(blocking=False):
+            return False  # a round is being sent
+        try:
+            child = self._child
+            return (
+                len(self._inbox) == 0
+                and not self._inbox.has_spilled()
+                and child["received"] == self._sent
+                and child["spills"] == self._spills_sent
+                and bool(child["idle"])
+            )
+        finally:
+            self._turn.release()
 
     def stats(self) -> dict[str, object]:
         out: dict[str, object] = dict(self._child["stats"])
@@ -174,25 +180,10 @@ class RulesChild:
         try:
             while True:
                 self._check_alive()
-                items, spilled = self._inbox.take_with_spills(_BATCH)
-                stop = bool(items) and items[-1] is None
-                if stop and not self._catch_up:
-                    self._inbox.spill_queued()
-                    spilled = _merge(spilled, self._inbox.take_spilled())
-                records: list[Record] = [("s", spilled)] if spilled else []
-                for item in items:
-                    if item is not None:
-                        records.append(_record(item))
-                if records:
-                    self._sending = True
-                    try:
-                        self._send(records)
-                        self._sent += sum(r[0] in "aif" for r in records)
-                    finally:
-                        self._sending = False
-                if stop:
-                    self._send([("stop", self._catch_up)])
-                    break
+                self._inbox.wait(0.2)
+                with self._turn:  # idle() never sees items taken and not yet sent
+                    if self._send_round():
+                        break
         except (OSError, ValueError) as exc:  # the pipe broke: the child is gone
             raise ColdchainError(f"rules child process: {exc} ({self._exit()})") from exc
         self._proc.join(60.0)
@@ -201,6 +192,32 @@ class RulesChild:
             self._proc.kill()
             self._proc.join(5.0)
         self._receiver.join(5.0)
+
+    def _send_round(self) -> bool:
+        """Send what the inbox holds now, spills first; True once the stop was sent."""
+        items, spilled = self._inbox.take_with_spills(_BATCH)
+        stop = bool(items) and items[-1] is None
+        if stop and not self._catch_up:
+            self._inbox.spill_queued()
+            spilled = _merge(spilled, self._inbox.take_spilled())
+        records: list[Record] = [("s", spilled)] if spilled else []
+        append, sent = records.append, 0
+        for item in items:
+            # The common case inline (~1 us a message less than through _record).
+            if type(item) is Accepted and item.payload and item.received_ms is not None:
+                a = item
+                append(("a", a.row_id, a.asset_id, a.device_id, a.received_ms, a.payload))
+                sent += 1
+            elif item is not None:
+                append(_record(item))
+                sent += 1
+        if records:
+            self._send(records)
+            self._sent += sent
+            self._spills_sent += bool(spilled)
+        if stop:
+            self._send([("stop", self._catch_up)])
+        return stop
 
     def _check_alive(self) -> None:
         if not self._proc.is_alive():
@@ -232,7 +249,7 @@ class RulesChild:
     def _handle(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
         if kind == "progress":
-            self._child = {"received": msg[1], "idle": msg[2], "stats": msg[3]}
+            self._child = {"received": msg[1], "spills": msg[2], "idle": msg[3], "stats": msg[4]}
         elif kind == "ready":
             self._ready.set()
         elif kind == "alerts":

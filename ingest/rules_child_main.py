@@ -12,7 +12,7 @@ Records, ingest -> child (one pickled list per pipe message):
 ``("f", fleet_yaml)`` a reloaded fleet, in order; ``("s", {(asset, compartment): (from_ms,
 row)})`` compartments spilled in ingest; ``("resume", backlog_row, spool_replaced)`` first;
 ``("journal", since, newest)`` the answer to a journal request; ``("stop", catch_up)`` last.
-Messages, child -> ingest: ``("ready",)``, ``("progress", received, idle, stats)``,
+Messages, child -> ingest: ``("ready",)``, ``("progress", received, spills, idle, stats)``,
 ``("annotate", lines)``, ``("prune", row)``, ``("alerts",)``, ``("journal?", row)``.
 """
 
@@ -201,6 +201,7 @@ class _Reader(threading.Thread):
         self._journal = journal
         self.resume: queue.SimpleQueue[tuple[int, bool] | None] = queue.SimpleQueue()
         self.received = 0  # items and fleet updates handed to the stage
+        self.spills = 0  # spill records handed to the stage
         self.mismatched = 0
 
     def run(self) -> None:
@@ -242,6 +243,7 @@ class _Reader(threading.Thread):
                     self.received += 1
                 elif kind == "s":
                     self._stage.add_spills(r[1])
+                    self.spills += 1
                 elif kind == "resume":
                     self.resume.put((r[1], r[2]))
                 elif kind == "journal":
@@ -299,20 +301,22 @@ class _Reporter(threading.Thread):
         self._report()
 
     def run(self) -> None:
-        last: tuple[int, bool] | None = None
+        last: tuple[int, int, bool] | None = None
         quiet = 0.0
         while not self._halt.wait(_REPORT_S):
-            received = self._reader.received  # before idle(): see RulesChild.idle
-            now = (received, self._stage.idle())
+            now = self._now()
             quiet += _REPORT_S
             if now != last or quiet >= _REPORT_ANYWAY_S:
                 self._report(now)
                 last, quiet = now, 0.0
 
-    def _report(self, now: tuple[int, bool] | None = None) -> None:
-        if now is None:
-            now = (self._reader.received, self._stage.idle())
-        stats = self._stage.stats() | {
-            "rules_child_revalidation_mismatches": self._reader.mismatched
-        }
-        self._out.put(("progress", now[0], now[1], stats))
+    def _now(self) -> tuple[int, int, bool]:
+        # The counts before idle(): what they count has reached the stage, so idle() covers it.
+        received, spills = self._reader.received, self._reader.spills
+        return received, spills, self._stage.idle()
+
+    def _report(self, now: tuple[int, int, bool] | None = None) -> None:
+        now = now or self._now()
+        stats = self._stage.stats()
+        stats["rules_child_revalidation_mismatches"] = self._reader.mismatched
+        self._out.put(("progress", *now, stats))

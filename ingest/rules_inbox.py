@@ -87,15 +87,18 @@ class RulesInbox:
                 break
         return items
 
+    def wait(self, timeout_s: float) -> None:
+        """Until something is queued or spilled (or ``timeout_s``)."""
+        if not self.items and not self._spilled:
+            self.wake.wait(timeout_s)
+            self.wake.clear()
+
     def take_with_spills(
         self, max_items: int
     ) -> tuple[list[Item | FleetUpdate | None], dict[Key, tuple[int, int]]]:
-        """``take`` and ``take_spilled`` in one step under the lock (``ingest.rules_child``
-        sends the spills ahead of the items): no item taken was submitted after a spill that is
-        not among those returned."""
-        if not self.items and not self._spilled:
-            self.wake.wait(0.2)
-            self.wake.clear()
+        """``take`` and ``take_spilled`` in one step under the lock, without waiting
+        (``ingest.rules_child`` sends the spills ahead of the items): no item taken was
+        submitted after a spill that is not among those returned."""
         items: list[Item | FleetUpdate | None] = []
         with self.lock:
             pop = self.items.popleft

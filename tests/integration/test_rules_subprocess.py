@@ -175,16 +175,28 @@ def test_the_child_dies_with_a_killed_ingest(
     ingest = IngestProcess(settings, tmp_path / "ingest.log", COLDCHAIN_RULES__MODE="subprocess")
     ingest.start()
     assert ingest.proc is not None
-    parent = ingest.proc.pid
-    children = Path(f"/proc/{parent}/task/{parent}/children")
-    assert wait_for(lambda: children.read_text().split() != [], 30)
-    # The rules child, and multiprocessing's resource tracker beside it.
-    kids = [int(p) for p in children.read_text().split()]
-    cmdlines = [Path(f"/proc/{k}/cmdline").read_bytes() for k in kids]
-    assert sum(b"spawn_main" in c for c in cmdlines) == 1, cmdlines
-    ingest.proc.send_signal(signal.SIGKILL)
-    ingest.proc.wait(10)
-    assert wait_for(lambda: not any(_alive(k) for k in kids), 30), f"{kids} outlived ingest"
+    try:
+        parent = ingest.proc.pid
+        # The rules child (and multiprocessing's resource tracker beside it).
+        assert wait_for(lambda: any(b"spawn_main" in c for c in _children(parent).values()), 30)
+        kids = _children(parent)
+        assert sum(b"spawn_main" in c for c in kids.values()) == 1, kids
+        ingest.proc.send_signal(signal.SIGKILL)
+        ingest.proc.wait(10)
+        assert wait_for(lambda: not any(_alive(k) for k in kids), 30), f"{kids} outlived ingest"
+    finally:
+        if ingest.proc.poll() is None:
+            ingest.proc.kill()
+            ingest.proc.wait(10)
+
+
+def _children(pid: int) -> dict[int, bytes]:
+    """The child processes of ``pid`` (started by any of its threads) -> command line."""
+    out: dict[int, bytes] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for kid in (task / "children").read_text().split():
+            out[int(kid)] = Path(f"/proc/{kid}/cmdline").read_bytes()
+    return out
 
 
 def _alive(pid: int) -> bool:
