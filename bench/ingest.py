@@ -5,9 +5,12 @@ started by the launcher, loopback only, and stops by itself.
 
 - ``baseline.counting_subscriber_msgs_per_s``: a paho subscriber with paho's defaults (MQTT
   3.1.1, QoS 1, auto-ack) that only counts, draining a backlog the broker holds for its
-  persistent session: what a plain Python consumer gets. Beside it the same subscriber on MQTT 5
-  (``..._mqtt5_...``) and on ingest's ``BatchedClient`` (``..._batched_client_...``), which
-  show what the protocol and the batched socket I/O are worth on their own.
+  persistent session: what a plain Python consumer gets. Measured before and after the
+  single-process ingest rows (``..._start_end_...``); the figure and every ``ratio_*`` use the
+  mean of the two, since this machine's speed drifts by a third within minutes. Beside it the
+  same subscriber on MQTT 5 (``..._mqtt5_...``) and on ingest's ``BatchedClient``
+  (``..._batched_client_...``), which show what the protocol and the batched socket I/O are
+  worth on their own.
 - ``baseline.influx_raw_points_per_s``: the same points, pre-encoded, written straight to
   ``/write`` in 5,000-point gzip batches: InfluxDB's own rate here.
 - ``ingest.msgs_per_s``: one ingest process draining the same backlog through decode, validate,
@@ -416,6 +419,10 @@ def _throughput(
     spine = bench_ingest(services, root, fleet, messages, rules=False)
     ingest = bench_ingest(services, root, fleet, messages, rules=True)
     child = bench_ingest(services, root, fleet, messages, rules=True, mode="subprocess")
+    # The baseline again after the ingest rows: it moves by 30 % within minutes here, so the
+    # ratios divide by the mean of the two (both are printed).
+    counting_end = bench_counting_subscriber(services, messages)
+    first_counting, counting = counting, (counting + counting_end) / 2
     scale = bench_scale_out(
         services,
         root,
@@ -434,6 +441,10 @@ def _throughput(
         "points_per_message": round(points_per_msg, 2),
         "baseline": {
             "counting_subscriber_msgs_per_s": round(counting, 1),
+            "counting_subscriber_start_end_msgs_per_s": [
+                round(first_counting, 1),
+                round(counting_end, 1),
+            ],
             "counting_subscriber_mqtt5_msgs_per_s": round(counting5, 1),
             "counting_subscriber_batched_client_msgs_per_s": round(counting_batched, 1),
             "influx_raw_points_per_s": round(raw_points, 1),
