@@ -56,6 +56,7 @@ COUNTERS = frozenset(
         "rules_redeliveries",
         "rules_clock_jumps",
         "rules_held",
+        "rules_child_revalidation_mismatches",
         "mqtt_probes_returned",
         "mqtt_resubscribes",
         "alerts_delivered",

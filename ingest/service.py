@@ -194,12 +194,14 @@ class IngestService:
                         "rules.mode=subprocess runs the rules on the wall clock; with another "
                         "clock (a replay) use rules.mode=inprocess"
                     )
+                # Its receiving thread alone uses the annotation spool's handle (the child asks
+                # for the journal after the writer thread started on the drain spool's).
                 self.evaluate = RulesChild(
                     settings,
                     fleet,
                     annotate=self._annotate,
-                    journal_since=self._drain_spool.journal_since,
-                    journal_newest_since=self._drain_spool.journal_newest_since,
+                    journal_since=self._annotation_spool.journal_since,
+                    journal_newest_since=self._annotation_spool.journal_newest_since,
                     prune_journal=self._annotation_spool.prune_journal,
                     alerts_queued=self.alerts.wake,
                 )
