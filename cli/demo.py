@@ -115,6 +115,11 @@ def _run(args: argparse.Namespace, root: Path) -> int:
             influx=InfluxSettings(url=services.influxd.url, retry_max_s=2.0),
             spool=SpoolSettings(path=root / "spool.sqlite3"),
         )
+        # One process with its rules in a thread, whatever COLDCHAIN_RULES__MODE says: the
+        # replay clock cannot cross into a child process, and forward mode has no workers here.
+        if settings.rules.mode != "inprocess":
+            _say(quiet, f"coldchain demo: rules.mode {settings.rules.mode} -> inprocess here")
+            settings.rules.mode = "inprocess"
         upgrade(settings.registry_url)
         start, end = replay_window(scenario)
         with open_registry(settings.registry_url) as reg:

@@ -56,9 +56,12 @@ def run(args: argparse.Namespace) -> int:
         settings.rules.mode = args.rules
     fleet = load_fleet(settings.fleet_path)
     service = IngestService(settings, fleet)
+    rules = settings.rules.mode
+    child = getattr(service.evaluate, "pid", None)
     banner = (
         f"coldchain ingest: {len(fleet.device_ids)} devices registered, "
-        f"MQTT {settings.mqtt.host}:{settings.mqtt.port}, InfluxDB {settings.influx.url}"
+        f"MQTT {settings.mqtt.host}:{settings.mqtt.port}, InfluxDB {settings.influx.url}, "
+        f"rules {rules}" + (f" (child process {child})" if child is not None else "")
     )
     # SIGHUP: re-read the fleet file now (it is also polled, COLDCHAIN_FLEET_RELOAD_S).
     return serve(

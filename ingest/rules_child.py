@@ -24,8 +24,9 @@ Guarantees (on top of ``EvaluateStage``'s, which hold unchanged in the child):
   closes), so a restarted ingest never meets an old child writing the same checkpoint. It
   ignores SIGINT (a terminal's Ctrl-C reaches the whole process group: ingest stops it in
   order). Under systemd use ``KillMode=mixed`` so that a stop's SIGTERM reaches ingest only.
-- A child that dies raises ``rules_dead`` (/healthz 503): restart ingest; it recovers as after a
-  crash (checkpoint + journal).
+- A child that dies raises ``rules_dead`` (/healthz 503; readings are still stored, nothing is
+  evaluated): restart ingest; it recovers as after a crash (checkpoint + journal). A child
+  that ends while ingest stops (a SIGTERM to the whole process group) is only logged.
 - It runs on the wall clock: an injected clock (the demo's replay) cannot cross processes.
 """
 
@@ -52,6 +53,7 @@ log = logging.getLogger("coldchain.ingest.rules_child")
 
 _BATCH = 2000  # items per pipe message: one pickle and one write per batch
 _RETRY_S = 0.5
+_GONE_S = 1.0  # a dead child: wait this long for ingest's own stop before reporting rules_dead
 
 
 class RulesChild:
@@ -184,8 +186,16 @@ class RulesChild:
                 with self._turn:  # idle() never sees items taken and not yet sent
                     if self._send_round():
                         break
-        except (OSError, ValueError) as exc:  # the pipe broke: the child is gone
-            raise ColdchainError(f"rules child process: {exc} ({self._exit()})") from exc
+        except (OSError, ValueError, ColdchainError) as exc:  # the child is gone
+            self._proc.join(_GONE_S)  # its exit code, and a stop of ingest racing it
+            if self._stopping.is_set():  # e.g. SIGTERM to the whole group, not KillMode=mixed
+                log.warning(
+                    "rules child ended before ingest stopped it (%s): the restart recomputes "
+                    "what it had not checkpointed",
+                    self._exit(),
+                )
+                return
+            raise ColdchainError(f"rules child process died ({self._exit()})") from exc
         self._proc.join(60.0)
         if self._proc.is_alive():
             log.error("rules child did not stop within 60 s; killing it (the restart recomputes)")
@@ -221,7 +231,7 @@ class RulesChild:
 
     def _check_alive(self) -> None:
         if not self._proc.is_alive():
-            raise ColdchainError(f"rules child process died ({self._exit()}); restart ingest")
+            raise ColdchainError(f"rules child process died ({self._exit()})")
 
     def _exit(self) -> str:
         code = self._proc.exitcode
