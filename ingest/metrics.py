@@ -57,6 +57,7 @@ COUNTERS = frozenset(
         "rules_clock_jumps",
         "rules_held",
         "rules_child_revalidation_mismatches",
+        "rules_child_restarts",
         "mqtt_probes_returned",
         "mqtt_resubscribes",
         "alerts_delivered",

@@ -24,9 +24,11 @@ Guarantees (on top of ``EvaluateStage``'s, which hold unchanged in the child):
   closes), so a restarted ingest never meets an old child writing the same checkpoint. It
   ignores SIGINT (a terminal's Ctrl-C reaches the whole process group: ingest stops it in
   order). Under systemd use ``KillMode=mixed`` so that a stop's SIGTERM reaches ingest only.
-- A child that dies raises ``rules_dead`` (/healthz 503; readings are still stored, nothing is
-  evaluated): restart ingest; it recovers as after a crash (checkpoint + journal). A child
-  that ends while ingest stops (a SIGTERM to the whole process group) is only logged.
+- A child that dies (the OOM killer, a defect) is replaced at once; the new one resumes as
+  after a crash of ingest: from the last checkpoint, recomputing every asset the rules journal
+  names after it (``rules_child_restarts``). More than 3 deaths in 10 minutes raise
+  ``rules_dead`` (/healthz 503; readings are still stored, nothing is evaluated): restart
+  ingest. A child that ends while ingest stops (a SIGTERM to the whole group) is only logged.
 - It runs on the wall clock: an injected clock (the demo's replay) cannot cross processes.
 """
 
@@ -38,6 +40,7 @@ import pickle
 import threading
 import time
 from collections.abc import Callable, Iterable
+from multiprocessing.connection import Connection
 from typing import Any
 
 from coldchain.exceptions import ColdchainError, SpoolError
@@ -53,7 +56,9 @@ log = logging.getLogger("coldchain.ingest.rules_child")
 
 _BATCH = 2000  # items per pipe message: one pickle and one write per batch
 _RETRY_S = 0.5
-_GONE_S = 1.0  # a dead child: wait this long for ingest's own stop before reporting rules_dead
+_GONE_S = 1.0  # a dead child: wait this long for ingest's own stop before replacing it
+_RESTARTS_MAX = 3  # a child that dies more often than this in the window: rules_dead
+_RESTART_WINDOW_S = 600.0
 
 
 class RulesChild:
@@ -84,13 +89,26 @@ class RulesChild:
         self._prune_journal = prune_journal
         self._alerts_queued = alerts_queued
         self._inbox = RulesInbox(fleet, max_queue)
-        ctx = multiprocessing.get_context("spawn")
-        child_in, self._out = ctx.Pipe(duplex=False)
-        self._in, child_out = ctx.Pipe(duplex=False)
-        self._written = ctx.Value("q", 0, lock=False)
-        self._proc = ctx.Process(
+        self._settings = settings
+        self._ctx = multiprocessing.get_context("spawn")
+        self._written = self._ctx.Value("q", 0, lock=False)
+        self._send_lock = threading.Lock()
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._catch_up = True
+        self._turn = threading.Lock()  # one send round at a time, seen whole by idle()
+        self._fleet_sent = fleet  # what a replacement child starts with
+        self._deaths: list[float] = []  # monotonic times the child died
+        self.restarts_total = 0
+        self._spawn()
+
+    def _spawn(self) -> None:
+        """Start a child with the fleet last sent, and the thread that reads what it sends."""
+        child_in, self._out = self._ctx.Pipe(duplex=False)
+        self._in, child_out = self._ctx.Pipe(duplex=False)
+        self._proc = self._ctx.Process(
             target=child_main,
-            args=(settings, fleet.to_yaml(), child_in, child_out, self._written),
+            args=(self._settings, self._fleet_sent.to_yaml(), child_in, child_out, self._written),
             kwargs={"log_level": logging.getLogger().getEffectiveLevel()},
             name="coldchain-rules-child",
             daemon=True,
@@ -98,16 +116,13 @@ class RulesChild:
         self._proc.start()
         child_in.close()
         child_out.close()
-        self._send_lock = threading.Lock()
-        self._ready = threading.Event()
-        self._done = threading.Event()
-        self._stopping = threading.Event()
-        self._catch_up = True
-        self._turn = threading.Lock()  # one send round at a time, seen whole by idle()
+        self._ready.clear()
         self._sent = 0  # items and fleet updates sent (the child counts the same)
         self._spills_sent = 0  # spill records sent (the child counts the same)
         self._child: dict[str, Any] = {"received": 0, "spills": 0, "idle": True, "stats": {}}
-        self._receiver = threading.Thread(target=self._receive, name="ingest-rules-rx", daemon=True)
+        self._receiver = threading.Thread(
+            target=self._receive, args=(self._in,), name="ingest-rules-rx", daemon=True
+        )
         self._receiver.start()
 
     # -- what IngestService calls --------------------------------------------------------------
@@ -173,29 +188,38 @@ class RulesChild:
             spilled if isinstance(spilled, int) else 0
         )
         out["rules_child_alive"] = int(self._proc.is_alive())
+        out["rules_child_restarts"] = self.restarts_total
         return out
 
     # -- the sending thread (IngestService's "rules" thread) -----------------------------------
     def run(self) -> None:
-        """Send the inbox on until stopped, then wait for the child's last checkpoint. Raises
-        ``ColdchainError`` if the child dies meanwhile (the watchdog reports ``rules_dead``)."""
-        try:
-            while True:
-                self._check_alive()
-                self._inbox.wait(0.2)
-                with self._turn:  # idle() never sees items taken and not yet sent
-                    if self._send_round():
-                        break
-        except (OSError, ValueError, ColdchainError) as exc:  # the child is gone
-            self._proc.join(_GONE_S)  # its exit code, and a stop of ingest racing it
-            if self._stopping.is_set():  # e.g. SIGTERM to the whole group, not KillMode=mixed
-                log.warning(
-                    "rules child ended before ingest stopped it (%s): the restart recomputes "
-                    "what it had not checkpointed",
-                    self._exit(),
-                )
-                return
-            raise ColdchainError(f"rules child process died ({self._exit()})") from exc
+        """Send the inbox on until stopped, then wait for the child's last checkpoint. A child
+        that dies is replaced (``_RESTARTS_MAX`` times in ``_RESTART_WINDOW_S`` at most), else
+        this raises ``ColdchainError`` (the watchdog reports ``rules_dead``)."""
+        while True:
+            try:
+                while True:
+                    self._check_alive()
+                    self._inbox.wait(0.2)
+                    with self._turn:  # idle() never sees items taken and not yet sent
+                        if self._send_round():
+                            break
+                break
+            except (OSError, ValueError, ColdchainError) as exc:  # the child is gone
+                self._proc.join(_GONE_S)  # its exit code, and a stop of ingest racing it
+                if self._stopping.is_set():  # e.g. SIGTERM to the group, not KillMode=mixed
+                    log.warning(
+                        "rules child ended before ingest stopped it (%s): the restart "
+                        "recomputes what it had not checkpointed",
+                        self._exit(),
+                    )
+                    return
+                if not self._may_restart():
+                    raise ColdchainError(
+                        f"rules child process died ({self._exit()}), {len(self._deaths)} times "
+                        f"in {_RESTART_WINDOW_S / 60:.0f} min"
+                    ) from exc
+                self._restart()
         self._proc.join(60.0)
         if self._proc.is_alive():
             log.error("rules child did not stop within 60 s; killing it (the restart recomputes)")
@@ -219,6 +243,8 @@ class RulesChild:
                 append(("a", a.row_id, a.asset_id, a.device_id, a.received_ms, a.payload))
                 sent += 1
             elif item is not None:
+                if isinstance(item, FleetUpdate):
+                    self._fleet_sent = item.fleet
                 append(_record(item))
                 sent += 1
         if records:
@@ -228,6 +254,26 @@ class RulesChild:
         if stop:
             self._send([("stop", self._catch_up)])
         return stop
+
+    def _may_restart(self) -> bool:
+        now = time.monotonic()
+        self._deaths = [t for t in self._deaths if now - t < _RESTART_WINDOW_S] + [now]
+        return len(self._deaths) <= _RESTARTS_MAX
+
+    def _restart(self) -> None:
+        """A new child in place of a dead one. It resumes as after a crash of ingest: from the
+        last checkpoint, recomputing (and holding) every asset the rules journal names after
+        it once InfluxDB holds everything submitted so far; the inbox then goes on to it."""
+        log.error(
+            "rules child process died (%s); starting another (it recomputes from the last "
+            "checkpoint)",
+            self._exit(),
+        )
+        with self._turn:
+            self._receiver.join(5.0)
+            self._spawn()
+            self.restarts_total += 1
+            self._send([("resume", self._inbox.submitted_row, False)])
 
     def _check_alive(self) -> None:
         if not self._proc.is_alive():
@@ -243,18 +289,17 @@ class RulesChild:
             self._out.send_bytes(data)
 
     # -- the receiving thread ------------------------------------------------------------------
-    def _receive(self) -> None:
+    def _receive(self, conn: Connection) -> None:
         """What the child sends: readiness, progress, annotations, prunes, journal requests."""
         while True:
             try:
-                msg = self._in.recv()
+                msg = conn.recv()
             except (EOFError, OSError):
                 break
             try:
                 self._handle(msg)
             except Exception:  # a bug here must not leave the child's requests unanswered
                 log.exception("rules child: could not handle %r", msg[0])
-        self._done.set()
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]

@@ -149,19 +149,37 @@ def test_the_child_finds_what_the_thread_finds_and_resumes_from_its_checkpoint(
     assert _excursions(settings) == found["subprocess"]
 
 
-def test_a_dead_child_raises_rules_dead(
-    services: Services, unique_name: str, tmp_path: Path
+def test_a_dead_child_is_replaced_and_one_that_keeps_dying_raises_rules_dead(
+    services: Services, unique_name: str, tmp_path: Path, start_ms: int
 ) -> None:
     settings = _settings(services, unique_name, tmp_path, "subprocess")
     service = IngestService(settings, load_fleet(settings.fleet_path))
     service.start(wait_connected_s=30)
+    problems = service.metrics.health.problems
     try:
         child = service.evaluate
         assert isinstance(child, RulesChild) and child.pid is not None
+        first = child.pid
+        os.kill(first, signal.SIGKILL)  # e.g. the OOM killer
+        assert wait_for(lambda: child.restarts_total == 1 and child.wait_ready(0), 60)
+        assert child.pid != first
+        # The replacement evaluates what comes next: the excursion of this backlog is found.
+        payloads = _batches(start_ms, [3.0] * 20 + [6.0] * 40 + [3.0] * 30)
+        _publish(services.mosquitto.port, payloads)
+        assert wait_for(lambda: service.metrics.received_messages == len(payloads), 60)
+        assert service.wait_drained(60), service.stats()
+        assert [(x[0], x[4]) for x in _excursions(settings)] == [("range", "closed")]
+        assert "rules_dead" not in problems()
+        assert service.stats()["rules_child_restarts"] == 1
+        # A child that keeps dying is a defect, not a condition that passes: after three
+        # replacements in ten minutes the fourth death is reported, not replaced.
+        for n in (2, 3):
+            os.kill(child.pid, signal.SIGKILL)
+            assert wait_for(lambda n=n: child.restarts_total == n and child.wait_ready(0), 60)
         os.kill(child.pid, signal.SIGKILL)
-        problems = service.metrics.health.problems
-        assert wait_for(lambda: "rules_dead" in problems(), 30), problems()
-        assert "rules child process died" in problems()["rules_dead"]
+        assert wait_for(lambda: "rules_dead" in problems(), 60), problems()
+        assert "4 times in 10 min" in problems()["rules_dead"], problems()
+        assert child.restarts_total == 3
     finally:
         service.stop()
 
