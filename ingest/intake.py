@@ -12,8 +12,8 @@ Guarantees:
 - A ``put`` never goes unseen by a waiting ``get``: the consumer clears the event and then looks
   at the deque again before it sleeps, and the producer sets the event after appending.
 - The ``queue.Queue`` surface the pipeline and the forwarder use: ``put``, ``get(timeout)``,
-  ``get_nowait`` (raising ``queue.Empty``), ``qsize``, and ``mutex`` with ``queue`` for a peek
-  at the oldest item.
+  ``get_nowait`` (raising ``queue.Empty``), ``qsize``, and ``queue`` for the consumer's own
+  peek at the oldest item (``RulesForwarder.pulse``, on the pipeline thread).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ class Intake(Generic[T]):
         if maxsize < 1:
             raise ValueError(f"maxsize must be at least 1, got {maxsize}")
         self.queue: deque[T] = deque()
-        self.mutex = threading.Lock()  # for a consistent peek only; put/get do not take it
         self._maxsize = maxsize
         self._nonempty = threading.Event()
         self._room = threading.Condition(threading.Lock())

@@ -67,7 +67,7 @@ def child_main(
         level=log_level, format="%(asctime)s %(levelname)s %(name)s (rules child): %(message)s"
     )
     from ingest.service import build_engine  # the service module is heavy: only here
-    from registry import open_registry
+    from registry import open_registry, wall_clock_ms
     from timeseries.client import InfluxClient
 
     fleet = parse_fleet(fleet_yaml, "<ingest's fleet>")
@@ -82,7 +82,7 @@ def child_main(
         influx,
         annotate=lambda lines: out.put(("annotate", lines)),
         written_through=lambda: int(written.value),
-        clock_ms=_wall_clock_ms,
+        clock_ms=wall_clock_ms,
         journal_since=journal.since,
         journal_newest_since=journal.newest_since,
         prune_journal=lambda row: out.put(("prune", row)),
@@ -117,12 +117,6 @@ def _die_with_parent(parent: int) -> None:
         log.warning("rules child: cannot ask to die with ingest (no prctl)")
     if os.getppid() != parent:  # ingest died before the request took effect
         os._exit(1)
-
-
-def _wall_clock_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
 
 
 class _Sender:
