@@ -216,6 +216,7 @@ def test_spool_corrupted_is_detected_and_loses_nothing(
     out, report = _run("spool_corrupted", services, plan, baseline, run_root, SpoolCorrupted())
     _assert_nothing_lost(report)
     assert _detected(out, "spool"), f"corrupted spool not reported: {_show(report)}"
+    assert report["healthz_final"] == 503, f"red until accepted: {_show(report)}"
 
 
 # -- the documented exceptions: loss within the stated window, detected --------------------------
@@ -259,6 +260,7 @@ def test_spool_deleted_loses_only_what_it_held_and_is_detected(
     lost = set(out.lost())
     assert lost <= at_risk, f"lost more than the deleted spool held: {show}"
     assert _detected(out, "spool"), f"deleted spool not reported: {show}"
+    assert report["healthz_final"] == 503, f"red until accepted: {show}"
     assert report["duplicate_alerts"] == {}, show
     assert report["lost_custody_scans"] == 0, show
     if not lost:

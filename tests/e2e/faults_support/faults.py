@@ -230,6 +230,7 @@ class SpoolDeleted(Fault):
 
     name = "spool_deleted"
     covered = False
+    stays_red = True  # spool_replaced, until an operator accepts the new spool
 
     def inject(self, run: Run) -> None:
         run.mark("ingest_killed")
@@ -252,6 +253,7 @@ class SpoolCorrupted(Fault):
     100-byte SQLite header overwritten), and ingest is started again."""
 
     name = "spool_corrupted"
+    stays_red = True  # spool_corrupt, until an operator accepts the salvage
 
     def inject(self, run: Run) -> None:
         run.mark("ingest_terminated")

@@ -98,6 +98,9 @@ class Fault:
     name = "none"
     # The design loses nothing: losses must be 0 and everything must match the baseline.
     covered = True
+    # /healthz stays red by design until an operator acts (a replaced or corrupt spool): the
+    # run reads it once at the end instead of waiting 30 s for a recovery that cannot come.
+    stays_red = False
 
     def prepare(self, run: Run) -> None:
         pass
@@ -191,6 +194,8 @@ def _env(run: Run, metrics_port: int) -> dict[str, str]:
         "COLDCHAIN_INFLUX__DATABASE": run.database,
         # The operator default is 30 s; 5 s keeps a run short after InfluxDB returns.
         "COLDCHAIN_INFLUX__RETRY_MAX_S": "5",
+        # The operator default is 15 s; a broker fault lasts 3 s past it (faults._broker_down_s).
+        "COLDCHAIN_MQTT__DISCONNECTED_GRACE_S": "5",
         "COLDCHAIN_SPOOL__PATH": str(run.spool_path),
     }
 
@@ -262,7 +267,7 @@ def run_case(
         _settle(run, ack_times, settle_timeout_s)
         run.mark("settled")
         watcher.wait_quiet(2.0, 30.0)
-        run.notes["healthz_final"] = _final_health(run)
+        run.notes["healthz_final"] = _final_health(run, 0.0 if fault.stays_red else 30.0)
         run.health.stop()
         rc, stop_s = run.ingest.terminate()
         run.notes["final_stop"] = {"exit_code": rc, "seconds": round(stop_s, 2)}
@@ -341,15 +346,13 @@ def _settle(run: Run, ack_times: list[float | None], timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def _final_health(run: Run) -> int | None:
-    """/healthz once the run settled, waiting up to 30 s for it to come back by itself."""
-    status: int | None = None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status, _ = run.health.poll()
-        if status == 200:
-            break
+def _final_health(run: Run, wait_s: float) -> int | None:
+    """/healthz once the run settled, waiting up to ``wait_s`` for it to come back by itself."""
+    deadline = time.monotonic() + wait_s
+    status, _ = run.health.poll()
+    while status != 200 and time.monotonic() < deadline:
         time.sleep(0.5)
+        status, _ = run.health.poll()
     return status
 
 
