@@ -130,6 +130,7 @@ class MqttSource:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish_raw = self._on_publish_raw
         client.on_subscribe = self._on_subscribe
         # Back quickly after a broker restart: until this process has subscribed again, the
         # broker drops what devices publish (shared subscriptions are not restored). At most
@@ -242,15 +243,17 @@ class MqttSource:
         log.warning("MQTT disconnected: %s", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        self._messages += 1
-        topic = msg.topic  # a property that decodes the topic bytes: read it once
-        if topic == self._probe_topic:
-            self._probe_returned(cast(bytes, msg.payload))
-            return
         # paho types the payload bytes | bytearray; it reads bytes off the socket.
-        d = Delivery(
-            topic, cast(bytes, msg.payload), msg.mid, msg.qos, self._clock_ms(), self._generation
-        )
+        self._on_publish_raw(msg.topic, cast(bytes, msg.payload), msg.mid, msg.qos)
+
+    def _on_publish_raw(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        """One message, from ``BatchedClient``'s fast path or (through ``_on_message``) paho's
+        reader: a liveness probe's echo, or a delivery for the pipeline."""
+        self._messages += 1
+        if topic == self._probe_topic:
+            self._probe_returned(payload)
+            return
+        d = Delivery(topic, payload, mid, qos, self._clock_ms(), self._generation)
         self._delivering = True  # a full pipeline queue blocks here: backpressure, not deafness
         try:
             self._deliver(d)

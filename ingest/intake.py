@@ -13,7 +13,8 @@ Guarantees:
   at the deque again before it sleeps, and the producer sets the event after appending.
 - The ``queue.Queue`` surface the pipeline and the forwarder use: ``put``, ``get(timeout)``,
   ``get_nowait`` (raising ``queue.Empty``), ``qsize``, and ``queue`` for the consumer's own
-  peek at the oldest item (``RulesForwarder.pulse``, on the pipeline thread).
+  peek at the oldest item (``RulesForwarder.pulse``, on the pipeline thread); and ``take(n)``,
+  a group at once with one wake-up of the producer.
 """
 
 from __future__ import annotations
@@ -67,6 +68,18 @@ class Intake(Generic[T]):
             with self._room:
                 self._room.notify()
         return item
+
+    def take(self, max_items: int) -> list[T]:
+        """Up to ``max_items`` of the oldest items (maybe none), with one wake-up of a waiting
+        producer for all of them: taken one by one from a full queue, each would wake the
+        producer to add one item and wait again, a thread switch per item."""
+        q = self.queue
+        n = min(max_items, len(q))
+        items = [q.popleft() for _ in range(n)]
+        if n and self._producer_waiting:
+            with self._room:
+                self._room.notify()
+        return items
 
     def get(self, timeout: float) -> T:
         """The oldest item, waiting up to ``timeout`` seconds; ``queue.Empty`` after that."""

@@ -18,6 +18,14 @@ What changes, and why it is safe:
   sent, in order; a partial send is finished by paho's own write loop.
 - Messages go straight to ``on_message`` when no per-topic callback is registered, instead of
   through paho's topic-filter trie for every message.
+- With ``on_publish_raw`` set (and no per-topic callback), the complete QoS 0 and 1 PUBLISH
+  packets in the buffer are parsed here, in one loop, and handed over as ``(topic, payload,
+  mid, qos)``: no ``MQTTMessage``, packet dict or debug-log call per message, which is most of
+  paho's ~10 us a message (py-spy, issue 12). Anything else (another packet type, QoS 2, a
+  packet only partly read, MQTT 5 properties, a topic that is not UTF-8, a malformed header)
+  goes to paho's own reader untouched, which parses, answers or rejects it as before. Like
+  paho, a packet is consumed before its callback runs, under ``_in_callback_mutex``, and the
+  keepalive's ``_last_bytes_received`` moves on with the bytes read.
 - ``ack`` of a QoS 1 message queues the same 4-byte PUBACK paho builds, without paho's debug
   log call and format parsing per ack; ``ack_many`` queues a whole group's PUBACKs as one
   packet entry (the ingest pipeline acknowledges every message, a group at a time).
@@ -32,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -44,6 +52,7 @@ from coldchain.settings import MqttSettings
 __all__ = ["BatchedClient", "use_tls"]
 
 _PUBACK = 0x40
+_PUBLISH = 0x30
 _PUBACK_PACKET = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id
 _PUBACK_WORD = (_PUBACK << 24) | (2 << 16)  # the same 4 bytes as one big-endian word, id 0
 _READ_BYTES = 256 * 1024
@@ -81,6 +90,9 @@ class BatchedClient(mqtt.Client):
         self._rbuf = b""
         self._rpos = 0
         self._wake_pending = False
+        # (topic, payload, mid, qos) for each QoS 0/1 PUBLISH parsed by the fast path; when
+        # None, every message goes through paho's reader and ``on_message``.
+        self.on_publish_raw: Callable[[str, bytes, int, int], None] | None = None
 
     def reconnect(self) -> MQTTErrorCode:
         self._rbuf, self._rpos = b"", 0
@@ -104,14 +116,103 @@ class BatchedClient(mqtt.Client):
         return max(len(self._rbuf) - self._rpos, 0)
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        if self._fast_path_on():
+            rc = self._fill()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+            self._read_publishes()
+            if self._rpos >= len(self._rbuf):
+                return rc
         rc = super().loop_read(max_packets)
         while (
             rc == MQTTErrorCode.MQTT_ERR_SUCCESS
             and self._sock is not None
             and (self._rpos < len(self._rbuf))
         ):
+            if self._fast_path_on():
+                self._read_publishes()
+                if self._rpos >= len(self._rbuf):
+                    break
             rc = super().loop_read(max_packets)
         return rc
+
+    def _fast_path_on(self) -> bool:
+        return (
+            self.on_publish_raw is not None
+            and self._in_packet["command"] == 0  # paho is not half-way through a packet
+            and not self._on_message_filtered._root._children
+        )
+
+    def _fill(self) -> MQTTErrorCode:
+        """One ``recv()`` into an exhausted buffer; a closed or failed socket is handled as
+        paho's reader handles it (connection lost)."""
+        if self._rpos < len(self._rbuf):
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        if self._sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        try:
+            data = super()._sock_recv(_READ_BYTES)
+        except BlockingIOError:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        except OSError as err:
+            self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        if not data:
+            return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        self._rbuf, self._rpos = data, 0
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _read_publishes(self) -> None:
+        """Hand every complete QoS 0/1 PUBLISH at the head of the buffer to ``on_publish_raw``;
+        stop at the first packet paho must read (see the module doc)."""
+        handler = self.on_publish_raw
+        assert handler is not None
+        buf, pos, end = self._rbuf, self._rpos, len(self._rbuf)
+        v5 = self._protocol == mqtt.MQTTv5
+        taken = 0
+        while pos < end:
+            command = buf[pos]
+            qos = (command & 0x06) >> 1
+            if (command & 0xF0) != _PUBLISH or qos > 1:
+                break
+            i, length, shift = pos + 1, 0, 0
+            while i < end and shift <= 21:  # remaining length: at most four bytes
+                byte = buf[i]
+                i += 1
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            else:
+                break  # partly read, or malformed: paho's reader decides
+            body_end = i + length
+            if body_end > end or length < 2:
+                break
+            topic_end = i + 2 + ((buf[i] << 8) | buf[i + 1])
+            start = topic_end + 2 if qos else topic_end  # the packet id after the topic
+            if topic_end == i + 2 or start > body_end:
+                break  # an empty or overlong topic: paho's reader rejects it
+            mid = (buf[topic_end] << 8) | buf[topic_end + 1] if qos else 0
+            if v5:
+                if start >= body_end or buf[start]:
+                    break  # properties (or their length missing): paho reads them
+                start += 1
+            try:
+                topic = buf[i + 2 : topic_end].decode()
+            except UnicodeDecodeError:
+                break
+            self._rpos = pos = body_end  # consumed before the callback, as paho does
+            taken += 1
+            with self._in_callback_mutex:
+                try:
+                    handler(topic, buf[start:body_end], mid, qos)
+                except Exception as err:
+                    self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
+        if taken:
+            with self._msgtime_mutex:
+                self._last_bytes_received = mqtt.time_func()
 
     def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
         # paho walks its topic-filter trie (message_callback_add) for every message, a

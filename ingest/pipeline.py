@@ -127,10 +127,10 @@ class Pipeline:
         on_fleet: Callable[[Fleet], None],
         last_row: int = 0,
     ) -> None:
-        self.queue: Intake[Delivery | None] = Intake(settings.mqtt.max_inflight)
+        self.queue: Intake[Delivery] = Intake(settings.mqtt.max_inflight)
         self.fleet = fleet
         self.sink: RulesSink | None = None
-        self.heartbeat: Callable[[Intake[Delivery | None], int], None] | None = None
+        self.heartbeat: Callable[[Intake[Delivery], int], None] | None = None
         self.last_row = last_row
         self.enqueued = 0  # written only by paho's thread
         self._encoder = PointEncoder(fleet)
@@ -168,7 +168,7 @@ class Pipeline:
 
     # -- the thread ---------------------------------------------------------------------------
     def run(self) -> None:
-        stopping, get, batch_max = self._stopping, self.queue.get_nowait, self._batch_max
+        stopping, take, batch_max = self._stopping, self.queue.take, self._batch_max
         next_replay = 0.0
         while not stopping.is_set():
             self._swap_fleet()
@@ -181,19 +181,9 @@ class Pipeline:
                 first = self.queue.get(timeout=0.1)
             except queue.Empty:
                 continue
-            if first is None:
-                break
-            batch = [first]
             if self._linger_s:
                 time.sleep(self._linger_s)
-            while len(batch) < batch_max:
-                try:
-                    item = get()
-                except queue.Empty:
-                    break
-                if item is None:
-                    break
-                batch.append(item)
+            batch = [first, *take(batch_max - 1)]
             self._swap_fleet()  # one reloaded while this group waited applies to it
             self.commit(batch)
 

@@ -68,3 +68,50 @@ def test_every_item_arrives_in_order_across_threads() -> None:
     t.join(60)
     assert not t.is_alive()
     assert got == list(range(n))
+
+
+def test_take_returns_a_group_in_order_and_wakes_a_waiting_producer_once() -> None:
+    q: Intake[int] = Intake(4)
+    assert q.take(10) == []
+    for i in range(4):
+        q.put(i)
+    done = threading.Event()
+
+    def produce() -> None:
+        q.put(4)  # waits: the queue is full
+        done.set()
+
+    t = threading.Thread(target=produce)
+    t.start()
+    for _ in range(30_000):  # up to 30 s for the producer to park on the condition
+        if q._producer_waiting:
+            break
+        threading.Event().wait(0.001)
+    assert q._producer_waiting and not done.is_set()
+    assert q.take(3) == [0, 1, 2]
+    assert done.wait(30)
+    t.join(30)
+    assert q.take(10) == [3, 4]
+    assert q.qsize() == 0
+
+
+def test_take_across_threads_loses_and_reorders_nothing() -> None:
+    n = 20_000
+    q: Intake[int] = Intake(64)
+    got: list[int] = []
+
+    def consume() -> None:
+        while len(got) < n:
+            try:
+                got.append(q.get(timeout=30))
+            except queue.Empty:
+                return
+            got.extend(q.take(50))
+
+    t = threading.Thread(target=consume)
+    t.start()
+    for i in range(n):
+        q.put(i)
+    t.join(60)
+    assert not t.is_alive()
+    assert got == list(range(n))
