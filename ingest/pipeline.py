@@ -331,6 +331,14 @@ def _work(x: Processed | CustodyChange, row_id: int, d: Delivery) -> Accepted | 
     if isinstance(x, CustodyChange):
         return replace(x, row_id=row_id)
     assert x.asset_id is not None and x.spooled is not None
+    # The raw payload goes along only for a message accepted whole (no dead letter): a rules
+    # child reads exactly its samples again with one strict validation (parse_accepted_whole).
     return Accepted(
-        x.asset_id, x.samples, row_id, x.spooled.device_id, d.received_ms, None, d.payload
+        x.asset_id,
+        x.samples,
+        row_id,
+        x.spooled.device_id,
+        d.received_ms,
+        None,
+        b"" if x.dead else d.payload,
     )

@@ -7,8 +7,9 @@ sends progress every 20 ms while it changes, and a sender, so that nothing the s
 ever waits on ingest reading the pipe.
 
 Records, ingest -> child (one pickled list per pipe message):
-``("a", row, asset, device, received_ms, payload)`` an accepted message, raw;
-``("i", item)`` another item (custody change, recompute request, an ``Accepted`` with samples);
+``("a", row, asset, device, received_ms, payload)`` a message accepted whole, raw;
+``("i", item)`` another item (custody change, recompute request, an ``Accepted`` with samples:
+one with a unit rejected);
 ``("f", fleet_yaml)`` a reloaded fleet, in order; ``("s", {(asset, compartment): (from_ms,
 row)})`` compartments spilled in ingest; ``("resume", backlog_row, spool_replaced)`` first;
 ``("journal", since, newest)`` the answer to a journal request; ``("stop", catch_up)`` last.
@@ -29,7 +30,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
-from coldchain.contract import Limits, parse_telemetry
+from coldchain.contract import parse_accepted_whole
 from coldchain.exceptions import ColdchainError, TelemetryRejected
 from coldchain.fleet import Fleet, parse_fleet
 from coldchain.settings import Settings
@@ -37,7 +38,6 @@ from ingest.evaluate import EvaluateStage
 from ingest.heap import settle_heap
 from ingest.rules_inbox import Item
 from ingest.rules_io import Accepted, RecomputeRequest
-from ingest.validate import validate
 
 __all__ = ["Record", "child_main"]
 
@@ -190,8 +190,6 @@ class _Reader(threading.Thread):
         self._conn = conn
         self._stage = stage
         self._fleet = fleet
-        v = settings.validation
-        self._limits = Limits(v.max_future_skew_s, v.max_sample_age_s)
         self._journal = journal
         self.resume: queue.SimpleQueue[tuple[int, bool] | None] = queue.SimpleQueue()
         self.received = 0  # items and fleet updates handed to the stage
@@ -256,14 +254,13 @@ class _Reader(threading.Thread):
     def _accepted(
         self, row: int, asset_id: str, device_id: str, received_ms: int, payload: bytes
     ) -> Item | None:
-        """The samples ingest accepted: the payload decoded and validated again, as ingest did
-        (``ingest.pipeline.process_delivery``). Should that ever differ, the asset is recomputed
-        from what ingest stored instead (None: an asset this fleet does not have, nothing to
-        evaluate)."""
+        """The samples of a message ingest accepted whole (``ingest.pipeline.process_delivery``
+        rejected no unit of it): its payload read again by one strict validation, which gives
+        exactly those samples (``parse_accepted_whole``). Should that ever fail, the asset is
+        recomputed from what ingest stored instead (None: an asset this fleet does not have,
+        nothing to evaluate)."""
         try:
-            samples = validate(
-                parse_telemetry(payload, device_id), self._fleet, received_ms, self._limits
-            ).samples
+            samples = parse_accepted_whole(payload)
             why = "" if samples else "no sample accepted"
         except TelemetryRejected as exc:
             samples, why = [], f"{exc.reason}: {exc}"

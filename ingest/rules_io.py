@@ -45,8 +45,9 @@ class Accepted(NamedTuple):
     received_ms: int | None = None
     # A rules worker: the receiving ingest process's fleet clock reference (ms, <= 0).
     ref_ms: int | None = None
-    # The message as received (a reference, not a copy): a rules child process validates it
-    # again instead of being sent the samples (ingest.rules_child). Never forwarded.
+    # The message as received (a reference, not a copy), when it was accepted whole (no unit
+    # rejected): a rules child process parses it again instead of being sent the samples
+    # (ingest.rules_child). Never forwarded.
     payload: bytes = b""
 
 

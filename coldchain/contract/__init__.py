@@ -10,7 +10,12 @@ from coldchain.contract.events import (
 )
 from coldchain.contract.points import PointEncoder
 from coldchain.contract.reasons import REASONS
-from coldchain.contract.salvage import ParsedTelemetry, field_path, parse_telemetry
+from coldchain.contract.salvage import (
+    ParsedTelemetry,
+    field_path,
+    parse_accepted_whole,
+    parse_telemetry,
+)
 from coldchain.contract.telemetry import (
     CONTRACT_VERSION,
     BatchMessage,
@@ -50,6 +55,7 @@ __all__ = [
     "device_topic",
     "event_json_schema",
     "field_path",
+    "parse_accepted_whole",
     "parse_event",
     "parse_message",
     "parse_telemetry",

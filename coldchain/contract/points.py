@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from coldchain.contract.telemetry import Sample
+from coldchain.contract.telemetry import Position, Sample
 from coldchain.fleet import Asset, Fleet
 from coldchain.lineprotocol import series_key
 
@@ -59,30 +59,16 @@ class PointEncoder:
             t = sample.ts_ms
             if t > newest_ms:
                 newest, newest_ms = sample, t
+            stamp = f" {t}"  # the timestamp as text once per sample, not once per line
             for sensor_id, temp_c in sample.temps_c.items():
                 prefix = temps.get(sensor_id) or self._temperature(aid, sensor_id)
                 text = str(temp_c)
-                if text.endswith(".0"):
+                if text[-2:] == ".0":
                     text = text[:-2]
-                append(f"{prefix}{text} {t}")
+                append(prefix + text + stamp)
             pos = sample.position
             if pos is not None:
-                key = self._position.get(aid)
-                if key is None:
-                    key = self._position[aid] = series_key("position", {"asset": aid}) + " fix="
-                # Concatenation: cheaper than a list and a join for a handful of fields.
-                text = f'{key}"{pos.fix}"'
-                if pos.hdop is not None:
-                    text += f",hdop={_f(pos.hdop)}"
-                if pos.heading_deg is not None:
-                    text += f",heading_deg={_f(pos.heading_deg)}"
-                if pos.lat is not None:
-                    text += f",lat={_f(pos.lat)}"
-                if pos.lon is not None:
-                    text += f",lon={_f(pos.lon)}"
-                if pos.speed_kmh is not None:
-                    text += f",speed_kmh={_f(pos.speed_kmh)}"
-                append(f"{text} {t}")
+                append(self._position_line(aid, pos) + stamp)
             if sample.compartments:
                 self._compartments(aid, sample, t, append)
         if newest is not None:
@@ -103,6 +89,35 @@ class PointEncoder:
                 text += f",signal_dbm={newest.signal_dbm}i"
             append(f"{text} {newest_ms}")
         return lines
+
+    def _position_line(self, aid: str, pos: Position) -> str:
+        key = self._position.get(aid)
+        if key is None:
+            key = self._position[aid] = series_key("position", {"asset": aid}) + " fix="
+        # Concatenation: cheaper than a list and a join for a handful of fields; the float
+        # formatting inline (what _f does) saves a call per field.
+        text = f'{key}"{pos.fix}"'
+        v = pos.hdop
+        if v is not None:
+            f = str(v)
+            text += ",hdop=" + (f[:-2] if f[-2:] == ".0" else f)
+        v = pos.heading_deg
+        if v is not None:
+            f = str(v)
+            text += ",heading_deg=" + (f[:-2] if f[-2:] == ".0" else f)
+        v = pos.lat
+        if v is not None:
+            f = str(v)
+            text += ",lat=" + (f[:-2] if f[-2:] == ".0" else f)
+        v = pos.lon
+        if v is not None:
+            f = str(v)
+            text += ",lon=" + (f[:-2] if f[-2:] == ".0" else f)
+        v = pos.speed_kmh
+        if v is not None:
+            f = str(v)
+            text += ",speed_kmh=" + (f[:-2] if f[-2:] == ".0" else f)
+        return text
 
     def _compartments(
         self, aid: str, sample: Sample, t: int, append: Callable[[str], None]

@@ -45,7 +45,7 @@ from coldchain.contract.telemetry import (
 )
 from coldchain.exceptions import TelemetryRejected
 
-__all__ = ["ParsedTelemetry", "field_path", "parse_telemetry"]
+__all__ = ["ParsedTelemetry", "field_path", "parse_accepted_whole", "parse_telemetry"]
 
 _STATE_FIELDS = frozenset(CompartmentState.model_fields)
 _POWER_FIELDS = frozenset(Power.model_fields)
@@ -109,6 +109,27 @@ def parse_telemetry(payload: bytes, device_id: str | None = None) -> ParsedTelem
     if type(message) is SingleMessage:
         return ParsedTelemetry(message.device_id, False, (message,), None, ())
     return _parsed(message, None, ())
+
+
+def parse_accepted_whole(payload: bytes) -> Sequence[Sample]:
+    """The samples of a payload ``parse_telemetry`` accepted whole (no rejection at all, the
+    message's samples all stored), read again with one strict validation: for such a payload
+    that is exactly what ``parse_telemetry`` returned (no duplicate key, no unit cut), without
+    its duplicate-key count or salvage. Only for such a payload: a repeated key is not looked
+    for here (pydantic keeps the last value). Raises ``TelemetryRejected`` (the first error's
+    reason code) if the payload does not validate strictly: it was not such a payload.
+    """
+    try:
+        message = _ADAPTER.validate_json(payload)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        reason, detail = reason_for(err["type"], err.get("input"), err["msg"])
+        raise TelemetryRejected(
+            reason, f"not a payload accepted whole: {detail}", device_id=None
+        ) from None
+    if type(message) is SingleMessage:
+        return (message,)
+    return message.samples  # type: ignore[union-attr]
 
 
 def _parsed(

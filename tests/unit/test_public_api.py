@@ -44,6 +44,7 @@ PINNED: dict[str, list[str]] = {
         "device_topic",
         "event_json_schema",
         "field_path",
+        "parse_accepted_whole",
         "parse_event",
         "parse_message",
         "parse_telemetry",

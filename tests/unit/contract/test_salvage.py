@@ -15,7 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coldchain.contract import REASONS, ParsedTelemetry, field_path, parse_telemetry
+from coldchain.contract import (
+    REASONS,
+    ParsedTelemetry,
+    field_path,
+    parse_accepted_whole,
+    parse_telemetry,
+)
 from coldchain.exceptions import TelemetryRejected
 from tests.unit.support import batch, dumps, sample, single
 
@@ -398,3 +404,31 @@ def test_a_false_alarm_of_the_byte_count_still_keeps_everything(
     monkeypatch.setattr(salvage, "has_duplicate_keys", lambda payload, message: True)
     parsed = parse(backlog(3))
     assert [s.seq for s in parsed.samples] == [0, 1, 2] and not parsed.rejected
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(json_ish, max_size=2), st.integers(0, 5), st.booleans())
+def test_a_payload_accepted_whole_reads_again_to_the_same_samples(
+    junk: list[Any], where: int, single_sample: bool
+) -> None:
+    """What a rules child process relies on (ingest.rules_child): ``parse_accepted_whole`` of a
+    payload ``parse_telemetry`` accepted whole gives exactly its samples."""
+    samples: list[Any] = [good(i) for i in range(5)]
+    samples[where:where] = junk
+    one = {"v": 1, "device_id": "dev-1", **good(7)}
+    payload = json.dumps(one if single_sample else batch(samples)).encode()
+    try:
+        parsed = parse(payload)
+    except TelemetryRejected:
+        return
+    if parsed.rejected:
+        return  # ingest sends the kept samples themselves for such a message
+    assert parsed.samples and list(parse_accepted_whole(payload)) == list(parsed.samples)
+
+
+def test_parse_accepted_whole_refuses_what_does_not_validate_strictly() -> None:
+    with pytest.raises(TelemetryRejected) as info:
+        parse_accepted_whole(json.dumps(batch([good(0), {"ts": "nope", "seq": 1}])).encode())
+    assert info.value.reason in REASONS
+    with pytest.raises(TelemetryRejected):
+        parse_accepted_whole(b"not json")

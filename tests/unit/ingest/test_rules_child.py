@@ -4,6 +4,7 @@ tests/integration/test_rules_subprocess.py)."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -62,6 +63,26 @@ def _accepted(n: int) -> tuple[list[Accepted], Any]:
 
 def _reader(fleet: Any, stage: _Recorder) -> _Reader:
     return _Reader(_Pipe(), stage, fleet, Settings(), _Journal(_Sender(_Pipe())))  # type: ignore[arg-type]
+
+
+def test_a_message_with_a_unit_rejected_crosses_as_its_kept_samples() -> None:
+    fleet = make_fleet(3)
+    now = int(time.time() * 1000)
+    encoder, limits = PointEncoder(fleet), Limits(300, 30 * 86400)
+    m = next(iter(SeededLoad(fleet, seed=5).messages(1, now - 60_000)))
+    body = json.loads(m.payload)
+    body["temps_c"]["zz-air"] = 4.0  # a probe the asset does not have: that value is dropped
+    d = Delivery(m.topic, json.dumps(body).encode(), 1, 1, now, 0)
+    processed = process_delivery(d, fleet, encoder, limits, 1 << 20)
+    assert [x.reason for x in processed.dead] == ["unknown_sensor"]
+    item = _work(processed, 100, d)
+    assert isinstance(item, Accepted) and item.payload == b""
+    kind, sent = _record(item)
+    assert kind == "i" and list(sent.samples) == list(processed.samples)
+    assert "zz-air" not in sent.samples[0].temps_c
+    clean = Delivery(m.topic, m.payload, 1, 2, now, 0)
+    whole = _work(process_delivery(clean, fleet, encoder, limits, 1 << 20), 101, clean)
+    assert isinstance(whole, Accepted) and whole.payload == m.payload  # accepted whole: raw
 
 
 def test_an_accepted_message_crosses_raw_and_is_validated_again_to_the_same_samples() -> None:
@@ -132,6 +153,12 @@ def test_a_message_that_no_longer_validates_becomes_a_recompute_of_its_asset() -
     stage.calls.clear()
     reader._handle([_record(gone)])
     assert stage.calls == [] and reader.received == 2 and reader.mismatched == 2
+    # A payload that is not one accepted whole (it never is: ingest sends those as samples).
+    bad = items[2]._replace(payload=b'{"v": 1, "device_id": 7}')
+    stage.calls.clear()
+    reader._handle([_record(bad)])
+    [(_, [item])] = stage.calls
+    assert isinstance(item, RecomputeRequest) and reader.mismatched == 3
 
 
 def test_take_with_spills_hands_over_every_spill_made_before_the_items_it_takes() -> None:
