@@ -21,8 +21,11 @@ __all__ = ["YOUNG_COLLECTION_EVERY", "settle_heap"]
 
 # Net container allocations between two young collections (CPython's default: 700). Garbage in
 # reference cycles, rare on this path, waits at most this long; everything else is freed by
-# reference counting as before.
-YOUNG_COLLECTION_EVERY = 10_000
+# reference counting as before. Above what one group commit holds alive at once (a group of the
+# default 2,000 messages: ~15 tracked objects each, its models, records and lines, ~30k), so a
+# drain does not collect in the middle of every group only to find all of it alive: at 10,000,
+# 8-9 % of a drain's time went to such collections (bench/ingest.py, issue 12).
+YOUNG_COLLECTION_EVERY = 50_000
 
 
 def settle_heap(young_collection_every: int = YOUNG_COLLECTION_EVERY) -> None:
