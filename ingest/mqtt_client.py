@@ -31,7 +31,9 @@ What changes, and why it is safe:
   packet entry (the ingest pipeline acknowledges every message, a group at a time).
 
 It overrides paho's ``ack`` and private ``_sock_recv``, ``_packet_queue``, ``_packet_write``
-and ``_handle_on_message`` (and reads ``_manual_ack``), pinned by the lock file;
+and ``_handle_on_message`` (and uses ``_manual_ack``, ``_in_packet``, ``_protocol``,
+``_in_callback_mutex``, ``_msgtime_mutex``, ``_last_bytes_received`` and ``_loop_rc_handle``),
+pinned by the lock file;
 tests/unit/ingest/test_mqtt_client.py fails if their shape changes.
 """
 

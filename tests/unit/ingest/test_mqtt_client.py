@@ -64,8 +64,15 @@ def test_the_paho_hooks_it_overrides_still_have_their_shape() -> None:
         "_sock",
         "_in_callback_mutex",
         "_manual_ack",
+        "_in_packet",
+        "_protocol",
+        "_msgtime_mutex",
+        "_last_bytes_received",
+        "_loop_rc_handle",
+        "_easy_log",
     ):
         assert hasattr(client, attr), attr
+    assert client._in_packet["command"] == 0  # "no packet half read", what the fast path checks
     assert client._on_message_filtered._root._children == {}  # the trie it checks for filters
 
 
