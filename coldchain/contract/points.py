@@ -18,6 +18,12 @@ from coldchain.lineprotocol import series_key
 __all__ = ["PointEncoder"]
 
 
+# A position's optional float fields in line protocol order (sorted keys), with their labels.
+_POSITION_FIELDS = tuple(
+    (name, f",{name}=") for name in ("hdop", "heading_deg", "lat", "lon", "speed_kmh")
+)
+
+
 def _f(value: float) -> str:
     text = str(value)
     return text[:-2] if text.endswith(".0") else text
@@ -97,26 +103,11 @@ class PointEncoder:
         # Concatenation: cheaper than a list and a join for a handful of fields; the float
         # formatting inline (what _f does) saves a call per field.
         text = f'{key}"{pos.fix}"'
-        v = pos.hdop
-        if v is not None:
-            f = str(v)
-            text += ",hdop=" + (f[:-2] if f[-2:] == ".0" else f)
-        v = pos.heading_deg
-        if v is not None:
-            f = str(v)
-            text += ",heading_deg=" + (f[:-2] if f[-2:] == ".0" else f)
-        v = pos.lat
-        if v is not None:
-            f = str(v)
-            text += ",lat=" + (f[:-2] if f[-2:] == ".0" else f)
-        v = pos.lon
-        if v is not None:
-            f = str(v)
-            text += ",lon=" + (f[:-2] if f[-2:] == ".0" else f)
-        v = pos.speed_kmh
-        if v is not None:
-            f = str(v)
-            text += ",speed_kmh=" + (f[:-2] if f[-2:] == ".0" else f)
+        for name, label in _POSITION_FIELDS:
+            v = getattr(pos, name)
+            if v is not None:
+                f = str(v)
+                text += label + (f[:-2] if f[-2:] == ".0" else f)
         return text
 
     def _compartments(
